@@ -1,0 +1,1 @@
+//! This node: rooted, safe file operations, backups, units, ssh keys, on-disk validation.

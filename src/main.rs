@@ -1,0 +1,36 @@
+//! The command line: one subcommand per file in `src/cli/`. Library code lives in the crate's
+//! lib (`machine_config_daemon`); this binary only parses arguments, prints and sets exit codes.
+//!
+//! Exit codes shared by every command: 0 success, 1 failure (rolled back where it applies),
+//! 2 bad input (nothing changed), 3 unreconcilable change (nothing changed).
+
+mod cli;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "machine-config-daemon", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Merge MachineConfigs into one rendered MachineConfig and print it.
+    Render(cli::render::Args),
+    /// Validate a node disruption policy or a MachineConfig.
+    Validate(cli::validate::Args),
+    /// Show what changing from one config to another would do, without doing it.
+    Plan(cli::plan::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Render(args) => cli::render::run(args),
+        Command::Validate(args) => cli::validate::run(args),
+        Command::Plan(args) => cli::plan::run(args),
+    }
+}

@@ -1,0 +1,161 @@
+//! The normalised machine configuration: what every Ignition version (3.0.0 to 3.5.0) and every
+//! MachineConfig is turned into before anything else looks at it.
+//!
+//! Fields that Ignition leaves unset stay `None` here, because rendering merges field by field and
+//! "unset" must not overwrite an earlier value. Contents are already decoded (data URL, gzip), so
+//! a file's compression travels with its contents by construction.
+
+use serde::{Deserialize, Serialize};
+
+/// The API version of MachineConfig objects.
+pub const MC_API_VERSION: &str = "machineconfiguration.openshift.io/v1";
+/// The kind of MachineConfig objects.
+pub const MC_KIND: &str = "MachineConfig";
+
+/// A MachineConfig: a name and what the node should look like.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MachineConfig {
+    /// `metadata.name`; empty when the input had none (a bare Ignition config).
+    pub name: String,
+    /// `metadata.labels`, kept for rendering (role ordering) and display.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub labels: std::collections::BTreeMap<String, String>,
+    pub spec: MachineConfigSpec,
+}
+
+/// `spec` of a MachineConfig.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MachineConfigSpec {
+    /// `spec.config`: the normalised Ignition config.
+    pub config: Config,
+    /// `spec.kernelArguments`, in order. Empty and absent are the same.
+    pub kernel_arguments: Vec<String>,
+    /// `spec.kernelType`: `default`, `realtime` or `64k-pages`. `None` when unset (means default).
+    pub kernel_type: Option<String>,
+    /// `spec.extensions`, in order.
+    pub extensions: Vec<String>,
+    /// `spec.fips`.
+    pub fips: bool,
+    /// `spec.osImageURL`; empty when unset.
+    pub os_image_url: String,
+}
+
+/// A normalised Ignition config.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Config {
+    /// The Ignition version the input declared (e.g. `3.2.0`); rendering emits its own.
+    pub version: String,
+    pub files: Vec<File>,
+    pub directories: Vec<Directory>,
+    pub links: Vec<Link>,
+    pub units: Vec<Unit>,
+    pub users: Vec<User>,
+    pub groups: Vec<Group>,
+    /// Ignition's own `kernelArguments` section (3.3.0+), kept only to refuse it when it changes.
+    pub ignition_kernel_arguments: Option<serde_json::Value>,
+    /// `storage.disks`, `storage.filesystems`, `storage.raid`, `storage.luks` exactly as written:
+    /// the daemon never acts on them, it only compares them to refuse changes (SPEC §4).
+    pub disks: Option<serde_json::Value>,
+    pub filesystems: Option<serde_json::Value>,
+    pub raid: Option<serde_json::Value>,
+    pub luks: Option<serde_json::Value>,
+}
+
+/// A user or group reference of a file, directory or link: by numeric id or by name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Owner {
+    Id(u32),
+    Name(String),
+}
+
+/// `storage.files[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct File {
+    /// Absolute path on the node.
+    pub path: String,
+    /// Decoded contents; `None` when the config gives no `contents` (an empty file is created).
+    pub contents: Option<Vec<u8>>,
+    /// Permission bits (0 to 0o7777); `None` means the default 0644 when written.
+    pub mode: Option<u32>,
+    pub user: Option<Owner>,
+    pub group: Option<Owner>,
+    /// `overwrite`; rendering sets `Some(true)` where it is unset.
+    pub overwrite: Option<bool>,
+    /// True when the file has a non-empty `append` list (refused by the daemon, SPEC §4).
+    pub has_append: bool,
+}
+
+impl File {
+    /// The mode to write when the config gives none.
+    pub const DEFAULT_MODE: u32 = 0o644;
+
+    /// The contents to write (empty when unset).
+    pub fn data(&self) -> &[u8] {
+        self.contents.as_deref().unwrap_or_default()
+    }
+
+    /// The mode to write.
+    pub fn effective_mode(&self) -> u32 {
+        self.mode.unwrap_or(Self::DEFAULT_MODE)
+    }
+}
+
+/// `storage.directories[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Directory {
+    pub path: String,
+    pub mode: Option<u32>,
+    pub user: Option<Owner>,
+    pub group: Option<Owner>,
+    pub overwrite: Option<bool>,
+}
+
+/// `storage.links[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Link {
+    pub path: String,
+    pub target: Option<String>,
+    pub hard: Option<bool>,
+    pub user: Option<Owner>,
+    pub group: Option<Owner>,
+    pub overwrite: Option<bool>,
+}
+
+/// `systemd.units[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Unit {
+    /// Unit name, e.g. `chronyd.service`.
+    pub name: String,
+    /// Unit file contents; `None` when the config only enables, masks or adds dropins.
+    pub contents: Option<String>,
+    pub enabled: Option<bool>,
+    pub mask: Option<bool>,
+    pub dropins: Vec<Dropin>,
+}
+
+/// `systemd.units[].dropins[]`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Dropin {
+    /// File name inside `<unit>.d/`, e.g. `10-override.conf`.
+    pub name: String,
+    /// `None` or empty: the dropin is removed.
+    pub contents: Option<String>,
+}
+
+/// `passwd.users[]`. Only `name`, `sshAuthorizedKeys` and `passwordHash` are applied; any other
+/// field is kept in `other_fields` (sorted names) so that reconcilability can refuse it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub ssh_authorized_keys: Vec<String>,
+    pub password_hash: Option<String>,
+    /// Names of other fields set (e.g. `uid`, `groups`), with their JSON values.
+    pub other_fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
+
+/// `passwd.groups[]`, kept as written: any change is refused.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Group {
+    pub name: String,
+    pub fields: std::collections::BTreeMap<String, serde_json::Value>,
+}
