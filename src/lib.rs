@@ -7,3 +7,4 @@
 pub mod host;
 pub mod model;
 pub mod plan;
+pub mod watch;
