@@ -1,0 +1,243 @@
+//! The standalone status: what `machine-config-daemon status` prints, written by the daemon to
+//! `<root>/run/machine-config-daemon/status.json` (atomically) after every change of state.
+//!
+//! It carries the same facts cluster mode reports through node annotations and the
+//! MachineConfigNode: current and desired config, state and reason, the last plan and its
+//! outcome, and MachineConfigNode-style conditions with their transition times.
+
+use super::state::{NodeState, clip_reason};
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+/// The status file, relative to the root.
+pub const STATUS_FILE: &str = "run/machine-config-daemon/status.json";
+
+/// The path of the status file under `root`.
+pub fn status_path(root: &Path) -> PathBuf {
+    root.join(STATUS_FILE)
+}
+
+/// Condition types, in the order the table shows them. The first six are the phases of an
+/// update; the rest are its finer steps.
+pub const PHASES: [&str; 6] = [
+    "Updated",
+    "UpdatePrepared",
+    "UpdateExecuted",
+    "UpdatePostActionComplete",
+    "UpdateComplete",
+    "Resumed",
+];
+/// The finer conditions (shown with `--wide`).
+pub const DETAILS: [&str; 8] = [
+    "UpdateCompatible",
+    "UpdateFilesAndOS",
+    "Cordoned",
+    "Drained",
+    "RebootedNode",
+    "ReloadedCRIO",
+    "Uncordoned",
+    "NodeDegraded",
+];
+
+/// `True`, `False` or `Unknown`, as Kubernetes conditions write it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionStatus {
+    True,
+    False,
+    Unknown,
+}
+
+/// One MachineConfigNode-style condition.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Condition {
+    #[serde(rename = "type")]
+    pub type_: String,
+    pub status: ConditionStatus,
+    /// RFC 3339, seconds.
+    pub last_transition_time: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// The whole status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Status {
+    /// The node's name (host name in standalone mode).
+    pub node: String,
+    pub pool: String,
+    pub current_config: String,
+    pub desired_config: String,
+    pub state: NodeState,
+    /// Empty when `Done`.
+    pub reason: String,
+    /// `Rebooting` while a reboot the daemon asked for is pending.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub post_config_action: Option<String>,
+    /// The last plan (the `plan` command's JSON), if an update ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_plan: Option<serde_json::Value>,
+    /// What became of the last plan: `applied`, `applied, reboot pending`, `failed: …`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_outcome: Option<String>,
+    pub conditions: Vec<Condition>,
+    /// When this status was written (RFC 3339).
+    pub updated: String,
+}
+
+/// RFC 3339 time, seconds precision.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+impl Status {
+    /// A status for a node that has not done anything yet.
+    pub fn new(node: &str, pool: &str, now: SystemTime) -> Self {
+        Status {
+            node: node.to_string(),
+            pool: pool.to_string(),
+            current_config: String::new(),
+            desired_config: String::new(),
+            state: NodeState::Done,
+            reason: String::new(),
+            post_config_action: None,
+            last_plan: None,
+            last_outcome: None,
+            conditions: Vec::new(),
+            updated: rfc3339(now),
+        }
+    }
+
+    /// Sets a condition; its transition time changes only when its status does.
+    pub fn set_condition(
+        &mut self,
+        type_: &str,
+        status: ConditionStatus,
+        reason: &str,
+        message: &str,
+        now: SystemTime,
+    ) {
+        let time = rfc3339(now);
+        match self.conditions.iter_mut().find(|c| c.type_ == type_) {
+            Some(c) => {
+                if c.status != status {
+                    c.last_transition_time = time;
+                }
+                c.status = status;
+                c.reason = reason.to_string();
+                c.message = message.to_string();
+            }
+            None => self.conditions.push(Condition {
+                type_: type_.to_string(),
+                status,
+                last_transition_time: time,
+                reason: reason.to_string(),
+                message: message.to_string(),
+            }),
+        }
+    }
+
+    /// The status of a condition (`Unknown` when never set).
+    pub fn condition(&self, type_: &str) -> ConditionStatus {
+        self.conditions
+            .iter()
+            .find(|c| c.type_ == type_)
+            .map(|c| c.status)
+            .unwrap_or(ConditionStatus::Unknown)
+    }
+
+    /// Sets state and reason (clipped to 2000 characters; empty when `Done`).
+    pub fn set_state(&mut self, state: NodeState, reason: &str) {
+        self.state = state;
+        self.reason = if state == NodeState::Done { String::new() } else { clip_reason(reason) };
+    }
+
+    /// Writes the status to `path` atomically (temporary file, fsync, rename).
+    pub fn write(&self, path: &Path) -> std::io::Result<()> {
+        let dir = path.parent().unwrap_or(Path::new("/"));
+        std::fs::create_dir_all(dir)?;
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        serde_json::to_writer_pretty(&mut tmp, self)?;
+        tmp.write_all(b"\n")?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
+
+    /// Reads a status file.
+    pub fn read(path: &Path) -> Result<Status, StatusReadError> {
+        let bytes = std::fs::read(path).map_err(|source| StatusReadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_json::from_slice(&bytes)
+            .map_err(|source| StatusReadError::Parse { path: path.to_path_buf(), source })
+    }
+
+    /// The table `status` prints, in the manner of `oc get machineconfignodes`.
+    pub fn table(&self, wide: bool) -> String {
+        let mut head: Vec<String> =
+            ["NAME", "POOLNAME", "DESIREDCONFIG", "CURRENTCONFIG"].map(String::from).to_vec();
+        let mut row = vec![
+            self.node.clone(),
+            self.pool.clone(),
+            dash(&self.desired_config),
+            dash(&self.current_config),
+        ];
+        let mut columns: Vec<&str> = PHASES.to_vec();
+        if wide {
+            columns.extend(DETAILS);
+        }
+        for c in columns {
+            head.push(column_name(c));
+            row.push(format!("{:?}", self.condition(c)));
+        }
+        head.push("STATE".into());
+        row.push(self.state.to_string());
+        head.push("REASON".into());
+        row.push(self.reason.replace('\n', " "));
+        let widths: Vec<usize> =
+            head.iter().zip(&row).map(|(h, r)| h.len().max(r.chars().count())).collect();
+        let line = |cells: &[String]| {
+            let mut s = String::new();
+            for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
+                if i + 1 == cells.len() {
+                    s.push_str(c);
+                } else {
+                    s.push_str(&format!("{c:<w$}   "));
+                }
+            }
+            s.trim_end().to_string()
+        };
+        format!("{}\n{}\n", line(&head), line(&row))
+    }
+}
+
+fn dash(s: &str) -> String {
+    if s.is_empty() { "-".into() } else { s.to_string() }
+}
+
+/// Column names as `oc get machineconfignodes` prints them.
+fn column_name(condition: &str) -> String {
+    match condition {
+        "UpdatePostActionComplete" => "UPDATEPOSTACTIONCOMPLETED".into(),
+        "UpdateComplete" => "UPDATECOMPLETED".into(),
+        "UpdateFilesAndOS" => "UPDATEDFILESANDOS".into(),
+        "Cordoned" => "CORDONEDNODE".into(),
+        "Drained" => "DRAINEDNODE".into(),
+        "Uncordoned" => "UNCORDONEDNODE".into(),
+        other => other.to_uppercase(),
+    }
+}
+
+/// Errors reading the status file.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusReadError {
+    #[error("cannot read status {}: {source} (is the daemon running with this --root?)", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot parse status {}: {source}", path.display())]
+    Parse { path: PathBuf, source: serde_json::Error },
+}
