@@ -24,6 +24,10 @@ enum Command {
     Validate(cli::validate::Args),
     /// Show what changing from one config to another would do, without doing it.
     Plan(cli::plan::Args),
+    /// Print the node's state as the running daemon last wrote it.
+    Status(cli::status::Args),
+    /// Create the force file: the daemon re-applies the current config and reboots.
+    Force(cli::force::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +36,7 @@ fn main() -> ExitCode {
         Command::Render(args) => cli::render::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Plan(args) => cli::plan::run(args),
+        Command::Status(args) => cli::status::run(args),
+        Command::Force(args) => cli::force::run(args),
     }
 }

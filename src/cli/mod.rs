@@ -1,7 +1,10 @@
 //! Subcommands. Each file owns one command: its `Args` (clap) and its `run`.
 
+pub mod force;
+pub mod logging;
 pub mod plan;
 pub mod render;
+pub mod status;
 pub mod validate;
 
 use std::process::ExitCode;

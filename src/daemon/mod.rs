@@ -5,3 +5,6 @@ pub mod metrics;
 pub mod notify;
 pub mod state;
 pub mod status;
+
+/// The force file (SPEC §7), as a path on the node.
+pub const FORCE_FILE: &str = "/run/machine-config-daemon-force";
