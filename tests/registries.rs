@@ -549,3 +549,62 @@ fn verdict_serialises_as_json_object() {
         serde_json::json!({"safe": false, "reasons": ["registries.conf removed"]})
     );
 }
+
+/// The registries.conf carried by one of examples/configs, decoded from its base64 data URL.
+fn example_registries_conf(name: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    let path = format!("{}/examples/configs/{name}", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let doc: serde_json::Value =
+        serde_saphyr::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let files = doc["spec"]["config"]["storage"]["files"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let file = files
+        .iter()
+        .find(|f| f["path"] == "/etc/containers/registries.conf")
+        .unwrap_or_else(|| panic!("{path}: no registries.conf"));
+    let source = file["contents"]["source"].as_str().unwrap_or_default();
+    let data = source
+        .strip_prefix("data:;base64,")
+        .unwrap_or_else(|| panic!("{path}: {source}"));
+    base64::engine::general_purpose::STANDARD
+        .decode(data)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+#[test]
+fn examples_agree_with_the_analysis() {
+    let base = example_registries_conf("base.yaml");
+    assert_eq!(
+        analyze(
+            Some(&base),
+            Some(&example_registries_conf("registries.yaml"))
+        ),
+        RegistriesVerdict {
+            safe: true,
+            reasons: vec![]
+        }
+    );
+    assert_eq!(
+        analyze(Some(&base), Some(&example_registries_conf("registries-unsafe.yaml"))),
+        RegistriesVerdict {
+            safe: false,
+            reasons: vec![
+                r#"registry "quay.io/openshift-release-dev/ocp-release": mirror "backup-mirror.example.com:5000/ocp4/openshift4" removed"#
+                    .to_string()
+            ],
+        }
+    );
+    // Every other example keeps base's registries.conf byte for byte.
+    for name in [
+        "chrony.yaml",
+        "sshkey.yaml",
+        "kargs.yaml",
+        "unreconcilable.yaml",
+        "gzip.yaml",
+    ] {
+        assert_eq!(example_registries_conf(name), base, "{name}");
+    }
+}
