@@ -31,7 +31,7 @@ pub struct MachineConfiguration {
 
 impl MachineConfiguration {
     /// The effective policy of this object: the defaults with its user policy merged over them.
-    pub fn effective(&self) -> Policy {
+    pub fn effective_policy(&self) -> Policy {
         super::effective(&self.policy)
     }
 }
