@@ -32,3 +32,33 @@ pub enum Format {
     Json,
     Yaml,
 }
+
+/// Prints every problem of `errors` (one `error: ...` line each) and returns the bad-input code.
+pub fn fail_load(errors: &machine_config_daemon::model::LoadErrors) -> ExitCode {
+    fail(EXIT_BAD_INPUT, errors.errors())
+}
+
+/// Prints each warning on its own line to stderr, prefixed with `warning: `.
+pub fn print_warnings<S: std::fmt::Display>(warnings: &[S]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}
+
+/// Prints `value` to stdout as pretty JSON or YAML (`Text` prints JSON) and returns success, or
+/// failure when it cannot be serialised.
+pub fn print_data(value: &serde_json::Value, format: Format) -> ExitCode {
+    let text = match format {
+        Format::Yaml => serde_saphyr::to_string(value).map_err(|e| e.to_string()),
+        Format::Json | Format::Text => serde_json::to_string_pretty(value)
+            .map(|s| s + "\n")
+            .map_err(|e| e.to_string()),
+    };
+    match text {
+        Ok(t) => {
+            print!("{t}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(EXIT_FAILED, [format!("cannot print the result: {e}")]),
+    }
+}
