@@ -62,3 +62,18 @@ pub fn print_data(value: &serde_json::Value, format: Format) -> ExitCode {
         Err(e) => fail(EXIT_FAILED, [format!("cannot print the result: {e}")]),
     }
 }
+
+/// Reads a MachineConfiguration file, validates its node disruption policy and returns the
+/// effective policy (cluster defaults merged with it). On failure, prints every problem and
+/// returns the bad-input exit code.
+pub fn load_policy(
+    path: &std::path::Path,
+) -> Result<machine_config_daemon::model::policy::Policy, ExitCode> {
+    use machine_config_daemon::model::policy;
+    let origin = path.display().to_string();
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(EXIT_BAD_INPUT, [format!("{origin}: cannot read: {e}")]))?;
+    let mc = policy::parse_machine_configuration(&bytes, &origin)
+        .map_err(|e| fail(EXIT_BAD_INPUT, e.errors()))?;
+    Ok(mc.effective_policy())
+}
