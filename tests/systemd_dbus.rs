@@ -99,8 +99,9 @@ async fn daemon_reload_makes_new_definition_active() {
     let unit = "mcd-test-version.service";
     let def = |v: u32| {
         format!(
-            "[Service]\nEnvironment=VERSION={v}\n\
-             ExecStart=/bin/sh -c 'echo $VERSION > /run/mcd-test/version; exec sleep infinity'\n"
+            // oneshot: the start job ends after ExecStart wrote the file.
+            "[Service]\nType=oneshot\nRemainAfterExit=yes\nEnvironment=VERSION={v}\n\
+             ExecStart=/bin/sh -c 'echo $VERSION > /run/mcd-test/version'\n"
         )
     };
     install_unit(&client, "/etc/systemd/system", unit, &def(1)).await;

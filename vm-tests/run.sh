@@ -70,9 +70,12 @@ build() {
     log "built in $(elapsed "$start") s"
 }
 
-# Prepares a fresh overlay of the root filesystem in $1 (merged at $1/root).
+# Prepares a fresh overlay of the root filesystem in $1 (merged at $1/root), replacing what a
+# previous (possibly interrupted) run left there.
 overlay_up() {
     local w=$1
+    if mountpoint -q "$w/root" 2>/dev/null; then umount "$w/root" || umount -l "$w/root"; fi
+    rm -rf "$w"
     mkdir -p "$w/upper" "$w/work" "$w/root" "$w/results"
     mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$w/upper,workdir=$w/work" "$w/root" \
         || die "overlay mount failed on $w"
@@ -94,16 +97,26 @@ nspawn_cmd() {
         "$@")
 }
 
+# What every guest gets on top of the image: the daemon on its packaged path and, once the
+# repository has it, its systemd unit (installed, not enabled: scenarios start it).
+guest_setup() {
+    local root=$1/root
+    ln -sf /mcd-bin/machine-config-daemon "$root/usr/bin/machine-config-daemon"
+    if [ -f "$REPO/systemd/machine-config-daemon.service" ]; then
+        install -m 0644 "$REPO/systemd/machine-config-daemon.service" "$root/etc/systemd/system/"
+    fi
+}
+
 # Runs one scenario; prints its line; returns 0 when it passed.
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
-    rm -rf "$w"
     overlay_up "$w"
     echo "$name" > "$w/results/scenario"
     install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
     mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
     ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
+    guest_setup "$w"
     start=$(date +%s.%N)
     boot=0 exits=""
     while :; do
@@ -147,8 +160,8 @@ mkdir -p "$RUN_DIR"
 
 if [ $SHELL_MODE = 1 ]; then
     w="$RUN_DIR/shell"
-    rm -rf "$w"
     overlay_up "$w"
+    guest_setup "$w"
     trap 'overlay_down "$w" 0' EXIT
     log "guest shell: login root (no password); binaries in /mcd-bin, scenarios in /mcd-vmtest"
     nspawn_cmd "$w" --boot --console=interactive

@@ -10,7 +10,7 @@ use super::{
 };
 use futures_util::StreamExt;
 use std::time::Duration;
-use tokio::sync::OnceCell;
+use tokio::sync::{Mutex, OnceCell};
 use tracing::{debug, info, warn};
 use zbus::OwnedObjectPath;
 use zbus::proxy::CacheProperties;
@@ -59,7 +59,17 @@ impl Default for SystemdOptions {
 /// The real [`ServiceManager`]: systemd over D-Bus.
 pub struct SystemdClient {
     options: SystemdOptions,
-    conn: OnceCell<zbus::Connection>,
+    link: OnceCell<Link>,
+}
+
+/// The connection to systemd, made once.
+struct Link {
+    manager: ManagerProxy<'static>,
+    /// `JobRemoved` signals since the connection was made. One stream for the client's life
+    /// (rather than one match rule per job) saves two bus round trips per job; signals of other
+    /// jobs are skipped by job path, which systemd never reuses within a boot. The lock also
+    /// makes this client run one job at a time, as the update flow's post actions are ordered.
+    jobs: Mutex<JobRemovedStream>,
 }
 
 impl SystemdClient {
@@ -67,14 +77,13 @@ impl SystemdClient {
     pub fn new(options: SystemdOptions) -> SystemdClient {
         SystemdClient {
             options,
-            conn: OnceCell::new(),
+            link: OnceCell::new(),
         }
     }
 
-    /// Connects (once) and subscribes to the manager's signals; later calls reuse it.
-    async fn manager(&self, op: Operation) -> Result<ManagerProxy<'static>, SystemdError> {
-        let conn = self
-            .conn
+    /// Connects (once), subscribes to the manager's signals; later calls reuse it.
+    async fn link(&self, op: Operation) -> Result<&Link, SystemdError> {
+        self.link
             .get_or_try_init(|| async {
                 let builder = match &self.options.bus {
                     Bus::System => zbus::connection::Builder::system(),
@@ -88,9 +97,10 @@ impl SystemdClient {
                         address: self.options.bus.describe(),
                         source,
                     })?;
-                let manager = ManagerProxy::new(&conn)
-                    .await
-                    .map_err(|e| SystemdError::from_dbus(op, "", e))?;
+                let map = |e| SystemdError::from_dbus(op, "", e);
+                let manager = ManagerProxy::new(&conn).await.map_err(map)?;
+                // Listen before anything can start a job of ours.
+                let jobs = manager.receive_job_removed().await.map_err(map)?;
                 // systemd sends JobRemoved only to clients that subscribed. This call is also
                 // the first one to reach PID 1, so it tells whether systemd is there at all.
                 manager.subscribe().await.map_err(|e| {
@@ -106,32 +116,35 @@ impl SystemdClient {
                     }
                 })?;
                 debug!(bus = %self.options.bus.describe(), "connected to systemd");
-                Ok::<_, SystemdError>(conn)
+                Ok::<_, SystemdError>(Link {
+                    manager,
+                    jobs: Mutex::new(jobs),
+                })
             })
-            .await?;
-        ManagerProxy::new(conn)
             .await
-            .map_err(|e| SystemdError::from_dbus(op, "", e))
     }
 
-    /// Starts a job with `start` and waits for its `JobRemoved`. The signal stream is opened
-    /// before the call so the job's end cannot be missed, whatever the order of reply and signal.
+    async fn manager(&self, op: Operation) -> Result<&ManagerProxy<'static>, SystemdError> {
+        Ok(&self.link(op).await?.manager)
+    }
+
+    /// Starts a job with `start` and waits for its `JobRemoved`. The signal stream was opened
+    /// before the call, so the job's end cannot be missed whatever the order of reply and signal.
     async fn run_job<F, Fut>(&self, op: Operation, unit: &str, start: F) -> Result<(), SystemdError>
     where
         F: FnOnce(ManagerProxy<'static>) -> Fut,
         Fut: std::future::Future<Output = zbus::Result<OwnedObjectPath>>,
     {
-        let manager = self.manager(op).await?;
-        let mut removed = manager
-            .receive_job_removed()
-            .await
-            .map_err(|e| SystemdError::from_dbus(op, unit, e))?;
-        let job = start(manager.clone())
+        let link = self.link(op).await?;
+        let mut removed = link.jobs.lock().await;
+        let job = start(link.manager.clone())
             .await
             .map_err(|e| SystemdError::from_dbus(op, unit, e))?;
         debug!(%op, unit, job = %job.as_str(), "job queued");
         let timeout = self.options.job_timeout;
-        let result = match tokio::time::timeout(timeout, wait_for_job(&mut removed, &job)).await {
+        let waited = tokio::time::timeout(timeout, wait_for_job(&mut removed, &job)).await;
+        drop(removed);
+        let result = match waited {
             Ok(Ok(result)) => result,
             Ok(Err(e)) => return Err(SystemdError::from_dbus(op, unit, e)),
             Err(_) => {
@@ -266,30 +279,13 @@ async fn wait_for_job(
 
 #[async_trait::async_trait]
 impl ServiceManager for SystemdClient {
+    /// No pre-check of `CanReload`: systemd refuses a unit without `ExecReload`
+    /// (`JobTypeNotApplicable`), a missing one (`NoSuchUnit`) and a masked one (`UnitMasked`)
+    /// before queueing a job, and [`SystemdError::from_dbus`] turns those into the clear errors,
+    /// so a successful reload costs one call and one signal.
     async fn reload_unit(&self, unit: &str) -> Result<(), SystemdError> {
-        let op = Operation::Reload;
-        // Check first, so the error says what is wrong rather than systemd's generic refusal.
-        let props = self.properties(op, unit).await?;
-        match props.load_state.as_str() {
-            "not-found" => {
-                return Err(SystemdError::NoSuchUnit {
-                    op,
-                    unit: unit.into(),
-                });
-            }
-            "masked" => {
-                return Err(SystemdError::Masked {
-                    op,
-                    unit: unit.into(),
-                });
-            }
-            _ => {}
-        }
-        if !props.can_reload {
-            return Err(SystemdError::CannotReload { unit: unit.into() });
-        }
         let name = unit.to_string();
-        self.run_job(op, unit, |m| async move {
+        self.run_job(Operation::Reload, unit, |m| async move {
             m.reload_unit(name, "replace".into()).await
         })
         .await
