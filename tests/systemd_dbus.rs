@@ -239,6 +239,35 @@ async fn missing_unit_is_a_clear_error() {
 
 #[tokio::test]
 #[ignore = "needs systemd as PID 1: run by vm-tests"]
+async fn masked_unit_is_a_clear_error() {
+    let client = guest_client();
+    let unit = "mcd-test-masked.service";
+    install_unit(
+        &client,
+        "/usr/lib/systemd/system",
+        unit,
+        "[Service]\nExecStart=/bin/sleep infinity\nExecReload=/bin/true\n",
+    )
+    .await;
+    client
+        .mask_unit_files(&[unit.to_string()])
+        .await
+        .expect("mask");
+    let err = client.restart_unit(unit).await.expect_err("masked");
+    assert_eq!(
+        err.to_string(),
+        "restart mcd-test-masked.service: unit is masked"
+    );
+    let err = client.reload_unit(unit).await.expect_err("masked");
+    assert_eq!(
+        err.to_string(),
+        "reload mcd-test-masked.service: unit is masked"
+    );
+    println!("error: {err}");
+}
+
+#[tokio::test]
+#[ignore = "needs systemd as PID 1: run by vm-tests"]
 async fn failing_restart_reports_result_and_hint() {
     let client = guest_client();
     let unit = "mcd-test-fail.service";
