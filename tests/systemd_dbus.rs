@@ -304,19 +304,20 @@ async fn failing_restart_reports_result_and_hint() {
 #[tokio::test]
 #[ignore = "needs systemd as PID 1: run by vm-tests"]
 async fn job_timeout_is_reported() {
-    assert_eq!(std::env::var("MCD_SYSTEMD_TESTS").as_deref(), Ok("1"));
-    let client = SystemdClient::new(SystemdOptions {
-        bus: Bus::System,
-        job_timeout: Duration::from_millis(500),
-    });
+    let setup = guest_client();
     let unit = "mcd-test-slow.service";
     install_unit(
-        &client,
+        &setup,
         "/etc/systemd/system",
         unit,
         "[Service]\nType=oneshot\nExecStart=/bin/sleep 30\n",
     )
     .await;
+    // Only the job under test gets the short timeout.
+    let client = SystemdClient::new(SystemdOptions {
+        bus: Bus::System,
+        job_timeout: Duration::from_millis(500),
+    });
     let started = Instant::now();
     let err = client.restart_unit(unit).await.expect_err("times out");
     assert!(started.elapsed() < Duration::from_secs(5));
