@@ -1,0 +1,26 @@
+#!/bin/bash
+# Runs inside the guest at every boot (mcd-vmtest.service): runs the scenario named in
+# /mcd-results/scenario with MCD_BOOT set to this boot's number, records the outcome in
+# /mcd-results/result, then powers off. A scenario that exits 100 has asked for a reboot: the
+# runner leaves the machine to it and the harness boots the guest again on the same overlay.
+R=/mcd-results
+state=/var/lib/mcd-vmtest
+mkdir -p "$state"
+boot=$(( $(cat "$state/boot" 2>/dev/null || echo 0) + 1 ))
+echo "$boot" > "$state/boot"
+scenario=$(cat "$R/scenario")
+export MCD_BOOT=$boot MCD_BIN=/mcd-bin MCD_RESULTS=$R MCD_SYSTEMD_TESTS=1 MCD_VMTEST=/mcd-vmtest
+echo "=== $scenario, boot $boot" >> "$R/log"
+bash "/mcd-vmtest/$scenario.sh" >> "$R/log" 2>&1
+rc=$?
+if [ "$rc" = 100 ]; then
+    echo "=== boot $boot: scenario asked for a reboot" >> "$R/log"
+    exit 0
+fi
+if [ "$rc" = 0 ]; then
+    echo pass > "$R/result"
+else
+    echo "fail: exit status $rc at boot $boot" > "$R/result"
+fi
+journalctl -b --no-pager -o short-monotonic > "$R/journal-boot$boot.txt" 2>&1 || true
+systemctl --no-block poweroff

@@ -1,0 +1,179 @@
+#!/bin/bash
+# vm-tests, container tier: each scenario boots a Debian guest with systemd as PID 1
+# (systemd-nspawn --boot) on a fresh overlay of a cached root filesystem, with this crate's
+# freshly built binaries bind-mounted at /mcd-bin, runs one scenario script inside it and reads
+# the result. See vm-tests/README.md.
+#
+# Usage: vm-tests/run.sh [--keep] [--no-build] [--shell] [SCENARIO...]
+#   SCENARIO  a script under vm-tests/ without .sh (scenarios/10-systemd-reload, bench/reload);
+#             a bare name means scenarios/NAME. Default: every scenarios/*.sh.
+#   --keep    keep each scenario's overlay, console log and journal under the run directory
+#   --no-build  use the binaries of the last build
+#   --shell   boot a guest on a fresh overlay with an interactive console (login: root, no
+#             password); `poweroff` (or Ctrl-] three times) leaves
+set -uo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO=$(dirname "$HERE")
+. "$HERE/lib/common.sh"
+. "$HERE/lib/rootfs.sh"
+
+KEEP=0 BUILD=1 SHELL_MODE=0 SCENARIOS=()
+for arg in "$@"; do
+    case "$arg" in
+    --keep) KEEP=1 ;;
+    --no-build) BUILD=0 ;;
+    --shell) SHELL_MODE=1 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    -*) die "unknown option $arg" ;;
+    */*) SCENARIOS+=("${arg%.sh}") ;;
+    *) SCENARIOS+=("scenarios/${arg%.sh}") ;;
+    esac
+done
+if [ ${#SCENARIOS[@]} -eq 0 ] && [ $SHELL_MODE = 0 ]; then
+    for f in "$HERE"/scenarios/*.sh; do
+        n=${f#"$HERE"/}
+        SCENARIOS+=("${n%.sh}")
+    done
+fi
+for s in "${SCENARIOS[@]}"; do
+    [ -f "$HERE/$s.sh" ] || die "no scenario $HERE/$s.sh"
+done
+
+[ "$(id -u)" = 0 ] || die "run as root (systemd-nspawn and overlay mounts need it)"
+ensure_cmd systemd-nspawn systemd-container mmdebstrap mmdebstrap
+
+SCENARIO_TIMEOUT=${MCD_VM_SCENARIO_TIMEOUT:-180}
+MAX_BOOTS=${MCD_VM_MAX_BOOTS:-4}
+TARGET=${CARGO_TARGET_DIR:-$REPO/target}
+RUN_DIR=${MCD_VM_RUN_DIR:-$TARGET/vm-tests/run}
+BIN="$TARGET/vm-tests/bin"
+
+# The daemon and the client's test binary, as the guest sees them in /mcd-bin.
+build() {
+    local start json
+    start=$(date +%s.%N)
+    log "building (cargo, ${MCD_VM_PROFILE:-debug})"
+    local prof=()
+    [ "${MCD_VM_PROFILE:-debug}" = release ] && prof=(--release)
+    mkdir -p "$TARGET/vm-tests"
+    local clog="$TARGET/vm-tests/cargo.log"
+    (cd "$REPO" && cargo build --quiet "${prof[@]}" --bin machine-config-daemon) 2> "$clog" \
+        || { cat "$clog" >&2; die "cargo build failed"; }
+    json=$(cd "$REPO" && cargo test --quiet "${prof[@]}" --no-run --test systemd_dbus --message-format=json 2>> "$clog") \
+        || { cat "$clog" >&2; die "cargo test --no-run failed"; }
+    mkdir -p "$BIN"
+    local exe
+    exe=$(echo "$json" | grep '"executable":"[^"]*systemd_dbus-' | tail -1 | sed 's/.*"executable":"\([^"]*\)".*/\1/')
+    [ -x "$exe" ] || die "test binary systemd_dbus not found"
+    install -m 0755 "$exe" "$BIN/systemd_dbus"
+    install -m 0755 "$TARGET/${MCD_VM_PROFILE:-debug}/machine-config-daemon" "$BIN/machine-config-daemon"
+    log "built in $(elapsed "$start") s"
+}
+
+# Prepares a fresh overlay of the root filesystem in $1 (merged at $1/root), replacing what a
+# previous (possibly interrupted) run left there.
+overlay_up() {
+    local w=$1
+    if mountpoint -q "$w/root" 2>/dev/null; then umount "$w/root" || umount -l "$w/root"; fi
+    rm -rf "$w"
+    mkdir -p "$w/upper" "$w/work" "$w/root" "$w/results"
+    mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$w/upper,workdir=$w/work" "$w/root" \
+        || die "overlay mount failed on $w"
+}
+
+# Unmounts the overlay of $1; deletes its files unless $2 is 1.
+overlay_down() {
+    umount "$1/root" 2>/dev/null || umount -l "$1/root" 2>/dev/null || true
+    [ "$2" = 1 ] || rm -rf "$1"
+}
+
+# systemd-nspawn with the guest's binds, as an argument list ($1: overlay directory).
+nspawn_cmd() {
+    local w=$1
+    shift
+    NSPAWN=(systemd-nspawn --quiet --register=no --keep-unit --private-network \
+        -D "$w/root" --machine="mcd-vmtest-$$" \
+        --bind-ro="$BIN:/mcd-bin" --bind-ro="$HERE:/mcd-vmtest" --bind="$w/results:/mcd-results" \
+        "$@")
+}
+
+# What every guest gets on top of the image: the daemon on its packaged path and, once the
+# repository has it, its systemd unit (installed, not enabled: scenarios start it).
+guest_setup() {
+    local root=$1/root
+    ln -sf /mcd-bin/machine-config-daemon "$root/usr/bin/machine-config-daemon"
+    if [ -f "$REPO/systemd/machine-config-daemon.service" ]; then
+        install -m 0644 "$REPO/systemd/machine-config-daemon.service" "$root/etc/systemd/system/"
+    fi
+}
+
+# Runs one scenario; prints its line; returns 0 when it passed.
+run_scenario() {
+    local name=$1 w start boot rc result
+    w="$RUN_DIR/${name//\//_}"
+    overlay_up "$w"
+    echo "$name" > "$w/results/scenario"
+    install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
+    mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
+    ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
+    guest_setup "$w"
+    start=$(date +%s.%N)
+    boot=0 exits=""
+    while :; do
+        boot=$((boot + 1))
+        nspawn_cmd "$w" --boot --console=read-only
+        timeout -k 10 "$SCENARIO_TIMEOUT" "${NSPAWN[@]}" >> "$w/console.log" 2>&1
+        rc=$?
+        exits="$exits${exits:+,}$rc"
+        # 133: the guest rebooted; follow it on the same overlay.
+        [ $rc = 133 ] && [ $boot -lt "$MAX_BOOTS" ] && continue
+        break
+    done
+    local secs
+    secs=$(elapsed "$start")
+    if [ -f "$w/results/result" ]; then
+        result=$(cat "$w/results/result")
+    elif [ $rc = 124 ]; then
+        result="fail: timed out after ${SCENARIO_TIMEOUT}s"
+    else
+        result="fail: no result (nspawn exit status $rc after $boot boot(s))"
+    fi
+    [ -f "$w/results/reason" ] && result="$result: $(head -c 600 "$w/results/reason")"
+    local ok=1
+    if [ "$result" = pass ]; then
+        printf 'PASS %-30s %6s s, %d boot(s), nspawn exit %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits"
+        ok=0
+    else
+        printf 'FAIL %-30s %6s s, %d boot(s), nspawn exit %s: %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits" "$result"
+        echo "     log: $w/results/log (kept)"
+    fi
+    [ -f "$w/results/report" ] && sed 's/^/     /' "$w/results/report"
+    # A failed scenario's files stay for reading.
+    if [ $ok = 0 ]; then overlay_down "$w" "$KEEP"; else overlay_down "$w" 1; fi
+    return $ok
+}
+
+[ $BUILD = 1 ] && build
+[ -x "$BIN/systemd_dbus" ] || die "no binaries in $BIN: run without --no-build"
+ROOTFS=$(rootfs_path) || exit 2
+mkdir -p "$RUN_DIR"
+
+if [ $SHELL_MODE = 1 ]; then
+    w="$RUN_DIR/shell"
+    overlay_up "$w"
+    guest_setup "$w"
+    trap 'overlay_down "$w" 0' EXIT
+    log "guest shell: login root (no password); binaries in /mcd-bin, scenarios in /mcd-vmtest"
+    nspawn_cmd "$w" --boot --console=interactive
+    "${NSPAWN[@]}"
+    exit $?
+fi
+
+passed=0 failed=0
+total_start=$(date +%s.%N)
+for s in "${SCENARIOS[@]}"; do
+    if run_scenario "$s"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+done
+log "scenarios took $(elapsed "$total_start") s"
+echo "$passed passed, $failed failed"
+[ $failed = 0 ]
