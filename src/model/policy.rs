@@ -36,11 +36,19 @@ pub struct ServiceRef {
 impl Action {
     /// A `Reload` of `service`.
     pub fn reload(service: &str) -> Self {
-        Action::Reload { reload: ServiceRef { service_name: service.to_string() } }
+        Action::Reload {
+            reload: ServiceRef {
+                service_name: service.to_string(),
+            },
+        }
     }
     /// A `Restart` of `service`.
     pub fn restart(service: &str) -> Self {
-        Action::Restart { restart: ServiceRef { service_name: service.to_string() } }
+        Action::Restart {
+            restart: ServiceRef {
+                service_name: service.to_string(),
+            },
+        }
     }
 }
 
