@@ -26,7 +26,7 @@ pub mod users;
 pub use manifest::{Kind, Manifest, Record};
 pub use ondisk::Mismatch;
 pub use root::Root;
-pub use txn::{ApplyOptions, ApplyReport, apply, recover};
+pub use txn::{ApplyOptions, ApplyReport, apply, recover, update};
 
 /// Errors of host operations. Each names the path (or step) it concerns.
 #[derive(Debug, thiserror::Error)]

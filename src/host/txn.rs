@@ -492,3 +492,19 @@ pub fn recover(root: &Root) -> Result<Option<String>, HostError> {
         journal.old.as_deref().unwrap_or("(no config)")
     )))
 }
+
+/// The whole one-shot update: recover an interrupted update, read the stored current config
+/// (none: first apply) and apply `new` over it.
+pub fn update(
+    root: &Root,
+    new: &MachineConfig,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, HostError> {
+    if !opts.dry_run {
+        if let Some(r) = recover(root)? {
+            tracing::warn!("{r}");
+        }
+    }
+    let current = super::state::read_current(root)?;
+    apply(root, current.as_ref().map(|c| &c.0), new, opts)
+}
