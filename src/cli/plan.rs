@@ -1,10 +1,178 @@
-//! The `plan` command.
+//! The `plan` command: what changing a node from one config to another would do, without doing
+//! anything. Text (default) prints a table of changes with the matched policy entry and actions,
+//! the notes, and ends with the final `actions: ...` line; `-o json|yaml` prints the plan object.
+//!
+//! Exit codes: 0 the change can be applied, 2 bad input, 3 unreconcilable (the plan is printed
+//! with the reason).
 
+use machine_config_daemon::model::{self, LoadErrors, MachineConfig, policy};
+use machine_config_daemon::plan::{self, Change, Plan, PlanOptions};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The current config: a MachineConfig file, or a directory rendered for --pool.
+    #[arg(long, value_name = "OLD")]
+    pub from: PathBuf,
+    /// The desired config: a MachineConfig file, or a directory rendered for --pool.
+    #[arg(long, value_name = "NEW")]
+    pub to: PathBuf,
+    /// A MachineConfiguration holding the node disruption policy; the cluster defaults apply
+    /// without it (and are merged with it).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The pool directories are rendered for.
+    #[arg(long, default_value = "worker")]
+    pub pool: String,
+    /// Plan as if the force file (/run/machine-config-daemon-force) were present.
+    #[arg(long)]
+    pub force: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: super::Format,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    super::fail(super::EXIT_FAILED, ["not implemented yet"])
+pub fn run(args: Args) -> ExitCode {
+    let mut errors: Option<LoadErrors> = None;
+    let mut load = |path: &Path| match model::load_config_arg(path, &args.pool) {
+        Ok((mc, warnings)) => {
+            super::print_warnings(&warnings);
+            Some(mc)
+        }
+        Err(e) => {
+            match &mut errors {
+                Some(all) => all.extend(e),
+                None => errors = Some(e),
+            }
+            None
+        }
+    };
+    let (old, new) = (load(&args.from), load(&args.to));
+    let policy = match &args.policy {
+        Some(path) => super::load_policy(path),
+        None => Ok(policy::defaults()),
+    };
+    if let Some(e) = &errors {
+        return super::fail_load(e);
+    }
+    let (Some(old), Some(new)) = (old, new) else {
+        return super::fail(super::EXIT_BAD_INPUT, ["no MachineConfig loaded"]);
+    };
+    let policy = match policy {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let plan = plan::plan(&old, &new, &policy, &PlanOptions { force: args.force });
+    let printed = match args.output {
+        super::Format::Text => {
+            print!("{}", render_text(&plan, &old, &new));
+            ExitCode::SUCCESS
+        }
+        format => match serde_json::to_value(&plan) {
+            Ok(v) => super::print_data(&v, format),
+            Err(e) => super::fail(super::EXIT_FAILED, [format!("cannot print the plan: {e}")]),
+        },
+    };
+    if plan.unreconcilable.is_some() {
+        ExitCode::from(super::EXIT_UNRECONCILABLE)
+    } else {
+        printed
+    }
+}
+
+/// The human form of a plan.
+fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String {
+    let name = |mc: &MachineConfig| {
+        if mc.name.is_empty() {
+            "(unnamed)".to_string()
+        } else {
+            mc.name.clone()
+        }
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "plan: {} -> {}", name(old), name(new));
+    if plan.changes.is_empty() {
+        let _ = writeln!(out, "no changes");
+    } else {
+        let rows: Vec<[String; 5]> = plan.changes.iter().map(row).collect();
+        let header = ["KIND", "CHANGE", "PATH/NAME", "MATCHED", "ACTIONS"].map(str::to_string);
+        let mut widths = [0usize; 4];
+        for r in std::iter::once(&header).chain(&rows) {
+            for (w, cell) in widths.iter_mut().zip(r.iter()) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let _ = writeln!(out);
+        for r in std::iter::once(&header).chain(&rows) {
+            let _ = writeln!(
+                out,
+                "{:w0$}  {:w1$}  {:w2$}  {:w3$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3],
+            );
+        }
+    }
+    let why: Vec<&Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.matched.is_none())
+        .collect();
+    if !why.is_empty() || !plan.notes.is_empty() {
+        let _ = writeln!(out, "\nnotes:");
+        for c in why {
+            let what = c
+                .path
+                .as_deref()
+                .or(c.name.as_deref())
+                .unwrap_or(c.kind.as_str());
+            let _ = writeln!(out, "  - {what}: {}", c.reason);
+        }
+        for n in &plan.notes {
+            let _ = writeln!(out, "  - {n}");
+        }
+    }
+    if let Some(reason) = &plan.unreconcilable {
+        let _ = writeln!(out, "\nunreconcilable: {reason}");
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let _ = writeln!(
+        out,
+        "\ndrain: {}  reboot: {}",
+        yes(plan.drain),
+        yes(plan.reboot)
+    );
+    let actions: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
+    let _ = writeln!(out, "actions: {}", actions.join(", "));
+    out
+}
+
+fn subject(c: &Change) -> String {
+    match (&c.path, &c.name) {
+        (Some(p), _) => p.clone(),
+        (None, Some(n)) => n.clone(),
+        (None, None) => match (&c.old, &c.new) {
+            (Some(o), Some(n)) => format!("{o} -> {n}"),
+            _ => String::new(),
+        },
+    }
+}
+
+fn row(c: &Change) -> [String; 5] {
+    let actions: Vec<String> = c.actions.iter().map(ToString::to_string).collect();
+    [
+        c.kind.as_str().to_string(),
+        c.change.as_str().to_string(),
+        subject(c),
+        c.matched.clone().unwrap_or_else(|| "-".into()),
+        actions.join(", "),
+    ]
 }

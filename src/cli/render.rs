@@ -1,10 +1,51 @@
-//! The `render` command.
+//! The `render` command: merge MachineConfigs (files or directories) into the rendered
+//! MachineConfig of a pool and print it as JSON (default) or YAML.
 
+use machine_config_daemon::model::{self, LoadErrors};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// The pool to render for (`worker`, `master` or a custom pool).
+    #[arg(long, default_value = "worker")]
+    pub pool: String,
+    /// MachineConfig files (JSON or YAML, a List, or a bare Ignition config) or directories of them.
+    #[arg(required = true, value_name = "FILE_OR_DIR")]
+    pub inputs: Vec<PathBuf>,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "json")]
+    pub output: super::Format,
+}
 
-pub fn run(_args: Args) -> ExitCode {
-    super::fail(super::EXIT_FAILED, ["not implemented yet"])
+pub fn run(args: Args) -> ExitCode {
+    if args.output == super::Format::Text {
+        return super::fail(
+            super::EXIT_BAD_INPUT,
+            ["render prints json or yaml (-o json|yaml)"],
+        );
+    }
+    let mut configs = Vec::new();
+    let mut errors: Option<LoadErrors> = None;
+    for input in &args.inputs {
+        match model::load_path(input) {
+            Ok(loaded) => {
+                super::print_warnings(&loaded.warnings);
+                configs.extend(loaded.configs);
+            }
+            Err(e) => match &mut errors {
+                Some(all) => all.extend(e),
+                None => errors = Some(e),
+            },
+        }
+    }
+    if let Some(e) = errors {
+        return super::fail_load(&e);
+    }
+    let rendered = match model::render::render(&args.pool, &configs) {
+        Ok(mc) => mc,
+        Err(e) => return super::fail(super::EXIT_BAD_INPUT, [e]),
+    };
+    let json = model::machine_config_to_json(&rendered);
+    super::print_data(&json, args.output)
 }

@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 pub const MC_API_VERSION: &str = "machineconfiguration.openshift.io/v1";
 /// The kind of MachineConfig objects.
 pub const MC_KIND: &str = "MachineConfig";
+/// The label that says which pool (role) a MachineConfig is for.
+pub const ROLE_LABEL: &str = "machineconfiguration.openshift.io/role";
 
 /// A MachineConfig: a name and what the node should look like.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -75,7 +77,8 @@ pub struct File {
     pub path: String,
     /// Decoded contents; `None` when the config gives no `contents` (an empty file is created).
     pub contents: Option<Vec<u8>>,
-    /// Permission bits (0 to 0o7777); `None` means the default 0644 when written.
+    /// Permission bits, 0 to 0o777: loading refuses anything above 0o777 (setuid, setgid and
+    /// sticky bits included, SPEC §4). `None` means the default 0644 when written.
     pub mode: Option<u32>,
     pub user: Option<Owner>,
     pub group: Option<Owner>,
@@ -83,6 +86,13 @@ pub struct File {
     pub overwrite: Option<bool>,
     /// True when the file has a non-empty `append` list (refused by the daemon, SPEC §4).
     pub has_append: bool,
+}
+
+impl MachineConfig {
+    /// The pool this config is labelled for (`machineconfiguration.openshift.io/role`), if any.
+    pub fn role(&self) -> Option<&str> {
+        self.labels.get(ROLE_LABEL).map(String::as_str)
+    }
 }
 
 impl File {

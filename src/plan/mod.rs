@@ -1,2 +1,151 @@
-//! Pure decisions: what changed between two configs, which actions the policy asks for, and
-//! whether the change can be applied at all.
+//! Pure decisions: what changed between two configs ([`diff`]), which actions the node disruption
+//! policy asks for ([`actions`]), whether the change can be applied at all ([`reconcile`]), and
+//! whether a registries.conf change is safe without a drain ([`registries`]).
+//!
+//! [`plan()`] ties them together into a [`Plan`]: the answer to "what would happen?", with one
+//! explained entry per change. Nothing here does I/O or reads the clock; the same inputs always
+//! give the same plan, byte for byte once serialised.
+//!
+//! About `Special`: it stays in [`Plan::actions`] under its API name, and it means "reload
+//! `crio.service`" (drained first unless the registries.conf change is safe). The executor treats
+//! it as that reload; the plan's notes say so.
+
+pub mod actions;
+pub mod diff;
+pub mod reconcile;
+pub mod registries;
+
+pub use diff::{ChangeKind, Diff, OsField};
+
+use crate::model::MachineConfig;
+use crate::model::policy::{Action, Policy};
+use serde::Serialize;
+
+/// Options of a plan that do not come from the two configs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// The force file (`/run/machine-config-daemon-force`, SPEC §7) is present: the whole config
+    /// is re-applied and the node reboots.
+    pub force: bool,
+}
+
+/// What kind of thing a [`Change`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum Subject {
+    #[serde(rename = "file")]
+    File,
+    #[serde(rename = "unit")]
+    Unit,
+    #[serde(rename = "sshkey")]
+    SshKey,
+    #[serde(rename = "kernelArguments")]
+    KernelArguments,
+    #[serde(rename = "kernelType")]
+    KernelType,
+    #[serde(rename = "extensions")]
+    Extensions,
+    #[serde(rename = "fips")]
+    Fips,
+    #[serde(rename = "osImageURL")]
+    OsImageUrl,
+}
+
+impl Subject {
+    /// The `kind` string of the JSON output.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Subject::File => "file",
+            Subject::Unit => "unit",
+            Subject::SshKey => "sshkey",
+            Subject::KernelArguments => "kernelArguments",
+            Subject::KernelType => "kernelType",
+            Subject::Extensions => "extensions",
+            Subject::Fips => "fips",
+            Subject::OsImageUrl => "osImageURL",
+        }
+    }
+
+    fn of_os(field: OsField) -> Subject {
+        match field {
+            OsField::KernelArguments => Subject::KernelArguments,
+            OsField::KernelType => Subject::KernelType,
+            OsField::Extensions => Subject::Extensions,
+            OsField::Fips => Subject::Fips,
+            OsField::OsImageUrl => Subject::OsImageUrl,
+        }
+    }
+}
+
+/// One change and how the policy judged it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub kind: Subject,
+    /// For files.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// For units (the unit name) and sshkey (`core`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub change: ChangeKind,
+    /// The policy path or unit name that matched (`sshkey` for the ssh key entry); `null` when
+    /// nothing matched or the field always reboots.
+    pub matched: Option<String>,
+    /// The actions this change asks for on its own.
+    pub actions: Vec<Action>,
+    /// Why: which entry matched, or why the change forces a reboot.
+    pub reason: String,
+    /// For OS fields: the old value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub old: Option<serde_json::Value>,
+    /// For OS fields: the new value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub new: Option<serde_json::Value>,
+}
+
+/// What changing a node from one config to another would do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// Name of the old (current) config.
+    pub from: String,
+    /// Name of the new (desired) config.
+    pub to: String,
+    /// The final ordered actions (API shape). `[None]` when nothing but writing is needed.
+    pub actions: Vec<Action>,
+    /// A drain (cordon, evict) precedes the change.
+    pub drain: bool,
+    /// The change ends in a reboot (`actions` is `[Reboot]`).
+    pub reboot: bool,
+    /// Files (by path), units (by name), the ssh key change, then OS fields.
+    pub changes: Vec<Change>,
+    /// Explanations that are not about one change (force file, DaemonReload insertion,
+    /// registries.conf verdict, `Special`).
+    pub notes: Vec<String>,
+    /// Why the change cannot be applied (SPEC §4), as `can't reconcile config A with B: ...`.
+    pub unreconcilable: Option<String>,
+    /// The raw comparison the plan was made from (not serialised): the files and units the
+    /// executor must write or remove.
+    #[serde(skip)]
+    pub diff: Diff,
+}
+
+/// Plans the change from `old` to `new` under `policy` (the effective policy, see
+/// [`crate::model::policy::effective`]). Pure: no I/O, no clock.
+pub fn plan(old: &MachineConfig, new: &MachineConfig, policy: &Policy, opts: &PlanOptions) -> Plan {
+    let diff = diff::diff(old, new);
+    let decision = actions::decide(&diff, old, new, policy, opts);
+    let unreconcilable = reconcile::check(old, new, &diff)
+        .err()
+        .map(|e| e.to_string());
+    let reboot = decision.actions == [Action::Reboot];
+    Plan {
+        from: old.name.clone(),
+        to: new.name.clone(),
+        actions: decision.actions,
+        drain: decision.drain,
+        reboot,
+        changes: decision.changes,
+        notes: decision.notes,
+        unreconcilable,
+        diff,
+    }
+}

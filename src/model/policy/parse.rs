@@ -1,0 +1,123 @@
+//! Reading a `MachineConfiguration` document (`operator.openshift.io/v1`) from JSON or YAML.
+//!
+//! The format is detected by content: a document whose first non-blank character is `{` is JSON,
+//! anything else is YAML. Only the node disruption policy is taken from the document
+//! (`spec.nodeDisruptionPolicy` and, if present, `status.nodeDisruptionPolicyStatus.clusterPolicies`);
+//! other fields (`logLevel`, `managementState`, ...) are ignored.
+
+use super::validate::{Rules, policy_from_value};
+use super::{Policy, PolicyError, PolicyErrors};
+use serde_json::Value;
+
+/// The API version of `MachineConfiguration` objects.
+pub const API_VERSION: &str = "operator.openshift.io/v1";
+/// The kind of `MachineConfiguration` objects.
+pub const KIND: &str = "MachineConfiguration";
+/// Field path of the user policy.
+pub const SPEC_FIELD: &str = "spec.nodeDisruptionPolicy";
+/// Field path of the effective policy in the status.
+pub const STATUS_FIELD: &str = "status.nodeDisruptionPolicyStatus.clusterPolicies";
+
+/// The parts of a `MachineConfiguration` this project uses.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct MachineConfiguration {
+    /// `metadata.name` (the cluster's object is named `cluster`), if given.
+    pub name: Option<String>,
+    /// `spec.nodeDisruptionPolicy`, validated (empty when absent).
+    pub policy: Policy,
+    /// `status.nodeDisruptionPolicyStatus.clusterPolicies`, validated, when present.
+    pub status: Option<Policy>,
+}
+
+impl MachineConfiguration {
+    /// The effective policy of this object: the defaults with its user policy merged over them.
+    pub fn effective_policy(&self) -> Policy {
+        super::effective(&self.policy)
+    }
+}
+
+/// Parses and validates a `MachineConfiguration` document. `origin` (a file name, `-`) names
+/// the document in errors about the document as a whole; errors about an entry name its field
+/// path (`spec.nodeDisruptionPolicy.files[2].actions[0]: ...`). Every violation is reported.
+pub fn parse_machine_configuration(
+    bytes: &[u8],
+    origin: &str,
+) -> Result<MachineConfiguration, PolicyErrors> {
+    let doc = parse_document(bytes, origin).map_err(|e| PolicyErrors(vec![e]))?;
+    let mut errors = Vec::new();
+    let Value::Object(top) = &doc else {
+        return Err(PolicyErrors(vec![PolicyError::new(
+            origin,
+            "expected a MachineConfiguration object (a mapping)",
+        )]));
+    };
+    match top.get("apiVersion").and_then(Value::as_str) {
+        Some(API_VERSION) => {}
+        Some(other) => errors.push(PolicyError::new(
+            "apiVersion",
+            format!("expected {API_VERSION:?}, found {other:?}"),
+        )),
+        None => errors.push(PolicyError::new(
+            "apiVersion",
+            format!("expected {API_VERSION:?}"),
+        )),
+    }
+    match top.get("kind").and_then(Value::as_str) {
+        Some(KIND) => {}
+        Some(other) => errors.push(PolicyError::new(
+            "kind",
+            format!("expected {KIND:?}, found {other:?}"),
+        )),
+        None => errors.push(PolicyError::new("kind", format!("expected {KIND:?}"))),
+    }
+    let name = top
+        .get("metadata")
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .map(str::to_string);
+
+    let spec = top
+        .get("spec")
+        .and_then(|s| s.get("nodeDisruptionPolicy"))
+        .unwrap_or(&Value::Null);
+    let policy = policy_from_value(spec, SPEC_FIELD, Rules::SPEC, &mut errors);
+
+    let status = top
+        .get("status")
+        .and_then(|s| s.get("nodeDisruptionPolicyStatus"))
+        .and_then(|s| s.get("clusterPolicies"))
+        .filter(|v| !v.is_null())
+        .map(|v| policy_from_value(v, STATUS_FIELD, Rules::STATUS, &mut errors));
+
+    PolicyErrors::result(errors)?;
+    Ok(MachineConfiguration {
+        name,
+        policy,
+        status,
+    })
+}
+
+/// Reads JSON or YAML (by content) into a generic value.
+fn parse_document(bytes: &[u8], origin: &str) -> Result<Value, PolicyError> {
+    let text = std::str::from_utf8(bytes)
+        .map_err(|e| PolicyError::new(origin, format!("not valid UTF-8: {e}")))?;
+    let text = text.trim_start_matches('\u{feff}');
+    if text.trim().is_empty() {
+        return Err(PolicyError::new(origin, "empty document"));
+    }
+    if text.trim_start().starts_with('{') {
+        serde_json::from_str(text)
+            .map_err(|e| PolicyError::new(origin, format!("invalid JSON: {e}")))
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            // The YAML parser's message may carry a multi-line source snippet; keep it on one line.
+            let msg = e.to_string();
+            let msg = msg
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .collect::<Vec<_>>();
+            PolicyError::new(origin, format!("invalid YAML: {}", msg.join(" ")))
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! Whether a change can be applied at all (SPEC §4, "What may be changed").
+//!
+//! This module owns the refusals. [`check`] compares two configs and lists every reason the
+//! change from the first to the second cannot be applied; [`config_problems`] checks one config
+//! alone (what `validate --config` reports, and what [`check`] applies to everything the change
+//! writes or removes).
+//!
+//! Decisions of ours, where SPEC leaves room:
+//! - **Paths.** Files may be written (or removed) under `/etc` and `/var`, and under `/opt` and
+//!   `/usr/local`, which on image-based hosts are links into `/var`: this pure check accepts those
+//!   two trees, and the host layer refuses the write when the tree is not such a link or when any
+//!   component resolves through a symlink out of the allowed trees. A path that is not absolute or
+//!   not clean (`..`, `.`, `//`, trailing `/`) is refused here.
+//! - **Removing ssh keys of `core`.** Removing the `core` user entry from `passwd.users` is
+//!   refused (the daemon never deletes that user). An explicit empty `sshAuthorizedKeys` list is
+//!   accepted: it is the administrator's stated intent, and it writes an empty key file; the plan
+//!   notes that `core` will have no key left.
+//! - **Links.** Adding a link or changing an existing one is refused; a link that only disappears
+//!   from the config is accepted and left on disk (the daemon never wrote it).
+//! - Only the files and units that the change touches are checked against the path and name
+//!   rules, so a config whose install-time content predates these rules can still be updated.
+
+use super::diff::{ChangeKind, Diff, OsField};
+use crate::model::policy::validate::check_policy_path;
+use crate::model::{Config, Directory, File, Group, Link, MachineConfig, Unit, User};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// The force file (SPEC §7): a config may not create it.
+pub const FORCE_FILE: &str = "/run/machine-config-daemon-force";
+/// Trees a config may write files into.
+pub const WRITABLE_TREES: [&str; 4] = ["/etc", "/var", "/opt", "/usr/local"];
+
+/// A change that cannot be applied, with every reason found.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("can't reconcile config {from} with {to}: {}", reasons.join("; "))]
+pub struct Unreconcilable {
+    pub from: String,
+    pub to: String,
+    pub reasons: Vec<String>,
+}
+
+/// Lists every reason the change from `old` to `new` (whose comparison is `diff`) cannot be
+/// applied.
+pub fn check(old: &MachineConfig, new: &MachineConfig, diff: &Diff) -> Result<(), Unreconcilable> {
+    let (oc, nc) = (&old.spec.config, &new.spec.config);
+    let mut reasons = Vec::new();
+
+    for (name, o, n) in [
+        ("storage.disks", &oc.disks, &nc.disks),
+        ("storage.filesystems", &oc.filesystems, &nc.filesystems),
+        ("storage.raid", &oc.raid, &nc.raid),
+        ("storage.luks", &oc.luks, &nc.luks),
+        (
+            "kernelArguments (the Ignition section)",
+            &oc.ignition_kernel_arguments,
+            &nc.ignition_kernel_arguments,
+        ),
+    ] {
+        if !section_eq(o, n) {
+            reasons.push(format!(
+                "{name} changed; it is only applied at install time"
+            ));
+        }
+    }
+    if sorted(&oc.directories, |d: &Directory| &d.path) != sorted(&nc.directories, |d| &d.path) {
+        reasons.push("storage.directories changed; it is only applied at install time".into());
+    }
+    links(oc, nc, &mut reasons);
+    if sorted(&oc.groups, |g: &Group| &g.name) != sorted(&nc.groups, |g| &g.name) {
+        reasons.push("passwd.groups changed; groups are only applied at install time".into());
+    }
+    users(oc, nc, &mut reasons);
+
+    // Files and units the change touches.
+    let new_files = last_by(&nc.files, |f: &File| &f.path);
+    for fc in &diff.files {
+        match (fc.change, new_files.get(fc.path.as_str())) {
+            (ChangeKind::Removed, _) | (_, None) => reasons.extend(path_problems(&fc.path)),
+            (_, Some(f)) => reasons.extend(file_problems(f)),
+        }
+    }
+    let new_units = last_by(&nc.units, |u: &Unit| &u.name);
+    for uc in &diff.units {
+        match new_units.get(uc.name.as_str()) {
+            Some(u) => reasons.extend(unit_problems(u)),
+            None => reasons.extend(unit_name_problem(&uc.name)),
+        }
+    }
+    for os in &diff.os {
+        if os.field == OsField::Fips {
+            reasons.push(format!(
+                "fips changed from {} to {}; FIPS mode can only be set at install time",
+                os.old, os.new
+            ));
+        }
+    }
+    reasons.extend(kernel_problem(new));
+
+    if reasons.is_empty() {
+        Ok(())
+    } else {
+        Err(Unreconcilable {
+            from: old.name.clone(),
+            to: new.name.clone(),
+            reasons,
+        })
+    }
+}
+
+/// Problems of one config on its own: file paths (absolute, clean, allowed trees, not the force
+/// file), `append`, unit and dropin names, and `kernel-devel` with a non-default kernel.
+pub fn config_problems(config: &MachineConfig) -> Vec<String> {
+    let c = &config.spec.config;
+    let mut out: Vec<String> = c.files.iter().flat_map(file_problems).collect();
+    out.extend(c.units.iter().flat_map(unit_problems));
+    out.extend(kernel_problem(config));
+    out
+}
+
+fn section_eq(a: &Option<Value>, b: &Option<Value>) -> bool {
+    let empty = |v: &Option<Value>| match v {
+        None | Some(Value::Null) => true,
+        Some(Value::Array(a)) => a.is_empty(),
+        Some(Value::Object(o)) => o.is_empty(),
+        _ => false,
+    };
+    (empty(a) && empty(b)) || a == b
+}
+
+fn sorted<'a, T: PartialEq>(items: &'a [T], key: impl Fn(&T) -> &String) -> Vec<&'a T> {
+    let mut v: Vec<&T> = items.iter().collect();
+    v.sort_by(|a, b| key(a).cmp(key(b)));
+    v
+}
+
+fn last_by<'a, T>(items: &'a [T], key: impl Fn(&T) -> &String) -> BTreeMap<&'a str, &'a T> {
+    items
+        .iter()
+        .map(|i| (key(i).as_str(), i))
+        .collect::<Vec<_>>()
+        .into_iter()
+        .collect()
+}
+
+fn links(oc: &Config, nc: &Config, reasons: &mut Vec<String>) {
+    let old = last_by(&oc.links, |l: &Link| &l.path);
+    for (path, link) in last_by(&nc.links, |l: &Link| &l.path) {
+        match old.get(path) {
+            None => reasons.push(format!(
+                "storage.links: adding link {path} is not supported"
+            )),
+            Some(o) if *o != link => reasons.push(format!(
+                "storage.links: changing link {path} is not supported"
+            )),
+            _ => {}
+        }
+    }
+}
+
+fn users(oc: &Config, nc: &Config, reasons: &mut Vec<String>) {
+    let old = last_by(&oc.users, |u: &User| &u.name);
+    let new = last_by(&nc.users, |u: &User| &u.name);
+    let mut names: Vec<&str> = old.keys().chain(new.keys()).copied().collect();
+    names.sort_unstable();
+    names.dedup();
+    for name in names {
+        let (o, n) = (old.get(name), new.get(name));
+        if o == n {
+            continue;
+        }
+        if name != "core" {
+            let what = match (o, n) {
+                (None, _) => "added",
+                (_, None) => "removed",
+                _ => "changed",
+            };
+            reasons.push(format!(
+                "passwd.users: user {name:?} {what}; only the ssh keys and password hash of core may change"
+            ));
+            continue;
+        }
+        match n {
+            None => reasons.push("passwd.users: user core may not be removed".into()),
+            Some(n) if !n.other_fields.is_empty() => {
+                let fields: Vec<&str> = n.other_fields.keys().map(String::as_str).collect();
+                reasons.push(format!(
+                    "passwd.users: core may only set sshAuthorizedKeys and passwordHash, not {}",
+                    fields.join(", ")
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+/// Path rules shared by files written and files removed.
+fn path_problems(path: &str) -> Option<String> {
+    if let Err(why) = check_policy_path(path) {
+        return Some(format!("storage.files: {why}"));
+    }
+    if path == FORCE_FILE {
+        return Some(format!(
+            "storage.files: {FORCE_FILE} is the force file and may not be written by a config"
+        ));
+    }
+    let allowed = WRITABLE_TREES.iter().any(|t| {
+        path.strip_prefix(t)
+            .is_some_and(|rest| rest.starts_with('/'))
+    });
+    if !allowed {
+        return Some(format!(
+            "storage.files: {path} is outside the writable trees ({})",
+            WRITABLE_TREES.join(", ")
+        ));
+    }
+    None
+}
+
+fn file_problems(f: &File) -> Vec<String> {
+    let mut out: Vec<String> = path_problems(&f.path).into_iter().collect();
+    if f.has_append {
+        out.push(format!(
+            "storage.files: {}: append is not supported",
+            f.path
+        ));
+    }
+    out
+}
+
+fn unit_name_problem(name: &str) -> Option<String> {
+    let bad = name.is_empty() || name.contains('/') || name == "." || name == "..";
+    bad.then(|| format!("systemd.units: {name:?} is not a valid unit file name"))
+}
+
+fn unit_problems(u: &Unit) -> Vec<String> {
+    let mut out: Vec<String> = unit_name_problem(&u.name).into_iter().collect();
+    for d in &u.dropins {
+        if d.name.is_empty() || d.name.contains('/') || d.name == "." || d.name == ".." {
+            out.push(format!(
+                "systemd.units: {}: {:?} is not a valid dropin file name",
+                u.name, d.name
+            ));
+        }
+    }
+    out
+}
+
+fn kernel_problem(config: &MachineConfig) -> Option<String> {
+    let kt = config.spec.kernel_type.as_deref().unwrap_or("default");
+    let devel = config.spec.extensions.iter().any(|e| e == "kernel-devel");
+    (devel && !kt.is_empty() && kt != "default")
+        .then(|| format!("extension kernel-devel is not supported with kernelType {kt}"))
+}
