@@ -34,7 +34,10 @@ pub fn decode(data: &[u8]) -> Result<MachineConfig, HostError> {
         .map_err(|e| bad(e.to_string()))?;
     let mut configs = loaded.configs;
     if configs.len() != 1 {
-        return Err(bad(format!("{} MachineConfigs instead of one", configs.len())));
+        return Err(bad(format!(
+            "{} MachineConfigs instead of one",
+            configs.len()
+        )));
     }
     Ok(configs.remove(0))
 }
