@@ -79,10 +79,14 @@ impl Manifest {
     }
 }
 
-fn record(kind: Kind, data: &[u8], mode: u32, uid: u32, gid: u32) -> Record {
+fn record(hash: bool, kind: Kind, data: &[u8], mode: u32, uid: u32, gid: u32) -> Record {
     Record {
         kind,
-        sha256: Sha256::digest(data).into(),
+        sha256: if hash {
+            Sha256::digest(data).into()
+        } else {
+            [0; 32]
+        },
         size: data.len() as u64,
         mode,
         uid,
@@ -95,6 +99,16 @@ fn record(kind: Kind, data: &[u8], mode: u32, uid: u32, gid: u32) -> Record {
 pub fn desired<'a>(
     config: &'a MachineConfig,
     owners: &Owners,
+) -> Result<Vec<Desired<'a>>, HostError> {
+    desired_with(config, owners, true)
+}
+
+/// [`desired`], with the SHA-256 of the records left zero when `hash` is false (an update
+/// compares the contents themselves and needs no digest).
+pub fn desired_with<'a>(
+    config: &'a MachineConfig,
+    owners: &Owners,
+    hash: bool,
 ) -> Result<Vec<Desired<'a>>, HostError> {
     let mut out: BTreeMap<String, Desired<'a>> = BTreeMap::new();
     let c = &config.spec.config;
@@ -125,7 +139,7 @@ pub fn desired<'a>(
         let d = Desired {
             path: f.path.clone(),
             tree: Tree::Etc,
-            record: record(Kind::File, data, mode, uid, gid),
+            record: record(hash, Kind::File, data, mode, uid, gid),
             data: Cow::Borrowed(data),
         };
         out.insert(f.path.clone(), d);
@@ -147,7 +161,7 @@ pub fn desired<'a>(
             let d = Desired {
                 path: path.clone(),
                 tree: Tree::Etc,
-                record: record(kind, data, 0o644, 0, 0),
+                record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
             out.insert(path.clone(), d);
@@ -164,7 +178,7 @@ pub fn desired<'a>(
             let e = Desired {
                 path: dpath.clone(),
                 tree: Tree::Etc,
-                record: record(kind, data, 0o644, 0, 0),
+                record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
             out.insert(dpath, e);
@@ -185,7 +199,7 @@ pub fn desired<'a>(
             let d = Desired {
                 path: SSH_KEYS_PATH.to_string(),
                 tree: Tree::Home { uid, gid },
-                record: record(Kind::File, &data, 0o600, uid, gid),
+                record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
             };
             out.insert(SSH_KEYS_PATH.to_string(), d);

@@ -159,21 +159,15 @@ fn check_file(root: &Root, path: &str, tree: Tree, rec: &Record) -> Result<(), M
         }
     };
     compare(path, expected, st.st_mode, rec, st.st_size as u64)?;
-    let mut h = Sha256::new();
-    let mut buf = [0u8; 16384];
-    loop {
-        match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) => {
-                return Err(Mismatch::Read {
-                    path: path.to_string(),
-                    error: e.to_string(),
-                });
-            }
-        }
+    // The size matched: read exactly that much (one read for small files), hash it.
+    let mut data = vec![0u8; rec.size as usize];
+    if let Err(e) = file.read_exact(&mut data) {
+        return Err(Mismatch::Read {
+            path: path.to_string(),
+            error: e.to_string(),
+        });
     }
-    if h.finalize().as_slice() != rec.sha256 {
+    if Sha256::digest(&data).as_slice() != rec.sha256 {
         return Err(Mismatch::Content(path.to_string()));
     }
     Ok(())

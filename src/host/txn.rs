@@ -21,7 +21,7 @@
 //! apply then redoes the update. A failing step rolls back the same way, and the error names it.
 
 use super::backup::{never_delete, noorig_path, orig_path};
-use super::manifest::{Desired, Kind, Manifest, Record, desired};
+use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
 use super::root::{Entry, Probe, Root, Tree};
 use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
@@ -29,7 +29,7 @@ use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
-use sha2::Digest;
+use std::collections::BTreeMap;
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -157,7 +157,8 @@ fn copy(root: &Root, from: &str, ft: Tree, to: &str, tt: Tree) -> Result<(), Hos
     }
 }
 
-fn matches_disk(disk: &Entry, r: &Record) -> bool {
+fn matches_disk(disk: &Entry, d: &Desired<'_>) -> bool {
+    let r = &d.record;
     match (r.kind, disk) {
         (
             Kind::File,
@@ -167,13 +168,7 @@ fn matches_disk(disk: &Entry, r: &Record) -> bool {
                 uid,
                 gid,
             },
-        ) => {
-            *mode == r.mode
-                && *uid == r.uid
-                && *gid == r.gid
-                && data.len() as u64 == r.size
-                && sha2::Sha256::digest(data).as_slice() == r.sha256
-        }
+        ) => *mode == r.mode && *uid == r.uid && *gid == r.gid && data[..] == d.data[..],
         (Kind::MaskLink, Entry::Symlink { target }) => target == "/dev/null",
         (Kind::Absent, Entry::Absent) => true,
         (Kind::Unmasked, Entry::Symlink { target }) => target != "/dev/null",
@@ -182,10 +177,17 @@ fn matches_disk(disk: &Entry, r: &Record) -> bool {
     }
 }
 
+/// The same path in two configs asks for the same thing (contents compared, not digests).
+fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
+    let (x, y) = (&a.record, &b.record);
+    (x.kind, x.mode, x.uid, x.gid, a.tree) == (y.kind, y.mode, y.uid, y.gid, b.tree)
+        && a.data[..] == b.data[..]
+}
+
 fn plan_steps<'a>(
     root: &Root,
     old: Option<&MachineConfig>,
-    old_manifest: &Manifest,
+    old_desired: &BTreeMap<&str, &Desired<'_>>,
     new_desired: &'a [Desired<'a>],
     new_bytes: Vec<u8>,
     new: &MachineConfig,
@@ -194,8 +196,8 @@ fn plan_steps<'a>(
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
     for d in new_desired {
-        let old_rec = old_manifest.get(&d.path);
-        if !opts.force && old_rec == Some(&d.record) {
+        let old_d = old_desired.get(d.path.as_str());
+        if !opts.force && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
         let disk = root.read(&d.path, d.tree)?;
@@ -205,7 +207,7 @@ fn plan_steps<'a>(
                 "is a directory or a special file",
             ));
         }
-        if old_rec.is_none()
+        if old_d.is_none()
             && root.probe(&orig_path(&d.path), Tree::Etc)? == Probe::Absent
             && root.probe(&noorig_path(&d.path), Tree::Etc)? == Probe::Absent
         {
@@ -214,7 +216,7 @@ fn plan_steps<'a>(
                 _ => Step::Backup(d.path.clone(), d.tree),
             });
         }
-        if opts.force || !matches_disk(&disk, &d.record) {
+        if opts.force || !matches_disk(&disk, d) {
             if opts.dry_run && d.record.kind == Kind::File {
                 let (o, m) = match disk {
                     Entry::File { data, mode, .. } => (Some(data), Some(mode)),
@@ -233,31 +235,34 @@ fn plan_steps<'a>(
     }
     let new_paths: std::collections::HashSet<&str> =
         new_desired.iter().map(|d| d.path.as_str()).collect();
-    for (path, (_, tree)) in &old_manifest.records {
-        if new_paths.contains(path.as_str()) {
+    for (path, od) in old_desired {
+        let (path, tree) = (*path, &od.tree);
+        if new_paths.contains(path) {
             continue;
         }
         if never_delete(path) {
-            report.kept.push(path.clone());
+            report.kept.push(path.to_string());
             continue;
         }
         if root.probe(&orig_path(path), Tree::Etc)? != Probe::Absent {
-            steps.push(Step::Restore(path.clone(), *tree));
+            steps.push(Step::Restore(path.to_string(), *tree));
         } else {
             let stamp = root.probe(&noorig_path(path), Tree::Etc)? != Probe::Absent;
             if stamp || root.probe(path, *tree)? != Probe::Absent {
-                steps.push(Step::Delete(path.clone(), *tree, stamp));
+                steps.push(Step::Delete(path.to_string(), *tree, stamp));
             }
         }
     }
     if let Some(h) = password_change(old, new) {
         steps.push(Step::Password(h));
     }
-    let current = match root.read(CURRENT_CONFIG, Tree::Etc)? {
-        Entry::File { data, .. } => Some(data),
-        _ => None,
-    };
-    if current.as_deref() != Some(new_bytes.as_slice()) || !steps.is_empty() {
+    // The stored config is read back only when nothing else changes (it is rewritten anyway).
+    let stale = !steps.is_empty()
+        || match root.read(CURRENT_CONFIG, Tree::Etc)? {
+            Entry::File { data, .. } => data != new_bytes,
+            _ => true,
+        };
+    if stale {
         steps.push(Step::CurrentConfig(new_bytes));
     }
     Ok(steps)
@@ -289,12 +294,14 @@ pub fn apply(
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, HostError> {
     let owners = Owners::load(root)?;
-    let new_desired = desired(new, &owners)?;
+    let new_desired = desired_with(new, &owners, false)?;
     super::manifest::preflight(root, &new_desired)?;
-    let old_manifest = match old {
-        Some(o) => Manifest::build(o, &owners)?,
-        None => Manifest::default(),
+    let old_list = match old {
+        Some(o) => desired_with(o, &owners, false)?,
+        None => Vec::new(),
     };
+    let old_desired: BTreeMap<&str, &Desired<'_>> =
+        old_list.iter().map(|d| (d.path.as_str(), d)).collect();
     let mut report = ApplyReport {
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
@@ -302,7 +309,7 @@ pub fn apply(
     let steps = plan_steps(
         root,
         old,
-        &old_manifest,
+        &old_desired,
         &new_desired,
         encode(new),
         new,
