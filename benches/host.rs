@@ -98,7 +98,10 @@ fn main() {
             t.elapsed()
         })
         .collect();
-    stats("  of which: encode currentconfig (MachineConfig JSON)", runs);
+    stats(
+        "  of which: encode currentconfig (MachineConfig JSON)",
+        runs,
+    );
 
     let mut runs = Vec::new();
     for i in 0..20 {

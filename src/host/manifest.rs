@@ -184,8 +184,10 @@ pub fn desired_with<'a>(
             out.insert(dpath, e);
         }
     }
-    if let Some(core) = c.users.iter().find(|u| u.name == "core") {
-        if !core.ssh_authorized_keys.is_empty() {
+    if let Some(core) = c.users.iter().find(|u| u.name == "core")
+        && !core.ssh_authorized_keys.is_empty()
+    {
+        {
             let (uid, gid) = owners.user("core").ok_or_else(|| HostError::Owner {
                 path: SSH_KEYS_PATH.to_string(),
                 reason: "user \"core\" is not in the node's /etc/passwd".to_string(),
@@ -221,17 +223,20 @@ pub fn check_tree(path: &str) -> Result<(), HostError> {
             "only paths under /etc and /var may be written",
         ));
     }
-    if let Some(rest) = path.strip_prefix(super::state::STATE_DIR) {
-        if ["/orig/", "/noorig/", "/staging/"]
+    let reserved = |rest: &str| {
+        ["/orig/", "/noorig/", "/staging/"]
             .iter()
             .any(|p| rest.starts_with(p))
             || ["/currentconfig", "/journal"].contains(&rest)
-        {
-            return Err(HostError::refused(
-                path,
-                "reserved for the daemon's own state",
-            ));
-        }
+    };
+    if path
+        .strip_prefix(super::state::STATE_DIR)
+        .is_some_and(reserved)
+    {
+        return Err(HostError::refused(
+            path,
+            "reserved for the daemon's own state",
+        ));
     }
     Ok(())
 }

@@ -20,10 +20,10 @@ impl Owners {
         let mut o = Owners::default();
         if let Entry::File { data, .. } = root.read("/etc/passwd", Tree::Etc)? {
             for f in fields(&data) {
-                if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3)) {
-                    if let (Ok(u), Ok(g)) = (uid.parse(), gid.parse()) {
-                        o.users.insert(name.to_string(), (u, g));
-                    }
+                if let (Some(name), Some(uid), Some(gid)) = (f.first(), f.get(2), f.get(3))
+                    && let (Ok(u), Ok(g)) = (uid.parse(), gid.parse())
+                {
+                    o.users.insert(name.to_string(), (u, g));
                 }
             }
         }

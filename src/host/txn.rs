@@ -184,6 +184,7 @@ fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
         && a.data[..] == b.data[..]
 }
 
+#[allow(clippy::too_many_arguments)]
 fn plan_steps<'a>(
     root: &Root,
     old: Option<&MachineConfig>,
@@ -403,18 +404,19 @@ fn run_steps(
         })()
         .map_err(tag(&name))?;
     }
-    (|| {
+    let commit = || {
         failpoint!("host::after_currentconfig");
         root.remove(JOURNAL, Tree::Etc)
-    })()
-    .map_err(tag("commit (remove the journal)"))?;
+    };
+    commit().map_err(tag("commit (remove the journal)"))?;
     // Committed: a crash from here on keeps the new config.
-    (|| {
+    let after_commit = || -> Result<(), HostError> {
         failpoint!("host::after_commit");
         Ok(())
-    })()
-    .map_err(|e: HostError| tracing::warn!(error = %e, "after commit"))
-    .ok();
+    };
+    if let Err(e) = after_commit() {
+        tracing::warn!(error = %e, "after commit");
+    }
     Ok(())
 }
 
@@ -507,10 +509,10 @@ pub fn update(
     new: &MachineConfig,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, HostError> {
-    if !opts.dry_run {
-        if let Some(r) = recover(root)? {
-            tracing::warn!("{r}");
-        }
+    if !opts.dry_run
+        && let Some(r) = recover(root)?
+    {
+        tracing::warn!("{r}");
     }
     let current = super::state::read_current(root)?;
     apply(root, current.as_ref().map(|c| &c.0), new, opts)
