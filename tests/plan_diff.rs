@@ -257,7 +257,9 @@ fn core_ssh_keys_and_password() {
         m
     };
     let old = cfg(vec![user("core", &["k1"], None)]);
-    let cases: Vec<(&str, MachineConfig, Option<(ChangeKind, bool, bool)>)> = vec![
+    // (case, new config, expected (change, keys changed, password changed))
+    type Expected = Option<(ChangeKind, bool, bool)>;
+    let cases: Vec<(&str, MachineConfig, Expected)> = vec![
         ("same", cfg(vec![user("core", &["k1"], None)]), None),
         (
             "key added",

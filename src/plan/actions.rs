@@ -16,7 +16,7 @@ use super::{Change, PlanOptions, Subject, registries};
 use crate::model::MachineConfig;
 use crate::model::policy::{Action, FilePolicy, Policy, UnitPolicy};
 use std::borrow::Cow;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 
 /// The path of the registries.conf file whose `Special` action is analysed.
 pub const REGISTRIES_CONF: &str = "/etc/containers/registries.conf";
@@ -227,14 +227,21 @@ pub fn decide(
 /// actions are kept once, at their first occurrence; `None` is dropped when anything else is
 /// present; nothing but `None`s (or nothing) gives `[None]`.
 pub fn combine<'a>(all: impl IntoIterator<Item = &'a Action>) -> Vec<Action> {
-    let mut seen = HashSet::new();
-    let mut out = Vec::new();
+    // Distinct actions are few (at most 10 per policy entry), so a linear scan of the result is
+    // cheaper than hashing every action; consecutive repeats (files under one entry) are skipped
+    // first.
+    let mut out: Vec<Action> = Vec::new();
+    let mut previous: Option<&Action> = None;
     for a in all {
+        if previous == Some(a) {
+            continue;
+        }
+        previous = Some(a);
         match a {
             Action::Reboot => return vec![Action::Reboot],
             Action::None => {}
             a => {
-                if seen.insert(a) {
+                if !out.contains(a) {
                     out.push(a.clone());
                 }
             }
@@ -306,9 +313,12 @@ fn insert_daemon_reload(
     ));
 }
 
-/// Policy file entries by cleaned path, for longest-prefix lookups.
+/// Policy file entries by cleaned path, for longest-prefix lookups. Only ancestors whose length
+/// equals the length of some policy path are hashed, so most probes cost one array read.
 struct FileIndex<'a> {
     by_path: HashMap<Cow<'a, str>, &'a FilePolicy>,
+    /// `has_len[n]`: some policy path is `n` bytes long.
+    has_len: Vec<bool>,
 }
 
 impl<'a> FileIndex<'a> {
@@ -318,7 +328,11 @@ impl<'a> FileIndex<'a> {
         for e in entries {
             by_path.entry(clean_path(&e.path)).or_insert(e);
         }
-        FileIndex { by_path }
+        let mut has_len = vec![false; by_path.keys().map(|k| k.len() + 1).max().unwrap_or(0)];
+        for k in by_path.keys() {
+            has_len[k.len()] = true;
+        }
+        FileIndex { by_path, has_len }
     }
 
     /// The entry with the longest path equal to `path` or a parent directory of it.
@@ -329,7 +343,9 @@ impl<'a> FileIndex<'a> {
         let cleaned = clean_path(path);
         let mut candidate: &str = &cleaned;
         loop {
-            if let Some(e) = self.by_path.get(candidate) {
+            if self.has_len.get(candidate.len()).copied().unwrap_or(false)
+                && let Some(e) = self.by_path.get(candidate)
+            {
                 return Some(e);
             }
             match candidate.rfind('/') {

@@ -221,13 +221,18 @@ fn dropins(unit: &Unit) -> BTreeMap<&str, &str> {
 
 /// `items` keyed and sorted by `key`; of equal keys only the last item is kept.
 fn by_key<'a, T>(items: &'a [T], key: impl Fn(&'a T) -> &'a String) -> Vec<(&'a str, &'a T)> {
-    let mut keyed: Vec<(&str, &T)> = items.iter().map(|i| (key(i).as_str(), i)).collect();
-    keyed.sort_by(|a, b| a.0.cmp(b.0)); // stable: equal keys keep their order
+    // Unstable sort on (key, position): same order as a stable sort, without its buffer.
+    let mut keyed: Vec<(&str, usize, &T)> = items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| (key(item).as_str(), i, item))
+        .collect();
+    keyed.sort_unstable_by(|a, b| a.0.cmp(b.0).then(a.1.cmp(&b.1)));
     let mut out: Vec<(&str, &T)> = Vec::with_capacity(keyed.len());
-    for entry in keyed {
+    for (k, _, item) in keyed {
         match out.last_mut() {
-            Some(last) if last.0 == entry.0 => *last = entry,
-            _ => out.push(entry),
+            Some(last) if last.0 == k => *last = (k, item),
+            _ => out.push((k, item)),
         }
     }
     out

@@ -72,12 +72,16 @@ pub fn check(old: &MachineConfig, new: &MachineConfig, diff: &Diff) -> Result<()
     }
     users(oc, nc, &mut reasons);
 
-    // Files and units the change touches.
-    let new_files = last_by(&nc.files, |f: &File| &f.path);
-    for fc in &diff.files {
-        match (fc.change, new_files.get(fc.path.as_str())) {
-            (ChangeKind::Removed, _) | (_, None) => reasons.extend(path_problems(&fc.path)),
-            (_, Some(f)) => reasons.extend(file_problems(f)),
+    // Files the change writes or removes (diff.files is sorted by path, so membership is a
+    // binary search; `append` is rare, so only those files are looked up).
+    reasons.extend(diff.files.iter().filter_map(|fc| path_problems(&fc.path)));
+    for f in nc.files.iter().filter(|f| f.has_append) {
+        let touched = diff
+            .files
+            .binary_search_by(|fc| fc.path.as_str().cmp(&f.path))
+            .is_ok_and(|i| diff.files[i].change != ChangeKind::Removed);
+        if touched {
+            reasons.push(append_problem(f));
         }
     }
     let new_units = last_by(&nc.units, |u: &Unit| &u.name);
@@ -128,19 +132,15 @@ fn section_eq(a: &Option<Value>, b: &Option<Value>) -> bool {
     (empty(a) && empty(b)) || a == b
 }
 
-fn sorted<'a, T: PartialEq>(items: &'a [T], key: impl Fn(&T) -> &String) -> Vec<&'a T> {
+fn sorted<T: PartialEq>(items: &[T], key: impl Fn(&T) -> &String) -> Vec<&T> {
     let mut v: Vec<&T> = items.iter().collect();
     v.sort_by(|a, b| key(a).cmp(key(b)));
     v
 }
 
-fn last_by<'a, T>(items: &'a [T], key: impl Fn(&T) -> &String) -> BTreeMap<&'a str, &'a T> {
-    items
-        .iter()
-        .map(|i| (key(i).as_str(), i))
-        .collect::<Vec<_>>()
-        .into_iter()
-        .collect()
+/// Items by key; of equal keys the last one wins.
+fn last_by<T>(items: &[T], key: impl Fn(&T) -> &String) -> BTreeMap<&str, &T> {
+    items.iter().map(|i| (key(i).as_str(), i)).collect()
 }
 
 fn links(oc: &Config, nc: &Config, reasons: &mut Vec<String>) {
@@ -220,12 +220,13 @@ fn path_problems(path: &str) -> Option<String> {
 fn file_problems(f: &File) -> Vec<String> {
     let mut out: Vec<String> = path_problems(&f.path).into_iter().collect();
     if f.has_append {
-        out.push(format!(
-            "storage.files: {}: append is not supported",
-            f.path
-        ));
+        out.push(append_problem(f));
     }
     out
+}
+
+fn append_problem(f: &File) -> String {
+    format!("storage.files: {}: append is not supported", f.path)
 }
 
 fn unit_name_problem(name: &str) -> Option<String> {
