@@ -24,6 +24,8 @@ enum Command {
     Validate(cli::validate::Args),
     /// Show what changing from one config to another would do, without doing it.
     Plan(cli::plan::Args),
+    /// Apply a config to a node (or a root directory), one shot.
+    Apply(cli::apply::Args),
 }
 
 fn main() -> ExitCode {
@@ -32,5 +34,6 @@ fn main() -> ExitCode {
         Command::Render(args) => cli::render::run(args),
         Command::Validate(args) => cli::validate::run(args),
         Command::Plan(args) => cli::plan::run(args),
+        Command::Apply(args) => cli::apply::run(args),
     }
 }
