@@ -22,7 +22,7 @@ use tokio::time::Instant;
 
 use super::ClusterError;
 use super::node::{KubeNode, NodeView};
-use super::retry::{is_code, is_transient, with_retries};
+use super::retry::{WatchBackoff, is_code, is_transient, with_retries};
 
 /// Annotation marking a mirror (static) pod.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -304,7 +304,7 @@ async fn wait_gone(
         pods_api.clone(),
         watcher::Config::default().fields(selector),
     )
-    .default_backoff()
+    .backoff(WatchBackoff::new(node.options()))
     .boxed();
     let mut present: BTreeSet<(String, Option<String>)> = BTreeSet::new();
     let mut listing: BTreeSet<(String, Option<String>)> = BTreeSet::new();

@@ -20,7 +20,7 @@ use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::retry::{is_code, with_retries};
+use super::retry::{WatchBackoff, is_code, with_retries};
 use super::{ANNOTATION_PREFIX, Client, ClusterError, Options};
 
 /// `machineconfiguration.openshift.io/currentConfig`
@@ -163,6 +163,7 @@ impl KubeNode {
             node_name.to_string(),
             tx,
             rv_hint.clone(),
+            WatchBackoff::new(&opts),
         ));
         KubeNode {
             client,
@@ -376,9 +377,10 @@ async fn watch_node(
     name: String,
     tx: watch::Sender<Observed>,
     rv_hint: Arc<Mutex<Option<String>>>,
+    backoff: WatchBackoff,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher(api, config).default_backoff().boxed();
+    let mut stream = watcher(api, config).backoff(backoff).boxed();
     let mut listing: Option<Node> = None;
     while let Some(event) = stream.next().await {
         let seen = match event {

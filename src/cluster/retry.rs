@@ -53,3 +53,41 @@ where
 pub(crate) fn is_code(err: &kube::Error, code: u16) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == code)
 }
+
+/// Backoff of a watch that fails to (re)start: exponential from `backoff_base` to `backoff_max`
+/// with jitter (so thousands of daemons do not reconnect in step after an API server restart);
+/// reset once events flow again.
+pub(crate) struct WatchBackoff {
+    opts: Options,
+    attempt: u32,
+}
+
+impl WatchBackoff {
+    pub(crate) fn new(opts: &Options) -> Self {
+        WatchBackoff {
+            opts: opts.clone(),
+            attempt: 0,
+        }
+    }
+}
+
+impl Iterator for WatchBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        use std::hash::{BuildHasher, Hasher};
+        let full = backoff(&self.opts, self.attempt);
+        self.attempt = self.attempt.saturating_add(1);
+        // 50–100 % of the delay, from the process's random hasher keys.
+        let r = std::collections::hash_map::RandomState::new()
+            .build_hasher()
+            .finish()
+            % 1000;
+        Some(full.mul_f64(0.5 + r as f64 / 2000.0))
+    }
+}
+
+impl kube::runtime::utils::Backoff for WatchBackoff {
+    fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
