@@ -166,5 +166,13 @@ pub async fn connect(kubeconfig: Option<&Path>) -> Result<Client, ClusterError> 
             .await
             .map_err(|e| ClusterError::Config(e.to_string()))?,
     };
+    client_from_config(config)
+}
+
+/// A client from `config`, with kube's own retry layer turned off: this module retries itself
+/// ([`Options`]), and self-drain must see each 429 of the Eviction API to pace its retries and
+/// honour the drain timeout (kube's layer would retry a 429 up to 15 times with growing delays).
+pub fn client_from_config(mut config: kube::Config) -> Result<Client, ClusterError> {
+    config.default_retry = false;
     Client::try_from(config).map_err(|e| ClusterError::Config(e.to_string()))
 }

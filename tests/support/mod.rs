@@ -185,7 +185,7 @@ impl TestApiServer {
         let url: ::http::Uri = format!("http://{}", self.addr).parse().unwrap();
         let mut config = kube::Config::new(url);
         config.read_timeout = Some(Duration::from_secs(30));
-        kube::Client::try_from(config).unwrap()
+        machine_config_daemon::cluster::client_from_config(config).unwrap()
     }
 
     /// Creates or replaces an object (as an administrator or a controller would).
