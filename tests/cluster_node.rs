@@ -39,12 +39,23 @@ async fn watch_reports_desired_config_and_needs_update() {
     assert!(!view.needs_update());
 
     let mut rx = kn.subscribe();
-    server.merge(NODES, "", "worker-0", json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-2"}}}));
-    let seen = tokio::time::timeout(WAIT, rx.wait_for(|_| kn.view().is_some_and(|v| v.needs_update())))
-        .await
-        .expect("watch delivers the change");
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-2"}}}),
+    );
+    let seen = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|_| kn.view().is_some_and(|v| v.needs_update())),
+    )
+    .await
+    .expect("watch delivers the change");
     drop(seen);
-    assert_eq!(kn.view().unwrap().desired_config.as_deref(), Some("rendered-worker-2"));
+    assert_eq!(
+        kn.view().unwrap().desired_config.as_deref(),
+        Some("rendered-worker-2")
+    );
 }
 
 #[tokio::test]
@@ -53,22 +64,49 @@ async fn annotations_written_without_touching_others() {
         "example.com/owner": "team-a", DESIRED_CONFIG: "rendered-worker-2", STATE: "Done",
     }))
     .await;
-    kn.set_state(NodeState::Working, "applying rendered-worker-2").await.unwrap();
+    kn.set_state(NodeState::Working, "applying rendered-worker-2")
+        .await
+        .unwrap();
     assert_eq!(annotation(&server, STATE).as_deref(), Some("Working"));
-    assert_eq!(annotation(&server, REASON).as_deref(), Some("applying rendered-worker-2"));
+    assert_eq!(
+        annotation(&server, REASON).as_deref(),
+        Some("applying rendered-worker-2")
+    );
 
     kn.set_post_config_action(Some("Rebooting")).await.unwrap();
-    assert_eq!(annotation(&server, POST_CONFIG_ACTION).as_deref(), Some("Rebooting"));
+    assert_eq!(
+        annotation(&server, POST_CONFIG_ACTION).as_deref(),
+        Some("Rebooting")
+    );
     kn.set_post_config_action(None).await.unwrap();
     assert_eq!(annotation(&server, POST_CONFIG_ACTION), None);
 
-    kn.report(NodeState::Done, "ignored when Done", Some("rendered-worker-2")).await.unwrap();
+    kn.report(
+        NodeState::Done,
+        "ignored when Done",
+        Some("rendered-worker-2"),
+    )
+    .await
+    .unwrap();
     assert_eq!(annotation(&server, STATE).as_deref(), Some("Done"));
-    assert_eq!(annotation(&server, REASON).as_deref(), Some(""), "reason is empty when Done");
-    assert_eq!(annotation(&server, CURRENT_CONFIG).as_deref(), Some("rendered-worker-2"));
+    assert_eq!(
+        annotation(&server, REASON).as_deref(),
+        Some(""),
+        "reason is empty when Done"
+    );
+    assert_eq!(
+        annotation(&server, CURRENT_CONFIG).as_deref(),
+        Some("rendered-worker-2")
+    );
     // Other writers' annotations and the desired config are untouched.
-    assert_eq!(annotation(&server, "example.com/owner").as_deref(), Some("team-a"));
-    assert_eq!(annotation(&server, DESIRED_CONFIG).as_deref(), Some("rendered-worker-2"));
+    assert_eq!(
+        annotation(&server, "example.com/owner").as_deref(),
+        Some("team-a")
+    );
+    assert_eq!(
+        annotation(&server, DESIRED_CONFIG).as_deref(),
+        Some("rendered-worker-2")
+    );
     // Every write was a merge patch carrying a resourceVersion, and only our keys.
     for r in server.requests().iter().filter(|r| r.verb == "patch") {
         assert_eq!(r.path, "/api/v1/nodes/worker-0");
@@ -80,9 +118,19 @@ async fn conflict_is_retried_after_rereading() {
     let (server, kn) = setup(json!({DESIRED_CONFIG: "rendered-worker-2"})).await;
     server.conflict_next_writes(2);
     kn.set_current_config("rendered-worker-2").await.unwrap();
-    assert_eq!(annotation(&server, CURRENT_CONFIG).as_deref(), Some("rendered-worker-2"));
-    assert_eq!(server.count_on("patch", "/nodes/worker-0"), 3, "two 409s then success");
-    assert!(server.count_on("get", "/nodes/worker-0") >= 2, "re-read after each conflict");
+    assert_eq!(
+        annotation(&server, CURRENT_CONFIG).as_deref(),
+        Some("rendered-worker-2")
+    );
+    assert_eq!(
+        server.count_on("patch", "/nodes/worker-0"),
+        3,
+        "two 409s then success"
+    );
+    assert!(
+        server.count_on("get", "/nodes/worker-0") >= 2,
+        "re-read after each conflict"
+    );
 }
 
 #[tokio::test]
@@ -90,11 +138,24 @@ async fn concurrent_writer_causes_real_conflict_and_both_writes_survive() {
     let (server, kn) = setup(json!({DESIRED_CONFIG: "rendered-worker-2"})).await;
     // Another controller writes between our read and our write: our resourceVersion is stale.
     kn.set_state(NodeState::Working, "").await.unwrap();
-    server.merge(NODES, "", "worker-0", json!({"metadata": {"annotations": {"example.com/other": "x"}}}));
-    server.merge(NODES, "", "worker-0", json!({"metadata": {"annotations": {"example.com/other": "y"}}}));
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {"example.com/other": "x"}}}),
+    );
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {"example.com/other": "y"}}}),
+    );
     kn.set_state(NodeState::Degraded, "boom").await.unwrap();
     assert_eq!(annotation(&server, STATE).as_deref(), Some("Degraded"));
-    assert_eq!(annotation(&server, "example.com/other").as_deref(), Some("y"));
+    assert_eq!(
+        annotation(&server, "example.com/other").as_deref(),
+        Some("y")
+    );
 }
 
 #[tokio::test]
@@ -118,9 +179,16 @@ async fn survives_500s_and_dropped_watches_without_losing_an_update() {
     // Watches dropped while the API server fails for a while; a change made meanwhile arrives.
     server.fail_next(4);
     server.drop_watches();
-    server.merge(NODES, "", "worker-0", json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-3"}}}));
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-3"}}}),
+    );
     assert!(
-        eventually(WAIT, || kn.view().and_then(|v| v.desired_config).as_deref() == Some("rendered-worker-3")).await,
+        eventually(WAIT, || kn.view().and_then(|v| v.desired_config).as_deref()
+            == Some("rendered-worker-3"))
+        .await,
         "the change made while the watch was down is seen"
     );
     assert!(server.count("watch") >= 2, "the watch was re-established");

@@ -13,9 +13,7 @@ use machine_config_daemon::cluster::policy::{ClusterPolicy, PolicyWatch};
 use machine_config_daemon::cluster::{ClusterError, Options};
 use machine_config_daemon::model::policy::Action;
 use serde_json::{Value, json};
-use support::{
-    EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, TestApiServer,
-};
+use support::{EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, TestApiServer};
 
 fn machine_config(name: &str) -> Value {
     json!({
@@ -37,8 +35,15 @@ async fn machine_config_fetched_by_name_only() {
     assert_eq!(mc["kind"], "MachineConfig");
     assert_eq!(mc["apiVersion"], "machineconfiguration.openshift.io/v1");
     assert_eq!(mc["metadata"]["name"], "rendered-worker-2");
-    assert_eq!(mc["spec"]["config"]["storage"]["files"][0]["path"], "/etc/motd");
-    assert_eq!(server.count("list") + server.count("watch"), 0, "no list, no watch");
+    assert_eq!(
+        mc["spec"]["config"]["storage"]["files"][0]["path"],
+        "/etc/motd"
+    );
+    assert_eq!(
+        server.count("list") + server.count("watch"),
+        0,
+        "no list, no watch"
+    );
     assert_eq!(
         server.count_on("get", "/machineconfigs/rendered-worker-2"),
         1
@@ -124,7 +129,10 @@ async fn policy_status_never_observed_proceeds_after_the_wait_marked_stale() {
     let policy = watch.current().await.unwrap();
     assert!(started.elapsed() >= Duration::from_millis(500));
     assert!(started.elapsed() < Duration::from_secs(3), "bounded");
-    assert!(matches!(policy, ClusterPolicy::Effective { stale: true, .. }));
+    assert!(matches!(
+        policy,
+        ClusterPolicy::Effective { stale: true, .. }
+    ));
 }
 
 #[tokio::test]
@@ -136,11 +144,17 @@ async fn policy_without_operator_status_returns_the_spec() {
     match watch.current().await.unwrap() {
         ClusterPolicy::Spec(spec) => {
             assert_eq!(spec["files"][0]["path"], "/etc/chrony.conf");
-            assert_eq!(spec["files"][0]["actions"][0]["reload"]["serviceName"], "chronyd.service");
+            assert_eq!(
+                spec["files"][0]["actions"][0]["reload"]["serviceName"],
+                "chronyd.service"
+            );
         }
         other => panic!("expected the spec, got {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "no operator: no wait");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "no operator: no wait"
+    );
 }
 
 #[tokio::test]
@@ -155,13 +169,25 @@ async fn events_recorded_with_reason_type_and_reporter() {
     let server = TestApiServer::start().await;
     let events = NodeEvents::new(server.client(), "worker-0", Some("uid-7"), Options::fast());
     events
-        .publish(EventReason::ConfigDriftDetected, "content mismatch for file \"/etc/motd\"")
+        .publish(
+            EventReason::ConfigDriftDetected,
+            "content mismatch for file \"/etc/motd\"",
+        )
         .await
         .unwrap();
-    events.publish(EventReason::NodeDone, "Setting node worker-0, currentConfig rendered-worker-2 to Done").await.unwrap();
+    events
+        .publish(
+            EventReason::NodeDone,
+            "Setting node worker-0, currentConfig rendered-worker-2 to Done",
+        )
+        .await
+        .unwrap();
     let stored = server.list(EVENTS);
     assert_eq!(stored.len(), 2);
-    let drift = stored.iter().find(|e| e["reason"] == "ConfigDriftDetected").unwrap();
+    let drift = stored
+        .iter()
+        .find(|e| e["reason"] == "ConfigDriftDetected")
+        .unwrap();
     assert_eq!(drift["type"], "Warning");
     assert_eq!(drift["reportingController"], "machineconfigdaemon");
     assert_eq!(drift["regarding"]["kind"], "Node");
@@ -173,16 +199,26 @@ async fn events_recorded_with_reason_type_and_reporter() {
 
     // A repeat becomes a series (PATCH), a different note a new event with its own note.
     events
-        .publish(EventReason::ConfigDriftDetected, "content mismatch for file \"/etc/motd\"")
+        .publish(
+            EventReason::ConfigDriftDetected,
+            "content mismatch for file \"/etc/motd\"",
+        )
         .await
         .unwrap();
     events
-        .publish(EventReason::ConfigDriftDetected, "content mismatch for file \"/etc/hosts\"")
+        .publish(
+            EventReason::ConfigDriftDetected,
+            "content mismatch for file \"/etc/hosts\"",
+        )
         .await
         .unwrap();
     let stored = server.list(EVENTS);
     assert_eq!(stored.len(), 3);
-    assert!(stored.iter().any(|e| e["note"] == "content mismatch for file \"/etc/hosts\""));
+    assert!(
+        stored
+            .iter()
+            .any(|e| e["note"] == "content mismatch for file \"/etc/hosts\"")
+    );
     assert!(stored.iter().any(|e| e["series"]["count"] == 2));
 }
 
@@ -207,31 +243,74 @@ async fn machine_config_node_created_and_conditions_updated() {
     );
 
     mcn.set_conditions(&[
-        Condition::new(ConditionType::UpdatePrepared, ConditionStatus::True, "UpdatePrepared", "plan computed"),
-        Condition::new(ConditionType::Updated, ConditionStatus::False, "Updating", "applying rendered-worker-2"),
+        Condition::new(
+            ConditionType::UpdatePrepared,
+            ConditionStatus::True,
+            "UpdatePrepared",
+            "plan computed",
+        ),
+        Condition::new(
+            ConditionType::Updated,
+            ConditionStatus::False,
+            "Updating",
+            "applying rendered-worker-2",
+        ),
     ])
     .await
     .unwrap();
     let obj = server.get(MACHINECONFIGNODES, "worker-0").unwrap();
     assert_eq!(condition(&obj, "UpdatePrepared")["status"], "True");
-    assert_eq!(condition(&obj, "Updated")["message"], "applying rendered-worker-2");
-    assert!(condition(&obj, "Updated")["lastTransitionTime"].as_str().unwrap().ends_with('Z'));
-    assert!(obj["status"]["configVersion"]["desired"].is_null(), "desired only once validated");
+    assert_eq!(
+        condition(&obj, "Updated")["message"],
+        "applying rendered-worker-2"
+    );
+    assert!(
+        condition(&obj, "Updated")["lastTransitionTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert!(
+        obj["status"]["configVersion"]["desired"].is_null(),
+        "desired only once validated"
+    );
 
     // Not validated yet → no desired; validated → desired set. Unchanged writes send nothing.
     let writes_before = server.count_on("patch", "/machineconfignodes/worker-0/status");
-    mcn.set_conditions(&[Condition::new(ConditionType::UpdatePrepared, ConditionStatus::True, "UpdatePrepared", "plan computed")])
+    mcn.set_conditions(&[Condition::new(
+        ConditionType::UpdatePrepared,
+        ConditionStatus::True,
+        "UpdatePrepared",
+        "plan computed",
+    )])
+    .await
+    .unwrap();
+    assert_eq!(
+        server.count_on("patch", "/machineconfignodes/worker-0/status"),
+        writes_before
+    );
+    mcn.set_validated_desired("rendered-worker-2")
         .await
         .unwrap();
-    assert_eq!(server.count_on("patch", "/machineconfignodes/worker-0/status"), writes_before);
-    mcn.set_validated_desired("rendered-worker-2").await.unwrap();
-    mcn.set_conditions(&[Condition::new(ConditionType::Updated, ConditionStatus::True, "Updated", "done")])
-        .await
-        .unwrap();
+    mcn.set_conditions(&[Condition::new(
+        ConditionType::Updated,
+        ConditionStatus::True,
+        "Updated",
+        "done",
+    )])
+    .await
+    .unwrap();
     let obj = server.get(MACHINECONFIGNODES, "worker-0").unwrap();
-    assert_eq!(obj["status"]["configVersion"]["desired"], "rendered-worker-2");
+    assert_eq!(
+        obj["status"]["configVersion"]["desired"],
+        "rendered-worker-2"
+    );
     assert_eq!(condition(&obj, "Updated")["status"], "True");
-    assert_eq!(condition(&obj, "UpdatePrepared")["status"], "True", "others kept");
+    assert_eq!(
+        condition(&obj, "UpdatePrepared")["status"],
+        "True",
+        "others kept"
+    );
     // The spec is not touched by status writes.
     assert_eq!(obj["spec"]["pool"]["name"], "worker");
 }
@@ -242,10 +321,20 @@ async fn machine_config_node_status_write_survives_conflict() {
     let mcn = MachineConfigNodes::new(server.client(), "worker-0", Options::fast());
     mcn.ensure("worker", "rendered-worker-1").await.unwrap();
     // Someone else writes the object: our cached resourceVersion is now stale.
-    server.merge(MACHINECONFIGNODES, "", "worker-0", json!({"metadata": {"labels": {"x": "y"}}}));
-    mcn.set_conditions(&[Condition::new(ConditionType::NodeDegraded, ConditionStatus::False, "AsExpected", "")])
-        .await
-        .unwrap();
+    server.merge(
+        MACHINECONFIGNODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"labels": {"x": "y"}}}),
+    );
+    mcn.set_conditions(&[Condition::new(
+        ConditionType::NodeDegraded,
+        ConditionStatus::False,
+        "AsExpected",
+        "",
+    )])
+    .await
+    .unwrap();
     let obj = server.get(MACHINECONFIGNODES, "worker-0").unwrap();
     assert_eq!(condition(&obj, "NodeDegraded")["status"], "False");
     assert_eq!(obj["metadata"]["labels"]["x"], "y");

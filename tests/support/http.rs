@@ -112,6 +112,9 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
         .await
         .map(|b| b.to_bytes())
         .unwrap_or_default();
+    if let Some(doc) = discovery(&path) {
+        return full(StatusCode::OK, doc);
+    }
     let Some(target) = parse_path(&path) else {
         return error(404, "NotFound", format!("no route {path}"));
     };
@@ -157,7 +160,10 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
         "create" => create(&shared, &target, &body),
         "update" | "patch" => write(&shared, &target, verb, &content_type, &body),
         "delete" => match shared.get(&target.collection, &ns, target.name.as_deref().unwrap()) {
-            Some(obj) => full(StatusCode::OK, shared.write(&target.collection, obj, "DELETED")),
+            Some(obj) => full(
+                StatusCode::OK,
+                shared.write(&target.collection, obj, "DELETED"),
+            ),
             None => not_found(&target),
         },
         _ => error(405, "MethodNotAllowed", format!("{method} {path}")),
@@ -231,7 +237,11 @@ fn create(shared: &Shared, target: &Target, body: &[u8]) -> Response<Body> {
     if let Some(ns) = &target.namespace {
         obj["metadata"]["namespace"] = json!(ns);
     }
-    if obj["metadata"]["name"].as_str().unwrap_or_default().is_empty() {
+    if obj["metadata"]["name"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty()
+    {
         return error(422, "Invalid", "metadata.name: Required value".into());
     }
     let (ns, name) = key_of(&obj);
@@ -305,7 +315,13 @@ fn write(
                 }
             }
         }
-        for keep in ["uid", "creationTimestamp", "namespace", "name", "generation"] {
+        for keep in [
+            "uid",
+            "creationTimestamp",
+            "namespace",
+            "name",
+            "generation",
+        ] {
             result["metadata"][keep] = old["metadata"][keep].clone();
         }
         if result["spec"] != old["spec"] {
@@ -377,7 +393,12 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
             let objs = s
                 .objects
                 .get(&target.collection)
-                .map(|m| m.values().filter(|o| matching(&target, query, o)).cloned().collect())
+                .map(|m| {
+                    m.values()
+                        .filter(|o| matching(&target, query, o))
+                        .cloned()
+                        .collect()
+                })
                 .unwrap_or_else(Vec::new);
             let initial = objs.into_iter().map(|o| ("ADDED", o)).collect();
             (initial, s.rv, false)
@@ -394,7 +415,8 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
     };
     let query = query.to_string();
     tokio::spawn(async move {
-        let line = |t: &str, o: &Value| Bytes::from(format!("{}\n", json!({"type": t, "object": o})));
+        let line =
+            |t: &str, o: &Value| Bytes::from(format!("{}\n", json!({"type": t, "object": o})));
         if gone {
             let status = status_body(410, "Expired", "too old resource version");
             let _ = tx.send(line("ERROR", &status)).await;
@@ -441,4 +463,71 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
         .header("content-type", "application/json")
         .body(BodyExt::boxed(StreamBody::new(stream)))
         .unwrap()
+}
+
+/// Legacy discovery documents, enough for `kubectl apply --dry-run=client` to map the kinds of
+/// packaging/kubernetes/ to resources.
+fn discovery(path: &str) -> Option<Value> {
+    const GROUPS: &[(&str, &str, &[(&str, &str, bool)])] = &[
+        ("apps", "v1", &[("daemonsets", "DaemonSet", true)]),
+        (
+            "rbac.authorization.k8s.io",
+            "v1",
+            &[
+                ("clusterroles", "ClusterRole", false),
+                ("clusterrolebindings", "ClusterRoleBinding", false),
+            ],
+        ),
+        (
+            "apiextensions.k8s.io",
+            "v1",
+            &[(
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+                false,
+            )],
+        ),
+        ("events.k8s.io", "v1", &[("events", "Event", true)]),
+        (
+            "machineconfiguration.openshift.io",
+            "v1",
+            &[
+                ("machineconfigs", "MachineConfig", false),
+                ("machineconfignodes", "MachineConfigNode", false),
+            ],
+        ),
+        (
+            "operator.openshift.io",
+            "v1",
+            &[("machineconfigurations", "MachineConfiguration", false)],
+        ),
+    ];
+    let core: &[(&str, &str, bool)] = &[
+        ("namespaces", "Namespace", false),
+        ("serviceaccounts", "ServiceAccount", true),
+        ("nodes", "Node", false),
+        ("pods", "Pod", true),
+    ];
+    let resources = |gv: &str, list: &[(&str, &str, bool)]| {
+        json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv,
+            "resources": list.iter().map(|(name, kind, namespaced)| json!({
+                "name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                "verbs": ["create", "delete", "get", "list", "patch", "update", "watch"],
+            })).collect::<Vec<_>>(),
+        })
+    };
+    match path.trim_end_matches('/') {
+        "/api" => Some(json!({"kind": "APIVersions", "versions": ["v1"]})),
+        "/api/v1" => Some(resources("v1", core)),
+        "/apis" => Some(
+            json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": GROUPS.iter().map(|(g, v, _)| {
+            let gv = json!({"groupVersion": format!("{g}/{v}"), "version": v});
+            json!({"name": g, "versions": [gv.clone()], "preferredVersion": gv})
+        }).collect::<Vec<_>>()}),
+        ),
+        p => GROUPS.iter().find_map(|(g, v, list)| {
+            (p == format!("/apis/{g}/{v}")).then(|| resources(&format!("{g}/{v}"), list))
+        }),
+    }
 }

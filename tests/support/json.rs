@@ -52,7 +52,11 @@ pub fn json_patch(target: &mut Value, ops: &Value) -> Result<(), String> {
                 m.insert(last, op["value"].clone());
             }
             ("add", Value::Array(a)) => {
-                let i = if last == "-" { a.len() } else { last.parse().map_err(|_| "bad index")? };
+                let i = if last == "-" {
+                    a.len()
+                } else {
+                    last.parse().map_err(|_| "bad index")?
+                };
                 a.insert(i.min(a.len()), op["value"].clone());
             }
             ("replace", Value::Array(a)) => {

@@ -191,7 +191,11 @@ impl TestApiServer {
     /// Creates or replaces an object (as an administrator or a controller would).
     pub fn put(&self, collection: &str, obj: Value) -> Value {
         let existing = self.get_in(collection, key_of(&obj).0.as_str(), key_of(&obj).1.as_str());
-        let kind = if existing.is_some() { "MODIFIED" } else { "ADDED" };
+        let kind = if existing.is_some() {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
         let mut obj = obj;
         if let Some(old) = existing {
             obj["metadata"]["uid"] = old["metadata"]["uid"].clone();
