@@ -201,3 +201,29 @@ async fn missing_node_is_a_clear_error() {
     let err = kn.wait_synced().await.unwrap_err();
     assert_eq!(err.to_string(), "node \"ghost\" not found");
 }
+
+#[tokio::test]
+async fn watch_relists_after_410_gone() {
+    let (server, kn) = setup(json!({DESIRED_CONFIG: "rendered-worker-1"})).await;
+    // The API server forgot the history our resourceVersion points into, then the watch drops.
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"labels": {"a": "b"}}}),
+    );
+    server.compact();
+    server.drop_watches();
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-4"}}}),
+    );
+    assert!(
+        eventually(WAIT, || kn.view().and_then(|v| v.desired_config).as_deref()
+            == Some("rendered-worker-4"))
+        .await
+    );
+    assert!(server.count("list") >= 1);
+}

@@ -123,7 +123,7 @@ pub enum Observed {
     /// The node does not exist (not yet registered, or deleted).
     Missing,
     /// The node as last seen.
-    Present(NodeView),
+    Present(Box<NodeView>),
 }
 
 /// `reason` clipped to [`MAX_REASON_CHARS`] characters (never splitting a character).
@@ -199,7 +199,7 @@ impl KubeNode {
     /// The node as last seen, if the watch has seen it.
     pub fn view(&self) -> Option<NodeView> {
         match &*self.rx.borrow() {
-            Observed::Present(v) => Some(v.clone()),
+            Observed::Present(v) => Some((**v).clone()),
             _ => None,
         }
     }
@@ -213,7 +213,7 @@ impl KubeNode {
             .map_err(|_| ClusterError::WatchStopped(format!("node {}", self.name)))?
             .clone();
         match seen {
-            Observed::Present(v) => Ok(v),
+            Observed::Present(v) => Ok(*v),
             _ => Err(ClusterError::NodeNotFound {
                 node: self.name.clone(),
             }),
@@ -231,7 +231,7 @@ impl KubeNode {
         let wait = rx.wait_for(|o| matches!(o, Observed::Present(v) if pred(v)));
         match tokio::time::timeout(timeout, wait).await {
             Ok(Ok(seen)) => match &*seen {
-                Observed::Present(v) => Ok(v.clone()),
+                Observed::Present(v) => Ok((**v).clone()),
                 _ => unreachable!("wait_for returned a value that fails its predicate"),
             },
             Ok(Err(_)) => Err(ClusterError::WatchStopped(format!("node {}", self.name))),
@@ -403,7 +403,7 @@ async fn watch_node(
         let observed = match seen {
             Some(n) => {
                 *rv_hint.lock().expect("rv lock") = n.metadata.resource_version.clone();
-                Observed::Present(NodeView::from_node(&n))
+                Observed::Present(Box::new(NodeView::from_node(&n)))
             }
             None => Observed::Missing,
         };

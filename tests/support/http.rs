@@ -65,9 +65,9 @@ struct Target {
 
 fn parse_path(path: &str) -> Option<Target> {
     let parts: Vec<&str> = path.trim_matches('/').split('/').collect();
-    let (gv_len, rest) = match parts.first()? {
-        &"api" => (2, &parts[2.min(parts.len())..]),
-        &"apis" => (3, &parts[3.min(parts.len())..]),
+    let (gv_len, rest) = match *parts.first()? {
+        "api" => (2, &parts[2.min(parts.len())..]),
+        "apis" => (3, &parts[3.min(parts.len())..]),
         _ => return None,
     };
     let gv = parts.get(..gv_len)?.join("/");
@@ -390,7 +390,7 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
         if from != 0 && from < s.compacted {
             (Vec::new(), s.rv, true)
         } else if from == 0 {
-            let objs = s
+            let objs: Vec<Value> = s
                 .objects
                 .get(&target.collection)
                 .map(|m| {
@@ -399,7 +399,7 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
                         .cloned()
                         .collect()
                 })
-                .unwrap_or_else(Vec::new);
+                .unwrap_or_default();
             let initial = objs.into_iter().map(|o| ("ADDED", o)).collect();
             (initial, s.rv, false)
         } else {
@@ -468,7 +468,8 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
 /// Legacy discovery documents, enough for `kubectl apply --dry-run=client` to map the kinds of
 /// packaging/kubernetes/ to resources.
 fn discovery(path: &str) -> Option<Value> {
-    const GROUPS: &[(&str, &str, &[(&str, &str, bool)])] = &[
+    type Resources = &'static [(&'static str, &'static str, bool)];
+    const GROUPS: &[(&str, &str, Resources)] = &[
         ("apps", "v1", &[("daemonsets", "DaemonSet", true)]),
         (
             "rbac.authorization.k8s.io",
