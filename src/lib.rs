@@ -4,6 +4,7 @@
 //! The crate is split along the flow of an update (see README): [`model`] parses what users and
 //! the cluster write, [`plan`] decides, [`host`] changes the node.
 
+pub mod cluster;
 pub mod daemon;
 pub mod host;
 pub mod model;

@@ -28,6 +28,8 @@ enum Command {
     Status(cli::status::Args),
     /// Create the force file: the daemon re-applies the current config and reboots.
     Force(cli::force::Args),
+    /// Apply a config to a node (or a root directory), one shot.
+    Apply(cli::apply::Args),
 }
 
 fn main() -> ExitCode {
@@ -38,5 +40,6 @@ fn main() -> ExitCode {
         Command::Plan(args) => cli::plan::run(args),
         Command::Status(args) => cli::status::run(args),
         Command::Force(args) => cli::force::run(args),
+        Command::Apply(args) => cli::apply::run(args),
     }
 }

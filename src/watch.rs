@@ -12,8 +12,8 @@
 //! [`Changes::overflow`] is set: the caller must re-check everything, since events were lost.
 
 use futures_util::StreamExt;
-use nix::errno::Errno;
 use inotify::{EventMask, EventStream, Inotify, WatchDescriptor, WatchMask};
+use nix::errno::Errno;
 use std::collections::{BTreeSet, HashMap};
 use std::ffi::OsString;
 use std::io;
@@ -62,7 +62,10 @@ impl Changes {
 
     /// Paths of `topic` that changed.
     pub fn of(&self, topic: Topic) -> impl Iterator<Item = &Path> {
-        self.paths.iter().filter(move |(t, _)| *t == topic).map(|(_, p)| p.as_path())
+        self.paths
+            .iter()
+            .filter(move |(t, _)| *t == topic)
+            .map(|(_, p)| p.as_path())
     }
 }
 
@@ -104,7 +107,9 @@ impl PathWatcher {
     /// A watcher with nothing watched yet.
     pub fn new() -> Result<Self, WatchError> {
         let inotify = Inotify::init().map_err(WatchError::Init)?;
-        let stream = inotify.into_event_stream(vec![0u8; 64 * 1024]).map_err(WatchError::Init)?;
+        let stream = inotify
+            .into_event_stream(vec![0u8; 64 * 1024])
+            .map_err(WatchError::Init)?;
         Ok(PathWatcher {
             stream,
             dirs: HashMap::new(),
@@ -160,7 +165,10 @@ impl PathWatcher {
             self.unlink(&path, &dir);
         }
         let dir = self.arm(&path, interest.tree)?;
-        self.by_dir.entry(dir.clone()).or_default().insert(path.clone());
+        self.by_dir
+            .entry(dir.clone())
+            .or_default()
+            .insert(path.clone());
         self.interests.insert(path, (interest, dir));
         Ok(())
     }
@@ -187,7 +195,11 @@ impl PathWatcher {
     /// Watches the directory that stands for `path` and returns it: the path itself for a tree
     /// that exists, else its parent if that exists, else the nearest existing ancestor.
     fn arm(&mut self, path: &Path, tree: bool) -> Result<PathBuf, WatchError> {
-        let mut dir = if tree { path.to_path_buf() } else { parent(path) };
+        let mut dir = if tree {
+            path.to_path_buf()
+        } else {
+            parent(path)
+        };
         loop {
             match self.watch_dir(&dir) {
                 Ok(()) => return Ok(dir),
@@ -222,10 +234,13 @@ impl PathWatcher {
                 self.wds.insert(dir.to_path_buf(), wd);
                 Ok(())
             }
-            Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => {
-                Err(WatchError::Limit { path: dir.to_path_buf() })
-            }
-            Err(source) => Err(WatchError::Io { path: dir.to_path_buf(), source }),
+            Err(e) if e.raw_os_error() == Some(Errno::ENOSPC as i32) => Err(WatchError::Limit {
+                path: dir.to_path_buf(),
+            }),
+            Err(source) => Err(WatchError::Io {
+                path: dir.to_path_buf(),
+                source,
+            }),
         }
     }
 
@@ -272,8 +287,12 @@ impl PathWatcher {
             rearm.extend(self.interests.keys().cloned());
             return;
         }
-        let Some(dir) = self.dirs.get(&wd).cloned() else { return };
-        let Some(paths) = self.by_dir.get(&dir) else { return };
+        let Some(dir) = self.dirs.get(&wd).cloned() else {
+            return;
+        };
+        let Some(paths) = self.by_dir.get(&dir) else {
+            return;
+        };
         if mask.intersects(EventMask::DELETE_SELF | EventMask::MOVE_SELF | EventMask::IGNORED) {
             // The watched directory went away: everything it stood for changed, and must be
             // watched through an ancestor now.
@@ -310,5 +329,7 @@ impl PathWatcher {
 }
 
 fn parent(path: &Path) -> PathBuf {
-    path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("/"))
+    path.parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("/"))
 }

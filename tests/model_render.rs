@@ -409,7 +409,7 @@ fn render_refuses_empty_input_duplicates_and_bad_pools() {
         Err(RenderError::DuplicateName("00-a".into()))
     );
     assert_eq!(
-        render("Work er", &[a.clone()]),
+        render("Work er", std::slice::from_ref(&a)),
         Err(RenderError::InvalidPool("Work er".into()))
     );
     assert_eq!(

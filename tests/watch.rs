@@ -6,7 +6,10 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
 }
 
 /// The next batch of changes, or None when nothing arrives within a second.
@@ -82,7 +85,9 @@ fn unrelated_files_in_the_same_directory_are_filtered_out() {
 fn a_missing_parent_directory_is_watched_through_its_ancestor() {
     rt().block_on(async {
         let tmp = tempfile::tempdir().unwrap();
-        let f = tmp.path().join("etc/systemd/system/hello.service.d/10-x.conf");
+        let f = tmp
+            .path()
+            .join("etc/systemd/system/hello.service.d/10-x.conf");
         let mut w = PathWatcher::new().unwrap();
         w.watch_file(&f, Topic::Managed).unwrap();
         assert_eq!(w.watched_dirs(), 1);
@@ -90,7 +95,10 @@ fn a_missing_parent_directory_is_watched_through_its_ancestor() {
         // Creating the directories moves the watch down to the parent.
         while next(&mut w).await.is_some() {}
         fs::write(&f, "[Service]\n").unwrap();
-        assert!(wait_for(&mut w, Topic::Managed, &f).await, "file in new directory");
+        assert!(
+            wait_for(&mut w, Topic::Managed, &f).await,
+            "file in new directory"
+        );
     });
 }
 
@@ -105,7 +113,10 @@ fn a_removed_parent_directory_is_reported_and_rewatched() {
         let mut w = PathWatcher::new().unwrap();
         w.watch_file(&f, Topic::Managed).unwrap();
         fs::remove_dir_all(&d).unwrap();
-        assert!(wait_for(&mut w, Topic::Managed, &f).await, "directory removed");
+        assert!(
+            wait_for(&mut w, Topic::Managed, &f).await,
+            "directory removed"
+        );
         fs::create_dir(&d).unwrap();
         fs::write(&f, "b").unwrap();
         assert!(wait_for(&mut w, Topic::Managed, &f).await, "recreated");
@@ -124,7 +135,10 @@ fn tree_and_topics_are_kept_apart_and_forget_stops_reports() {
         w.watch_file(&force, Topic::Force).unwrap();
 
         fs::write(desired.join("50-x.yaml"), "x").unwrap();
-        assert!(wait_for(&mut w, Topic::Desired, &desired).await, "tree entry");
+        assert!(
+            wait_for(&mut w, Topic::Desired, &desired).await,
+            "tree entry"
+        );
 
         fs::create_dir(tmp.path().join("run")).unwrap();
         while next(&mut w).await.is_some() {}
@@ -134,7 +148,11 @@ fn tree_and_topics_are_kept_apart_and_forget_stops_reports() {
         w.forget(Topic::Desired);
         fs::write(desired.join("60-y.yaml"), "y").unwrap();
         while let Some(c) = next(&mut w).await {
-            assert!(!c.touches(Topic::Desired), "forgotten topic reported: {:?}", c.paths);
+            assert!(
+                !c.touches(Topic::Desired),
+                "forgotten topic reported: {:?}",
+                c.paths
+            );
         }
     });
 }

@@ -19,9 +19,16 @@ pub fn run(args: Args) -> ExitCode {
             return super::fail(super::EXIT_FAILED, [format!("{}: {e}", dir.display())]);
         }
     }
-    match std::fs::OpenOptions::new().create(true).append(true).open(&path) {
+    match std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+    {
         Ok(_) => {
-            println!("created {}: the daemon will re-apply the current config and reboot", path.display());
+            println!(
+                "created {}: the daemon will re-apply the current config and reboot",
+                path.display()
+            );
             ExitCode::SUCCESS
         }
         Err(e) => super::fail(super::EXIT_FAILED, [format!("{}: {e}", path.display())]),

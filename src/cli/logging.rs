@@ -16,9 +16,15 @@ pub fn init(level: Option<&str>) {
             let layer = layer
                 .with_field_prefix(None)
                 .with_syslog_identifier("machine-config-daemon".to_string());
-            tracing_subscriber::registry().with(filter).with(layer).init();
+            tracing_subscriber::registry()
+                .with(filter)
+                .with(layer)
+                .init();
             return;
         }
     }
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

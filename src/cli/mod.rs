@@ -1,5 +1,6 @@
 //! Subcommands. Each file owns one command: its `Args` (clap) and its `run`.
 
+pub mod apply;
 pub mod force;
 pub mod logging;
 pub mod plan;

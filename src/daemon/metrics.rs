@@ -19,7 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 type Labels = Vec<(String, String)>;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 /// The daemon's metrics.
@@ -35,7 +38,9 @@ pub struct Metrics {
 }
 
 fn unix_now(now: SystemTime) -> f64 {
-    now.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+    now.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
 }
 
 impl Metrics {
@@ -43,7 +48,11 @@ impl Metrics {
     pub fn new(os: &str, version: &str) -> Self {
         let mut registry = Registry::default();
         let state = Family::<Labels, Gauge>::default();
-        registry.register("mcd_state", "Node state: 1 for the current state, 0 for the others", state.clone());
+        registry.register(
+            "mcd_state",
+            "Node state: 1 for the current state, 0 for the others",
+            state.clone(),
+        );
         let transitions = Family::<Labels, Counter>::default();
         registry.register(
             "mcd_state_transitions",
@@ -63,10 +72,19 @@ impl Metrics {
             config_drift.clone(),
         );
         let reboots_failed = Counter::default();
-        registry.register("mcd_reboots_failed", "Reboots that failed to start", reboots_failed.clone());
+        registry.register(
+            "mcd_reboots_failed",
+            "Reboots that failed to start",
+            reboots_failed.clone(),
+        );
         let host = Family::<Labels, Gauge>::default();
-        registry.register("mcd_host_os_and_version", "The host's operating system and version", host.clone());
-        host.get_or_create(&labels(&[("os", os), ("version", version)])).set(1);
+        registry.register(
+            "mcd_host_os_and_version",
+            "The host's operating system and version",
+            host.clone(),
+        );
+        host.get_or_create(&labels(&[("os", os), ("version", version)]))
+            .set(1);
         let update_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
         registry.register(
             "mcd_update_duration_seconds",
@@ -96,7 +114,9 @@ impl Metrics {
     /// Records a state change.
     pub fn set_state(&self, from: Option<NodeState>, to: NodeState) {
         for s in NodeState::ALL {
-            self.state.get_or_create(&labels(&[("state", s.as_str())])).set(i64::from(s == to));
+            self.state
+                .get_or_create(&labels(&[("state", s.as_str())]))
+                .set(i64::from(s == to));
         }
         if let Some(from) = from {
             self.transitions
@@ -156,29 +176,38 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     use hyper::body::Bytes;
     use hyper::{Response, StatusCode};
     loop {
-        let Ok((stream, _)) = listener.accept().await else { continue };
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
         let metrics = metrics.clone();
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                let metrics = metrics.clone();
-                async move {
-                    let (status, ctype, body) = match req.uri().path() {
-                        "/metrics" => (
-                            StatusCode::OK,
-                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                            metrics.render(),
-                        ),
-                        "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-                        _ => (StatusCode::NOT_FOUND, "text/plain", "not found\n".to_string()),
-                    };
-                    Response::builder()
-                        .status(status)
-                        .header("content-type", ctype)
-                        .body(Full::new(Bytes::from(body)))
-                }
-            });
+            let service =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let metrics = metrics.clone();
+                    async move {
+                        let (status, ctype, body) = match req.uri().path() {
+                            "/metrics" => (
+                                StatusCode::OK,
+                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                                metrics.render(),
+                            ),
+                            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
+                            _ => (
+                                StatusCode::NOT_FOUND,
+                                "text/plain",
+                                "not found\n".to_string(),
+                            ),
+                        };
+                        Response::builder()
+                            .status(status)
+                            .header("content-type", ctype)
+                            .body(Full::new(Bytes::from(body)))
+                    }
+                });
             let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new().serve_connection(io, service).await;
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(io, service)
+                .await;
         });
     }
 }

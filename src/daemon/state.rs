@@ -19,8 +19,12 @@ pub enum NodeState {
 
 impl NodeState {
     /// All states, in the order metrics list them.
-    pub const ALL: [NodeState; 4] =
-        [NodeState::Done, NodeState::Working, NodeState::Degraded, NodeState::Unreconcilable];
+    pub const ALL: [NodeState; 4] = [
+        NodeState::Done,
+        NodeState::Working,
+        NodeState::Degraded,
+        NodeState::Unreconcilable,
+    ];
 
     /// The exact annotation value.
     pub fn as_str(self) -> &'static str {

@@ -152,7 +152,11 @@ impl Status {
     /// Sets state and reason (clipped to 2000 characters; empty when `Done`).
     pub fn set_state(&mut self, state: NodeState, reason: &str) {
         self.state = state;
-        self.reason = if state == NodeState::Done { String::new() } else { clip_reason(reason) };
+        self.reason = if state == NodeState::Done {
+            String::new()
+        } else {
+            clip_reason(reason)
+        };
     }
 
     /// Writes the status to `path` atomically (temporary file, fsync, rename).
@@ -173,14 +177,17 @@ impl Status {
             path: path.to_path_buf(),
             source,
         })?;
-        serde_json::from_slice(&bytes)
-            .map_err(|source| StatusReadError::Parse { path: path.to_path_buf(), source })
+        serde_json::from_slice(&bytes).map_err(|source| StatusReadError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })
     }
 
     /// The table `status` prints, in the manner of `oc get machineconfignodes`.
     pub fn table(&self, wide: bool) -> String {
-        let mut head: Vec<String> =
-            ["NAME", "POOLNAME", "DESIREDCONFIG", "CURRENTCONFIG"].map(String::from).to_vec();
+        let mut head: Vec<String> = ["NAME", "POOLNAME", "DESIREDCONFIG", "CURRENTCONFIG"]
+            .map(String::from)
+            .to_vec();
         let mut row = vec![
             self.node.clone(),
             self.pool.clone(),
@@ -199,8 +206,11 @@ impl Status {
         row.push(self.state.to_string());
         head.push("REASON".into());
         row.push(self.reason.replace('\n', " "));
-        let widths: Vec<usize> =
-            head.iter().zip(&row).map(|(h, r)| h.len().max(r.chars().count())).collect();
+        let widths: Vec<usize> = head
+            .iter()
+            .zip(&row)
+            .map(|(h, r)| h.len().max(r.chars().count()))
+            .collect();
         let line = |cells: &[String]| {
             let mut s = String::new();
             for (i, (c, w)) in cells.iter().zip(&widths).enumerate() {
@@ -217,7 +227,11 @@ impl Status {
 }
 
 fn dash(s: &str) -> String {
-    if s.is_empty() { "-".into() } else { s.to_string() }
+    if s.is_empty() {
+        "-".into()
+    } else {
+        s.to_string()
+    }
 }
 
 /// Column names as `oc get machineconfignodes` prints them.
@@ -237,7 +251,13 @@ fn column_name(condition: &str) -> String {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusReadError {
     #[error("cannot read status {}: {source} (is the daemon running with this --root?)", path.display())]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot parse status {}: {source}", path.display())]
-    Parse { path: PathBuf, source: serde_json::Error },
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
 }

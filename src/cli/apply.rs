@@ -1,0 +1,268 @@
+//! The `apply` command: one-shot update of a node (or of a root directory) to a config.
+//!
+//! Flow: recover an interrupted update (rolled back), read the stored current config (none:
+//! first apply, everything is written and no post action runs), plan with the node disruption
+//! policy, refuse unreconcilable changes, write as one transaction, store the new current config,
+//! then run the post actions through an executor. This build has no systemd client yet: with
+//! `--no-systemd` post actions and unit operations are printed as skipped (never as done);
+//! without it the command refuses, before changing anything, a plan whose actions are not just
+//! `None`.
+//!
+//! `--dry-run` changes nothing and prints a unified diff per file that would be written; contents
+//! of files whose mode gives no read access to group and others are not shown.
+//!
+//! Exit codes: 0 applied, 1 failed (rolled back), 2 bad input, 3 unreconcilable.
+
+use machine_config_daemon::host::exec::{Executor, Outcome, PostAction, Skip};
+use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
+use machine_config_daemon::model::policy::{self, Action};
+use machine_config_daemon::model::{self, MachineConfig};
+use machine_config_daemon::plan::{self, Plan, PlanOptions};
+use serde_json::json;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// The root directory of the node to change.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+    /// The desired config: a MachineConfig file, or a directory rendered for --pool.
+    #[arg(long, value_name = "NEW")]
+    pub config: PathBuf,
+    /// A MachineConfiguration holding the node disruption policy (cluster defaults otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The pool a directory of MachineConfigs is rendered for.
+    #[arg(long, default_value = "worker")]
+    pub pool: String,
+    /// Change nothing; print what would be done, with a diff of every file.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not talk to systemd: post actions and unit operations are reported as skipped.
+    #[arg(long)]
+    pub no_systemd: bool,
+    /// Output format.
+    #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
+    pub output: super::Format,
+}
+
+/// The post actions a plan asks for, in order (`Special` is a crio reload; drains are the
+/// cluster side's and not run here).
+fn post_actions(plan: Option<&Plan>) -> Vec<PostAction> {
+    let Some(plan) = plan else { return Vec::new() };
+    plan.actions
+        .iter()
+        .filter_map(|a| match a {
+            Action::Reload { reload } => Some(PostAction::Reload(reload.service_name.clone())),
+            Action::Restart { restart } => Some(PostAction::Restart(restart.service_name.clone())),
+            Action::DaemonReload => Some(PostAction::DaemonReload),
+            Action::Reboot => Some(PostAction::Reboot),
+            Action::Special => Some(PostAction::Reload("crio.service".to_string())),
+            Action::None | Action::Drain => None,
+        })
+        .collect()
+}
+
+fn exit_for(e: &HostError) -> u8 {
+    match e {
+        HostError::Refused { .. } => super::EXIT_UNRECONCILABLE,
+        HostError::Owner { .. } => super::EXIT_BAD_INPUT,
+        _ => super::EXIT_FAILED,
+    }
+}
+
+pub fn run(args: Args) -> ExitCode {
+    let new = match model::load_config_arg(&args.config, &args.pool) {
+        Ok((mc, warnings)) => {
+            super::print_warnings(&warnings);
+            mc
+        }
+        Err(e) => return super::fail_load(&e),
+    };
+    let policy = match &args.policy {
+        Some(p) => match super::load_policy(p) {
+            Ok(p) => p,
+            Err(code) => return code,
+        },
+        None => policy::defaults(),
+    };
+    let root = match Root::open(&args.root) {
+        Ok(r) => r,
+        Err(e) => return super::fail(super::EXIT_BAD_INPUT, [e]),
+    };
+    let mut recovered = None;
+    if !args.dry_run {
+        match host::recover(&root) {
+            Ok(r) => recovered = r,
+            Err(e) => return super::fail(super::EXIT_FAILED, [format!("recovery: {e}")]),
+        }
+    }
+    let old = match host::state::read_current(&root) {
+        Ok(c) => c.map(|c| c.0),
+        Err(e) => return super::fail(super::EXIT_FAILED, [e]),
+    };
+    let force_file = root
+        .probe(host::manifest::FORCE_FILE, host::root::Tree::Etc)
+        .is_ok_and(|p| p != host::root::Probe::Absent);
+    let plan = old
+        .as_ref()
+        .map(|o| plan::plan(o, &new, &policy, &PlanOptions { force: force_file }));
+    if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
+        print_result(&args, recovered.as_deref(), plan.as_ref(), &new, None, &[]);
+        return super::fail(super::EXIT_UNRECONCILABLE, [reason]);
+    }
+    let actions = post_actions(plan.as_ref());
+    if !args.no_systemd && !args.dry_run && !actions.is_empty() {
+        return super::fail(
+            super::EXIT_FAILED,
+            ["systemd post actions not available; use --no-systemd"],
+        );
+    }
+    let opts = ApplyOptions {
+        force: force_file,
+        dry_run: args.dry_run,
+    };
+    let report = match host::apply(&root, old.as_ref(), &new, &opts) {
+        Ok(r) => r,
+        Err(e) => return super::fail(exit_for(&e), [e]),
+    };
+    let mut exec = Skip(if args.dry_run {
+        "dry run".to_string()
+    } else {
+        "no systemd client (--no-systemd)".to_string()
+    });
+    let mut outcomes = Vec::new();
+    let ops = report
+        .unit_ops
+        .before_files
+        .iter()
+        .chain(&report.unit_ops.after_files);
+    for op in ops {
+        match exec.unit_op(op) {
+            Ok(o) => outcomes.push((op.to_string(), o)),
+            Err(e) => return super::fail(super::EXIT_FAILED, [e]),
+        }
+    }
+    for a in &actions {
+        match exec.post_action(a) {
+            Ok(o) => outcomes.push((a.to_string(), o)),
+            Err(e) => return super::fail(super::EXIT_FAILED, [e]),
+        }
+    }
+    print_result(
+        &args,
+        recovered.as_deref(),
+        plan.as_ref(),
+        &new,
+        Some(&report),
+        &outcomes,
+    );
+    ExitCode::SUCCESS
+}
+
+fn hidden(mode: Option<u32>) -> bool {
+    mode.is_some_and(|m| m & 0o044 == 0)
+}
+
+fn file_diff(w: &host::txn::WriteDetail) -> String {
+    if hidden(Some(w.new_mode)) || hidden(w.old_mode) {
+        let m = if hidden(Some(w.new_mode)) {
+            w.new_mode
+        } else {
+            w.old_mode.unwrap_or(0)
+        };
+        return format!(
+            "--- {p}\n+++ {p}\n(contents hidden: mode {m:04o} gives no read access to group or others)\n",
+            p = w.path
+        );
+    }
+    let old = String::from_utf8_lossy(w.old.as_deref().unwrap_or_default()).into_owned();
+    let new = String::from_utf8_lossy(&w.new).into_owned();
+    similar::TextDiff::from_lines(&old, &new)
+        .unified_diff()
+        .header(&format!("a{}", w.path), &format!("b{}", w.path))
+        .to_string()
+}
+
+fn print_result(
+    args: &Args,
+    recovered: Option<&str>,
+    plan: Option<&Plan>,
+    new: &MachineConfig,
+    report: Option<&ApplyReport>,
+    outcomes: &[(String, Outcome)],
+) {
+    let diffs: Vec<String> = report
+        .map(|r| r.writes.iter().map(file_diff).collect())
+        .unwrap_or_default();
+    if args.output != super::Format::Text {
+        let v = json!({
+            "recovered": recovered,
+            "firstApply": plan.is_none(),
+            "dryRun": args.dry_run,
+            "config": new.name,
+            "plan": plan.map(|p| serde_json::to_value(p).unwrap_or_default()),
+            "steps": report.map(|r| r.steps.clone()),
+            "kept": report.map(|r| r.kept.clone()),
+            "operations": outcomes.iter().map(|(what, o)| json!({"operation": what, "result": o})).collect::<Vec<_>>(),
+            "diffs": diffs,
+        });
+        super::print_data(&v, args.output);
+        return;
+    }
+    if let Some(r) = recovered {
+        println!("recovered: {r}");
+    }
+    match plan {
+        None => println!(
+            "first apply of {}: writing everything, no actions",
+            new.name
+        ),
+        Some(p) => {
+            println!("plan: {} -> {}", p.from, p.to);
+            for c in &p.changes {
+                let what = c
+                    .path
+                    .as_deref()
+                    .or(c.name.as_deref())
+                    .unwrap_or(c.kind.as_str());
+                println!("  {} {} {what}", c.kind.as_str(), c.change.as_str());
+            }
+            let acts: Vec<String> = p
+                .actions
+                .iter()
+                .map(|a| serde_json::to_string(a).unwrap_or_default())
+                .collect();
+            println!(
+                "actions: {}  drain: {}  reboot: {}",
+                acts.join(", "),
+                p.drain,
+                p.reboot
+            );
+            if let Some(u) = &p.unreconcilable {
+                println!("unreconcilable: {u}");
+            }
+        }
+    }
+    let Some(report) = report else { return };
+    let verb = if args.dry_run { "would" } else { "done" };
+    if report.steps.is_empty() {
+        println!("nothing to write: the node already has {}", new.name);
+    }
+    for s in &report.steps {
+        println!("{verb}: {s}");
+    }
+    for k in &report.kept {
+        println!("kept (never deleted): {k}");
+    }
+    for (what, o) in outcomes {
+        match o {
+            Outcome::Done => println!("done: {what}"),
+            Outcome::Skipped(why) => println!("skipped: {what} ({why})"),
+        }
+    }
+    for d in diffs {
+        print!("{d}");
+    }
+}

@@ -1,0 +1,261 @@
+//! What a config puts on disk: one [`Record`] per managed path (SHA-256, size, mode, owner,
+//! kind), built once from the config so that validation and drift checks need not keep the
+//! contents in memory.
+//!
+//! Managed paths: `storage.files`; units at `/etc/systemd/system/<name>` (masked → a link to
+//! `/dev/null`; `mask: false` without contents → must not be a `/dev/null` link); dropins at
+//! `/etc/systemd/system/<unit>.d/<dropin>` (empty contents → must be absent); the `core` user's
+//! ssh keys at `/home/core/.ssh/authorized_keys.d/ignition` (0600, owner core). A unit or dropin
+//! path also named in `storage.files` is taken from the unit (systemd section wins).
+
+use super::HostError;
+use super::owners::Owners;
+use super::root::{Root, Tree};
+use crate::model::MachineConfig;
+use sha2::{Digest, Sha256};
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+/// Where units and dropins are written.
+pub const UNIT_DIR: &str = "/etc/systemd/system";
+/// The `core` user's ssh keys file written from the config.
+pub const SSH_KEYS_PATH: &str = "/home/core/.ssh/authorized_keys.d/ignition";
+/// The force file (SPEC §7): a config may not create it.
+pub const FORCE_FILE: &str = "/run/machine-config-daemon-force";
+
+/// What must be at a managed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Kind {
+    /// A regular file with the record's contents, mode and owner.
+    File,
+    /// A symlink to `/dev/null` (a masked unit).
+    MaskLink,
+    /// Nothing (an empty dropin).
+    Absent,
+    /// Anything but a `/dev/null` link (an unmasked unit without contents).
+    Unmasked,
+}
+
+/// The expected state of one managed path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub kind: Kind,
+    pub sha256: [u8; 32],
+    pub size: u64,
+    /// Permission bits (incl. setuid/setgid/sticky).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// One managed path with the bytes to write there.
+pub struct Desired<'a> {
+    pub path: String,
+    pub tree: Tree,
+    pub record: Record,
+    pub data: Cow<'a, [u8]>,
+}
+
+/// The records of every managed path of a config, sorted by path.
+#[derive(Debug, Default, Clone)]
+pub struct Manifest {
+    pub records: BTreeMap<String, (Record, Tree)>,
+}
+
+impl Manifest {
+    /// Builds the manifest of `config` (owner names resolved with `owners`).
+    pub fn build(config: &MachineConfig, owners: &Owners) -> Result<Manifest, HostError> {
+        Ok(Manifest {
+            records: desired(config, owners)?
+                .into_iter()
+                .map(|d| (d.path, (d.record, d.tree)))
+                .collect(),
+        })
+    }
+
+    /// The record of `path`, if managed.
+    pub fn get(&self, path: &str) -> Option<&Record> {
+        self.records.get(path).map(|r| &r.0)
+    }
+}
+
+fn record(hash: bool, kind: Kind, data: &[u8], mode: u32, uid: u32, gid: u32) -> Record {
+    Record {
+        kind,
+        sha256: if hash {
+            Sha256::digest(data).into()
+        } else {
+            [0; 32]
+        },
+        size: data.len() as u64,
+        mode,
+        uid,
+        gid,
+    }
+}
+
+/// Every managed path of `config` with its contents, sorted by path. Refuses (before anything
+/// is written) paths outside `/etc` and `/var`, unclean paths and the force file.
+pub fn desired<'a>(
+    config: &'a MachineConfig,
+    owners: &Owners,
+) -> Result<Vec<Desired<'a>>, HostError> {
+    desired_with(config, owners, true)
+}
+
+/// [`desired`], with the SHA-256 of the records left zero when `hash` is false (an update
+/// compares the contents themselves and needs no digest).
+pub fn desired_with<'a>(
+    config: &'a MachineConfig,
+    owners: &Owners,
+    hash: bool,
+) -> Result<Vec<Desired<'a>>, HostError> {
+    let mut out: BTreeMap<String, Desired<'a>> = BTreeMap::new();
+    let c = &config.spec.config;
+    for f in &c.files {
+        if f.path == FORCE_FILE {
+            return Err(HostError::refused(
+                &f.path,
+                "a config may not create the force file",
+            ));
+        }
+        if f.has_append {
+            return Err(HostError::refused(
+                &f.path,
+                "files with append are not supported",
+            ));
+        }
+        check_tree(&f.path)?;
+        let uid = owners.uid(f.user.as_ref(), &f.path)?;
+        let gid = owners.gid(f.group.as_ref(), &f.path)?;
+        let mode = f.effective_mode();
+        if mode > 0o7777 {
+            return Err(HostError::refused(
+                &f.path,
+                format!("invalid mode {mode:o}"),
+            ));
+        }
+        let data = f.data();
+        let d = Desired {
+            path: f.path.clone(),
+            tree: Tree::Etc,
+            record: record(hash, Kind::File, data, mode, uid, gid),
+            data: Cow::Borrowed(data),
+        };
+        out.insert(f.path.clone(), d);
+    }
+    for u in &c.units {
+        check_name(&u.name)?;
+        let path = format!("{UNIT_DIR}/{}", u.name);
+        let contents = u.contents.as_deref().filter(|s| !s.is_empty());
+        let entry = if u.mask == Some(true) {
+            Some((Kind::MaskLink, &b""[..]))
+        } else if let Some(c) = contents {
+            Some((Kind::File, c.as_bytes()))
+        } else if u.mask == Some(false) {
+            Some((Kind::Unmasked, &b""[..]))
+        } else {
+            None
+        };
+        if let Some((kind, data)) = entry {
+            let d = Desired {
+                path: path.clone(),
+                tree: Tree::Etc,
+                record: record(hash, kind, data, 0o644, 0, 0),
+                data: Cow::Borrowed(data),
+            };
+            out.insert(path.clone(), d);
+        }
+        for d in &u.dropins {
+            check_name(&d.name)?;
+            let dpath = format!("{path}.d/{}", d.name);
+            let data = d.contents.as_deref().unwrap_or_default().as_bytes();
+            let kind = if data.is_empty() {
+                Kind::Absent
+            } else {
+                Kind::File
+            };
+            let e = Desired {
+                path: dpath.clone(),
+                tree: Tree::Etc,
+                record: record(hash, kind, data, 0o644, 0, 0),
+                data: Cow::Borrowed(data),
+            };
+            out.insert(dpath, e);
+        }
+    }
+    if let Some(core) = c.users.iter().find(|u| u.name == "core")
+        && !core.ssh_authorized_keys.is_empty()
+    {
+        {
+            let (uid, gid) = owners.user("core").ok_or_else(|| HostError::Owner {
+                path: SSH_KEYS_PATH.to_string(),
+                reason: "user \"core\" is not in the node's /etc/passwd".to_string(),
+            })?;
+            let mut text = String::new();
+            for k in &core.ssh_authorized_keys {
+                text.push_str(k.trim_end());
+                text.push('\n');
+            }
+            let data = text.into_bytes();
+            let d = Desired {
+                path: SSH_KEYS_PATH.to_string(),
+                tree: Tree::Home { uid, gid },
+                record: record(hash, Kind::File, &data, 0o600, uid, gid),
+                data: Cow::Owned(data),
+            };
+            out.insert(SSH_KEYS_PATH.to_string(), d);
+        }
+    }
+    Ok(out.into_values().collect())
+}
+
+/// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,
+/// `/usr/local` exception; whether those are links into `/var` is checked on the node).
+pub fn check_tree(path: &str) -> Result<(), HostError> {
+    super::root::components(path)?;
+    let ok = ["/etc/", "/var/", "/opt/", "/usr/local/"]
+        .iter()
+        .any(|p| path.starts_with(p));
+    if !ok {
+        return Err(HostError::refused(
+            path,
+            "only paths under /etc and /var may be written",
+        ));
+    }
+    let reserved = |rest: &str| {
+        ["/orig/", "/noorig/", "/staging/"]
+            .iter()
+            .any(|p| rest.starts_with(p))
+            || ["/currentconfig", "/journal"].contains(&rest)
+    };
+    if path
+        .strip_prefix(super::state::STATE_DIR)
+        .is_some_and(reserved)
+    {
+        return Err(HostError::refused(
+            path,
+            "reserved for the daemon's own state",
+        ));
+    }
+    Ok(())
+}
+
+fn check_name(name: &str) -> Result<(), HostError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." || name.contains('\0') {
+        return Err(HostError::refused(
+            &format!("{UNIT_DIR}/{name}"),
+            "invalid unit or dropin name",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks every managed path of a config against the root's directory layout (no symlinked
+/// directory leading out of the allowed trees), before anything is written.
+pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
+    for d in desired {
+        root.check(&d.path, d.tree)?;
+    }
+    Ok(())
+}

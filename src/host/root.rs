@@ -1,0 +1,625 @@
+//! Rooted, safe file operations.
+//!
+//! A [`Root`] is a directory handle (`/` on a node, `/rootfs` in a DaemonSet, a tempdir in tests).
+//! Every path is absolute *as seen from the root* and is resolved beneath it:
+//! - paths must be clean (no `.`, `..`, empty component or trailing `/`);
+//! - a config may only write under `/etc` and `/var` ([`Tree::Etc`]); `/opt` and `/usr/local` are
+//!   accepted only when they are symlinks into `/var` (as on CoreOS: `/var/opt`, `/var/usrlocal`);
+//! - a *directory* component that is a symlink is followed only when its target (interpreted
+//!   inside the root, `..` clamped at the root) stays in the allowed trees; otherwise the whole
+//!   operation is refused, naming the link;
+//! - the *last* component is never followed: writes replace a symlink by a regular file (rename),
+//!   reads and stats see the link itself.
+//!
+//! Resolution first tries one `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)` (fast, no link at
+//! all on the way); when a link is met it walks component by component with `O_NOFOLLOW`, so a
+//! link swapped in concurrently is never followed either.
+//!
+//! Writes are atomic: a temp file `.<name>.mcdtmp` in the same directory, owner and mode set
+//! before the rename, data fsynced, rename, directory fsynced. The temp name is deterministic so
+//! that crash recovery can remove leftovers.
+
+use super::{HostError, failpoint};
+use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags, ResolveFlags};
+use rustix::io::Errno;
+use std::io::Write;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Which trees a path may live in, and how directories are created there.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum Tree {
+    /// Config files, units, backups, state: `/etc` and `/var` (+ the `/opt`, `/usr/local` links).
+    /// Missing directories are created 0755 root:root.
+    Etc,
+    /// The `core` user's home: `/home` (or `/var/home`). Symlinks below `/home/core` are never
+    /// followed (the user controls them); missing directories below `/home` are created 0700 and
+    /// owned by the given ids.
+    Home { uid: u32, gid: u32 },
+}
+
+impl Tree {
+    fn trees(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Tree::Etc => &[&["etc"], &["var"]],
+            Tree::Home { .. } => &[&["home"], &["var", "home"]],
+        }
+    }
+    /// Links that lead *into* the trees from outside them.
+    fn entry_links(self) -> &'static [&'static [&'static str]] {
+        match self {
+            Tree::Etc => &[&["opt"], &["usr", "local"]],
+            Tree::Home { .. } => &[&["home"]],
+        }
+    }
+    fn describe(self) -> &'static str {
+        match self {
+            Tree::Etc => "/etc and /var",
+            Tree::Home { .. } => "/home and /var/home",
+        }
+    }
+    fn inside(self, logical: &[String]) -> bool {
+        self.trees().iter().any(|t| starts_with(logical, t))
+    }
+    fn may_traverse(self, logical: &[String]) -> bool {
+        self.inside(logical)
+            || self
+                .entry_links()
+                .iter()
+                .any(|l| l.len() > logical.len() && starts_with_rev(l, logical))
+    }
+    fn link_forbidden(self, link: &[String]) -> bool {
+        match self {
+            Tree::Etc => false,
+            Tree::Home { .. } => {
+                (starts_with(link, &["home", "core"]) && link.len() > 2)
+                    || (starts_with(link, &["var", "home", "core"]) && link.len() > 3)
+            }
+        }
+    }
+}
+
+fn starts_with(v: &[String], prefix: &[&str]) -> bool {
+    v.len() >= prefix.len() && v.iter().zip(prefix).all(|(a, b)| a == b)
+}
+fn starts_with_rev(long: &[&str], short: &[String]) -> bool {
+    short.iter().zip(long).all(|(a, b)| a == b)
+}
+
+/// Splits a clean absolute path into its components.
+pub fn components(path: &str) -> Result<Vec<String>, HostError> {
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| HostError::refused(path, "path is not absolute"))?;
+    if rest.is_empty() || path.contains('\0') {
+        return Err(HostError::refused(path, "not a file path"));
+    }
+    rest.split('/')
+        .map(|c| match c {
+            "" | "." | ".." => Err(HostError::refused(
+                path,
+                "path is not clean (empty, `.` or `..` component)",
+            )),
+            c => Ok(c.to_string()),
+        })
+        .collect()
+}
+
+fn join(c: &[String]) -> String {
+    format!("/{}", c.join("/"))
+}
+
+/// What is at a path (the last component not followed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Entry {
+    Absent,
+    File {
+        data: Vec<u8>,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Symlink {
+        target: String,
+    },
+    /// A directory, device, fifo or socket: never managed by us.
+    Other {
+        mode: u32,
+    },
+}
+
+/// The kind of entry at a path (see [`Root::probe`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Probe {
+    Absent,
+    File,
+    Symlink(String),
+    Other,
+}
+
+/// A resolved parent directory and the last component's name.
+pub struct Parent {
+    pub dir: OwnedFd,
+    pub name: String,
+}
+
+/// A directory handle every path is resolved beneath.
+pub struct Root {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+impl Root {
+    /// Opens the root directory.
+    pub fn open(path: &Path) -> Result<Root, HostError> {
+        let fd = rfs::open(path, DIR_FLAGS.difference(OFlags::NOFOLLOW), Mode::empty())
+            .map_err(|e| HostError::io("open root", &path.display().to_string(), e))?;
+        Ok(Root {
+            fd,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// The root directory as given.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Checks that `path` may be written in `tree`: clean, in the allowed trees, no directory
+    /// component leading out of them. Missing directories are fine (they would be created).
+    pub fn check(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        self.resolve_parent(path, tree, None).map(|_| ())
+    }
+
+    /// Resolves the parent directory of `path`. `None` when a directory on the way is missing.
+    pub fn parent(&self, path: &str, tree: Tree) -> Result<Option<Parent>, HostError> {
+        self.resolve_parent(path, tree, None)
+    }
+
+    /// Resolves the parent directory of `path`, creating missing directories; their paths (as
+    /// resolved, outermost first) are appended to `created`.
+    pub fn parent_create(
+        &self,
+        path: &str,
+        tree: Tree,
+        created: &mut Vec<String>,
+    ) -> Result<Parent, HostError> {
+        Ok(self
+            .resolve_parent(path, tree, Some(created))?
+            .expect("created"))
+    }
+
+    /// The directories that writing `path` would create (resolved paths, outermost first).
+    pub fn missing_dirs(&self, path: &str, tree: Tree) -> Result<Vec<String>, HostError> {
+        let comps = components(path)?;
+        let mut out = Vec::new();
+        // Walk up until an existing parent is found.
+        for n in (1..comps.len()).rev() {
+            let dir = join(&comps[..n]);
+            match self.resolve_parent(&format!("{dir}/x"), tree, None)? {
+                Some(_) => break,
+                None => out.push(dir),
+            }
+        }
+        out.reverse();
+        Ok(out)
+    }
+
+    fn resolve_parent(
+        &self,
+        path: &str,
+        tree: Tree,
+        mut create: Option<&mut Vec<String>>,
+    ) -> Result<Option<Parent>, HostError> {
+        let mut comps = components(path)?;
+        let name = comps.pop().expect("non-empty");
+        if tree.inside(&comps) {
+            let rel = comps.join("/");
+            match rfs::openat2(
+                &self.fd,
+                rel.as_str(),
+                DIR_FLAGS,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+            ) {
+                Ok(dir) => return Ok(Some(Parent { dir, name })),
+                Err(Errno::LOOP | Errno::NOENT | Errno::NOSYS | Errno::NOTDIR) => {}
+                Err(e) => return Err(HostError::io("open", &join(&comps), e)),
+            }
+        }
+        let mut hops = 0;
+        'restart: loop {
+            let mut dir = rfs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+                .map_err(|e| HostError::io("open", "/", e))?;
+            let mut logical: Vec<String> = Vec::new();
+            for (i, c) in comps.iter().enumerate() {
+                let here = {
+                    let mut l = logical.clone();
+                    l.push(c.clone());
+                    l
+                };
+                match rfs::openat(&dir, c.as_str(), DIR_FLAGS, Mode::empty()) {
+                    Ok(fd) => {
+                        if !tree.may_traverse(&here) {
+                            return Err(HostError::refused(
+                                path,
+                                format!("{} is outside {}", join(&here), tree.describe()),
+                            ));
+                        }
+                        dir = fd;
+                        logical = here;
+                    }
+                    Err(Errno::LOOP | Errno::NOTDIR) => {
+                        let st = rfs::statat(&dir, c.as_str(), AtFlags::SYMLINK_NOFOLLOW)
+                            .map_err(|e| HostError::io("stat", &join(&here), e))?;
+                        if FileType::from_raw_mode(st.st_mode) != FileType::Symlink {
+                            return Err(HostError::refused(
+                                path,
+                                format!("{} is not a directory", join(&here)),
+                            ));
+                        }
+                        let target = rfs::readlinkat(&dir, c.as_str(), Vec::new())
+                            .map_err(|e| HostError::io("readlink", &join(&here), e))?;
+                        let target = target.to_string_lossy().into_owned();
+                        let resolved = lexical(&logical, &target);
+                        let placed = tree.inside(&here)
+                            || tree
+                                .entry_links()
+                                .iter()
+                                .any(|l| starts_with(&here, l) && l.len() == here.len());
+                        if !placed {
+                            return Err(HostError::refused(
+                                path,
+                                format!("{} is outside {}", join(&here), tree.describe()),
+                            ));
+                        }
+                        if tree.link_forbidden(&here) || !tree.inside(&resolved) {
+                            return Err(HostError::refused(
+                                path,
+                                format!(
+                                    "{} is a symlink to {target}, outside {}",
+                                    join(&here),
+                                    tree.describe()
+                                ),
+                            ));
+                        }
+                        hops += 1;
+                        if hops > 40 {
+                            return Err(HostError::refused(path, "too many levels of symlinks"));
+                        }
+                        let mut next = resolved;
+                        next.extend(comps[i + 1..].iter().cloned());
+                        comps = next;
+                        continue 'restart;
+                    }
+                    Err(Errno::NOENT) => {
+                        if !tree.may_traverse(&here) {
+                            return Err(HostError::refused(
+                                path,
+                                format!("{} is outside {}", join(&here), tree.describe()),
+                            ));
+                        }
+                        let Some(created) = create.as_deref_mut() else {
+                            return Ok(None);
+                        };
+                        if !tree.inside(&here) {
+                            return Err(HostError::refused(
+                                path,
+                                format!("{} does not exist", join(&here)),
+                            ));
+                        }
+                        dir = self.mkdir(&dir, c, &here, tree)?;
+                        created.push(join(&here));
+                        logical = here;
+                    }
+                    Err(e) => return Err(HostError::io("open", &join(&here), e)),
+                }
+            }
+            if !tree.inside(&logical) {
+                return Err(HostError::refused(
+                    path,
+                    format!("{} is outside {}", join(&logical), tree.describe()),
+                ));
+            }
+            return Ok(Some(Parent { dir, name }));
+        }
+    }
+
+    fn mkdir(
+        &self,
+        parent: &OwnedFd,
+        name: &str,
+        logical: &[String],
+        tree: Tree,
+    ) -> Result<OwnedFd, HostError> {
+        let p = join(logical);
+        let (mode, owner) = match tree {
+            Tree::Home { uid, gid }
+                if logical.len() > 1 && !(logical.len() == 2 && logical[0] == "var") =>
+            {
+                (0o700, (uid, gid))
+            }
+            _ => (0o755, (0, 0)),
+        };
+        rfs::mkdirat(parent, name, Mode::from_raw_mode(mode))
+            .map_err(|e| HostError::io("mkdir", &p, e))?;
+        let fd = rfs::openat(parent, name, DIR_FLAGS, Mode::empty())
+            .map_err(|e| HostError::io("open", &p, e))?;
+        chown(&fd, owner.0, owner.1).map_err(|e| HostError::io("chown", &p, e))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| HostError::io("chmod", &p, e))?;
+        rfs::fsync(parent).map_err(|e| HostError::io("fsync", &p, e))?;
+        Ok(fd)
+    }
+
+    /// What is at `path` (not following a final symlink). Missing parents mean `Absent`.
+    pub fn read(&self, path: &str, tree: Tree) -> Result<Entry, HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(Entry::Absent);
+        };
+        read_at(&p, path)
+    }
+
+    /// What kind of entry is at `path`, without reading it.
+    pub fn probe(&self, path: &str, tree: Tree) -> Result<Probe, HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(Probe::Absent);
+        };
+        let st = match rfs::statat(&p.dir, p.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(st) => st,
+            Err(Errno::NOENT) => return Ok(Probe::Absent),
+            Err(e) => return Err(HostError::io("stat", path, e)),
+        };
+        Ok(match FileType::from_raw_mode(st.st_mode) {
+            FileType::RegularFile => Probe::File,
+            FileType::Symlink => {
+                let t = rfs::readlinkat(&p.dir, p.name.as_str(), Vec::new())
+                    .map_err(|e| HostError::io("readlink", path, e))?;
+                Probe::Symlink(t.to_string_lossy().into_owned())
+            }
+            _ => Probe::Other,
+        })
+    }
+
+    /// The names in directory `path` (empty when missing).
+    pub fn list_dir(&self, path: &str) -> Result<Vec<String>, HostError> {
+        let Some(p) = self.parent(path, Tree::Etc)? else {
+            return Ok(Vec::new());
+        };
+        let fd = match rfs::openat(&p.dir, p.name.as_str(), DIR_FLAGS, Mode::empty()) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(Vec::new()),
+            Err(e) => return Err(HostError::io("open", path, e)),
+        };
+        let mut out = Vec::new();
+        let dir = rfs::Dir::read_from(&fd).map_err(|e| HostError::io("readdir", path, e))?;
+        for ent in dir {
+            let ent = ent.map_err(|e| HostError::io("readdir", path, e))?;
+            let name = ent.file_name().to_string_lossy().into_owned();
+            if name != "." && name != ".." {
+                out.push(name);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Atomically writes a regular file (see the module docs).
+    pub fn write_file(
+        &self,
+        path: &str,
+        tree: Tree,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let tmp = tmp_name(&p.name);
+        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+        let fd = rfs::openat(
+            &p.dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| HostError::io("create", path, e))?;
+        let mut f = std::fs::File::from(fd);
+        let res = (|| {
+            failpoint!("host::write::data");
+            f.write_all(data)
+                .map_err(|e| HostError::io("write", path, e))?;
+            chown(&f, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
+            rfs::fchmod(&f, Mode::from_raw_mode(mode))
+                .map_err(|e| HostError::io("chmod", path, e))?;
+            rfs::fsync(&f).map_err(|e| HostError::io("fsync", path, e))?;
+            failpoint!("host::write::before_rename");
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        self.commit(&p, &tmp, path)
+    }
+
+    /// Atomically makes `path` a symlink to `target`.
+    pub fn write_symlink(&self, path: &str, tree: Tree, target: &str) -> Result<(), HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let tmp = tmp_name(&p.name);
+        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+        rfs::symlinkat(target, &p.dir, tmp.as_str())
+            .map_err(|e| HostError::io("symlink", path, e))?;
+        self.commit(&p, &tmp, path)
+    }
+
+    fn commit(&self, p: &Parent, tmp: &str, path: &str) -> Result<(), HostError> {
+        rfs::renameat(&p.dir, tmp, &p.dir, p.name.as_str())
+            .map_err(|e| HostError::io("rename", path, e))?;
+        rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
+    }
+
+    /// Removes a file or symlink (never a directory); absent is fine.
+    pub fn remove(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(());
+        };
+        match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {
+                rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
+            }
+            Err(e) => Err(HostError::io("remove", path, e)),
+        }
+    }
+
+    /// Removes the temp file an interrupted write of `path` may have left.
+    pub fn remove_tmp(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        if let Some(p) = self.parent(path, tree)? {
+            let _ = rfs::unlinkat(&p.dir, tmp_name(&p.name).as_str(), AtFlags::empty());
+        }
+        Ok(())
+    }
+
+    /// Removes an empty directory; absent or non-empty is fine.
+    pub fn remove_dir(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(());
+        };
+        match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::REMOVEDIR) {
+            Ok(()) | Err(Errno::NOENT | Errno::NOTEMPTY) => Ok(()),
+            Err(e) => Err(HostError::io("rmdir", path, e)),
+        }
+    }
+
+    /// Hard-links `path` (a regular file) to `dest`; `Ok(false)` when they are on different
+    /// filesystems.
+    pub fn hard_link(&self, path: &str, dest: &str, tree: Tree) -> Result<bool, HostError> {
+        let from = self
+            .parent(path, tree)?
+            .ok_or_else(|| HostError::refused(path, "missing"))?;
+        let to = self.parent_create(dest, Tree::Etc, &mut Vec::new())?;
+        let _ = rfs::unlinkat(&to.dir, to.name.as_str(), AtFlags::empty());
+        match rfs::linkat(
+            &from.dir,
+            from.name.as_str(),
+            &to.dir,
+            to.name.as_str(),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => Ok(true),
+            Err(Errno::XDEV) => Ok(false),
+            Err(e) => Err(HostError::io("link", path, e)),
+        }
+    }
+
+    /// fsyncs the directory containing `path`.
+    pub fn sync_parent(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        if let Some(p) = self.parent(path, tree)? {
+            rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Opens a regular file for reading without following any symlink, with its stat; `None`
+    /// when it is missing. Fast path for validation.
+    pub(crate) fn open_nofollow(
+        &self,
+        path: &str,
+    ) -> Result<Option<(std::fs::File, rfs::Stat)>, Errno> {
+        let rel = path.trim_start_matches('/');
+        let fd = rfs::openat2(
+            &self.fd,
+            rel,
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+            ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
+        );
+        match fd {
+            Ok(fd) => {
+                let st = rfs::fstat(&fd)?;
+                Ok(Some((std::fs::File::from(fd), st)))
+            }
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Reads the entry `p.name` in `p.dir`.
+pub(crate) fn read_at(p: &Parent, path: &str) -> Result<Entry, HostError> {
+    let st = match rfs::statat(&p.dir, p.name.as_str(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(Entry::Absent),
+        Err(e) => return Err(HostError::io("stat", path, e)),
+    };
+    match FileType::from_raw_mode(st.st_mode) {
+        FileType::Symlink => {
+            let t = rfs::readlinkat(&p.dir, p.name.as_str(), Vec::new())
+                .map_err(|e| HostError::io("readlink", path, e))?;
+            Ok(Entry::Symlink {
+                target: t.to_string_lossy().into_owned(),
+            })
+        }
+        FileType::RegularFile => {
+            let fd = rfs::openat(
+                &p.dir,
+                p.name.as_str(),
+                OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .map_err(|e| HostError::io("open", path, e))?;
+            let mut data = Vec::with_capacity(st.st_size as usize);
+            std::io::Read::read_to_end(&mut std::fs::File::from(fd), &mut data)
+                .map_err(|e| HostError::io("read", path, e))?;
+            Ok(Entry::File {
+                data,
+                mode: st.st_mode & 0o7777,
+                uid: st.st_uid,
+                gid: st.st_gid,
+            })
+        }
+        _ => Ok(Entry::Other { mode: st.st_mode }),
+    }
+}
+
+/// The deterministic temp name used to write `name`.
+pub fn tmp_name(name: &str) -> String {
+    if name.len() <= 200 {
+        format!(".{name}.mcdtmp")
+    } else {
+        use sha2::Digest;
+        let h = hex::encode(sha2::Sha256::digest(name.as_bytes()));
+        format!(".mcdtmp-{}", &h[..16])
+    }
+}
+
+fn chown(fd: impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {
+    rfs::fchown(
+        fd,
+        Some(rustix::fs::Uid::from_raw(uid)),
+        Some(rustix::fs::Gid::from_raw(gid)),
+    )
+}
+
+/// Resolves a link `target` found in directory `dir` (logical components) lexically inside the
+/// root: absolute targets start at the root, `..` stops at the root.
+fn lexical(dir: &[String], target: &str) -> Vec<String> {
+    let mut out: Vec<String> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        dir.to_vec()
+    };
+    for c in target.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    out
+}

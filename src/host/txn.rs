@@ -1,0 +1,519 @@
+//! An update as one transaction: every managed file ends up entirely old or entirely new, even
+//! across a crash.
+//!
+//! 1. Plan the steps ([`Step`]): backups and stamps first-managed paths need, writes of paths
+//!    whose content, mode or owner differ (everything under `force`), removals and restores of
+//!    paths the new config no longer manages, `core`'s password, and `currentconfig` last.
+//!    Every path is checked against the root before anything is written.
+//! 2. Write the journal (`/etc/machine-config-daemon/journal`, atomically): the old and new
+//!    names, the steps, the pre-image of every path a step touches and the directories that will
+//!    be created.
+//! 3. Stage the pre-images under `staging/` (hard links when possible: every write replaces the
+//!    inode by a rename, so the old inode stays intact; copies across filesystems).
+//! 4. Run the steps. Removing the journal is the commit point; the staging directory is then
+//!    cleaned.
+//!
+//! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
+//! a journal and restores every pre-image, removes the created directories and leftover temp
+//! files, then drops the journal: the node is back at the old config, byte for byte, backups
+//! included. Rolling back needs nothing but the journal and the staged pre-images, whereas
+//! rolling forward would need the new config's contents, which a crash may have lost; the next
+//! apply then redoes the update. A failing step rolls back the same way, and the error names it.
+
+use super::backup::{never_delete, noorig_path, orig_path};
+use super::manifest::{Desired, Kind, desired_with};
+use super::owners::Owners;
+use super::root::{Entry, Probe, Root, Tree};
+use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
+use super::units::{UnitOps, unit_ops};
+use super::users::{SHADOW, password_change, set_password_hash};
+use super::{HostError, failpoint};
+use crate::model::MachineConfig;
+use std::collections::BTreeMap;
+
+/// Options of [`apply`].
+#[derive(Debug, Clone, Default)]
+pub struct ApplyOptions {
+    /// Rewrite every managed path (the force file, SPEC §7).
+    pub force: bool,
+    /// Plan only: change nothing, report what would be done (with old and new contents).
+    pub dry_run: bool,
+}
+
+/// A file the update writes, with what is there now (filled on dry runs only).
+#[derive(Debug, Clone)]
+pub struct WriteDetail {
+    pub path: String,
+    pub old: Option<Vec<u8>>,
+    pub old_mode: Option<u32>,
+    pub new: Vec<u8>,
+    pub new_mode: u32,
+}
+
+/// What an update did (or, on a dry run, would do).
+#[derive(Debug, Clone, Default)]
+pub struct ApplyReport {
+    /// The steps, in order, e.g. `write /etc/chrony.conf`.
+    pub steps: Vec<String>,
+    /// Paths no longer managed but kept (never-delete list).
+    pub kept: Vec<String>,
+    /// Enablement operations the executor must perform.
+    pub unit_ops: UnitOps,
+    /// Dry run only: the files that would be written.
+    pub writes: Vec<WriteDetail>,
+}
+
+enum Step<'a> {
+    Backup(String, Tree),
+    Stamp(String),
+    Write(&'a Desired<'a>),
+    Restore(String, Tree),
+    Delete(String, Tree, bool),
+    Password(String),
+    CurrentConfig(Vec<u8>),
+}
+
+impl Step<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Step::Backup(p, _) => format!("back up {p} to {}", orig_path(p)),
+            Step::Stamp(p) => format!("stamp {}", noorig_path(p)),
+            Step::Write(d) => match d.record.kind {
+                Kind::File => format!("write {}", d.path),
+                Kind::MaskLink => format!("mask {}", d.path),
+                Kind::Absent | Kind::Unmasked => format!("remove {}", d.path),
+            },
+            Step::Restore(p, _) => format!("restore {p} from {}", orig_path(p)),
+            Step::Delete(p, _, true) => format!("remove {p} and {}", noorig_path(p)),
+            Step::Delete(p, _, false) => format!("remove {p}"),
+            Step::Password(_) => format!("set the password hash of core in {SHADOW}"),
+            Step::CurrentConfig(_) => format!("store {CURRENT_CONFIG}"),
+        }
+    }
+
+    /// Paths the step changes, and whether it writes (creates) them.
+    fn touched(&self) -> Vec<(String, Tree, bool)> {
+        match self {
+            Step::Backup(p, _) => vec![(orig_path(p), Tree::Etc, true)],
+            Step::Stamp(p) => vec![(noorig_path(p), Tree::Etc, true)],
+            Step::Write(d) => {
+                let w = matches!(d.record.kind, Kind::File | Kind::MaskLink);
+                vec![(d.path.clone(), d.tree, w)]
+            }
+            Step::Restore(p, t) => vec![(p.clone(), *t, true), (orig_path(p), Tree::Etc, false)],
+            Step::Delete(p, t, stamp) => {
+                let mut v = vec![(p.clone(), *t, false)];
+                if *stamp {
+                    v.push((noorig_path(p), Tree::Etc, false));
+                }
+                v
+            }
+            Step::Password(_) => vec![(SHADOW.to_string(), Tree::Etc, true)],
+            Step::CurrentConfig(_) => vec![(CURRENT_CONFIG.to_string(), Tree::Etc, true)],
+        }
+    }
+
+    fn run(&self, root: &Root) -> Result<(), HostError> {
+        match self {
+            Step::Backup(p, t) => copy(root, p, *t, &orig_path(p), Tree::Etc),
+            Step::Stamp(p) => root.write_file(&noorig_path(p), Tree::Etc, b"", 0o644, 0, 0),
+            Step::Write(d) => match d.record.kind {
+                Kind::File => {
+                    let r = &d.record;
+                    root.write_file(&d.path, d.tree, &d.data, r.mode, r.uid, r.gid)
+                }
+                Kind::MaskLink => root.write_symlink(&d.path, d.tree, "/dev/null"),
+                Kind::Absent | Kind::Unmasked => root.remove(&d.path, d.tree),
+            },
+            Step::Restore(p, t) => {
+                copy(root, &orig_path(p), Tree::Etc, p, *t)?;
+                root.remove(&orig_path(p), Tree::Etc)
+            }
+            Step::Delete(p, t, stamp) => {
+                root.remove(p, *t)?;
+                if *stamp {
+                    root.remove(&noorig_path(p), Tree::Etc)?;
+                }
+                Ok(())
+            }
+            Step::Password(h) => set_password_hash(root, h),
+            Step::CurrentConfig(b) => root.write_file(CURRENT_CONFIG, Tree::Etc, b, 0o644, 0, 0),
+        }
+    }
+}
+
+/// Copies the entry at `from` (a file with its mode and owner, or a symlink) to `to`.
+fn copy(root: &Root, from: &str, ft: Tree, to: &str, tt: Tree) -> Result<(), HostError> {
+    match root.read(from, ft)? {
+        Entry::File {
+            data,
+            mode,
+            uid,
+            gid,
+        } => root.write_file(to, tt, &data, mode, uid, gid),
+        Entry::Symlink { target } => root.write_symlink(to, tt, &target),
+        Entry::Absent => Err(HostError::refused(from, "missing")),
+        Entry::Other { .. } => Err(HostError::refused(from, "not a regular file or symlink")),
+    }
+}
+
+fn matches_disk(disk: &Entry, d: &Desired<'_>) -> bool {
+    let r = &d.record;
+    match (r.kind, disk) {
+        (
+            Kind::File,
+            Entry::File {
+                data,
+                mode,
+                uid,
+                gid,
+            },
+        ) => *mode == r.mode && *uid == r.uid && *gid == r.gid && data[..] == d.data[..],
+        (Kind::MaskLink, Entry::Symlink { target }) => target == "/dev/null",
+        (Kind::Absent, Entry::Absent) => true,
+        (Kind::Unmasked, Entry::Symlink { target }) => target != "/dev/null",
+        (Kind::Unmasked, _) => true,
+        _ => false,
+    }
+}
+
+/// The same path in two configs asks for the same thing (contents compared, not digests).
+fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
+    let (x, y) = (&a.record, &b.record);
+    (x.kind, x.mode, x.uid, x.gid, a.tree) == (y.kind, y.mode, y.uid, y.gid, b.tree)
+        && a.data[..] == b.data[..]
+}
+
+#[allow(clippy::too_many_arguments)]
+fn plan_steps<'a>(
+    root: &Root,
+    old: Option<&MachineConfig>,
+    old_desired: &BTreeMap<&str, &Desired<'_>>,
+    new_desired: &'a [Desired<'a>],
+    new_bytes: Vec<u8>,
+    new: &MachineConfig,
+    opts: &ApplyOptions,
+    report: &mut ApplyReport,
+) -> Result<Vec<Step<'a>>, HostError> {
+    let mut steps = Vec::new();
+    for d in new_desired {
+        let old_d = old_desired.get(d.path.as_str());
+        if !opts.force && old_d.is_some_and(|o| same(o, d)) {
+            continue;
+        }
+        let disk = root.read(&d.path, d.tree)?;
+        if let Entry::Other { .. } = disk {
+            return Err(HostError::refused(
+                &d.path,
+                "is a directory or a special file",
+            ));
+        }
+        if old_d.is_none()
+            && root.probe(&orig_path(&d.path), Tree::Etc)? == Probe::Absent
+            && root.probe(&noorig_path(&d.path), Tree::Etc)? == Probe::Absent
+        {
+            steps.push(match disk {
+                Entry::Absent => Step::Stamp(d.path.clone()),
+                _ => Step::Backup(d.path.clone(), d.tree),
+            });
+        }
+        if opts.force || !matches_disk(&disk, d) {
+            if opts.dry_run && d.record.kind == Kind::File {
+                let (o, m) = match disk {
+                    Entry::File { data, mode, .. } => (Some(data), Some(mode)),
+                    _ => (None, None),
+                };
+                report.writes.push(WriteDetail {
+                    path: d.path.clone(),
+                    old: o,
+                    old_mode: m,
+                    new: d.data.to_vec(),
+                    new_mode: d.record.mode,
+                });
+            }
+            steps.push(Step::Write(d));
+        }
+    }
+    let new_paths: std::collections::HashSet<&str> =
+        new_desired.iter().map(|d| d.path.as_str()).collect();
+    for (path, od) in old_desired {
+        let (path, tree) = (*path, &od.tree);
+        if new_paths.contains(path) {
+            continue;
+        }
+        if never_delete(path) {
+            report.kept.push(path.to_string());
+            continue;
+        }
+        if root.probe(&orig_path(path), Tree::Etc)? != Probe::Absent {
+            steps.push(Step::Restore(path.to_string(), *tree));
+        } else {
+            let stamp = root.probe(&noorig_path(path), Tree::Etc)? != Probe::Absent;
+            if stamp || root.probe(path, *tree)? != Probe::Absent {
+                steps.push(Step::Delete(path.to_string(), *tree, stamp));
+            }
+        }
+    }
+    if let Some(h) = password_change(old, new) {
+        steps.push(Step::Password(h));
+    }
+    // The stored config is read back only when nothing else changes (it is rewritten anyway).
+    let stale = !steps.is_empty()
+        || match root.read(CURRENT_CONFIG, Tree::Etc)? {
+            Entry::File { data, .. } => data != new_bytes,
+            _ => true,
+        };
+    if stale {
+        steps.push(Step::CurrentConfig(new_bytes));
+    }
+    Ok(steps)
+}
+
+/// The pre-image of one touched path, as recorded in the journal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PreImage {
+    path: String,
+    tree: Tree,
+    /// `absent`, `link:<target>` or `staged:<name in staging/>`.
+    state: String,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct Journal {
+    old: Option<String>,
+    new: String,
+    steps: Vec<String>,
+    preimages: Vec<PreImage>,
+    created_dirs: Vec<(String, Tree)>,
+}
+
+/// Applies `new` over `old` (None: first apply) beneath `root`, as one transaction.
+pub fn apply(
+    root: &Root,
+    old: Option<&MachineConfig>,
+    new: &MachineConfig,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, HostError> {
+    let owners = Owners::load(root)?;
+    let new_desired = desired_with(new, &owners, false)?;
+    super::manifest::preflight(root, &new_desired)?;
+    let old_list = match old {
+        Some(o) => desired_with(o, &owners, false)?,
+        None => Vec::new(),
+    };
+    let old_desired: BTreeMap<&str, &Desired<'_>> =
+        old_list.iter().map(|d| (d.path.as_str(), d)).collect();
+    let mut report = ApplyReport {
+        unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
+        ..ApplyReport::default()
+    };
+    let steps = plan_steps(
+        root,
+        old,
+        &old_desired,
+        &new_desired,
+        encode(new),
+        new,
+        opts,
+        &mut report,
+    )?;
+    report.steps = steps.iter().map(Step::describe).collect();
+    if opts.dry_run || steps.is_empty() {
+        return Ok(report);
+    }
+    // Pre-images and directories to create, before anything changes.
+    let mut preimages: Vec<PreImage> = Vec::new();
+    let mut created: Vec<(String, Tree)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (path, tree, writes) in steps.iter().flat_map(Step::touched) {
+        if writes {
+            for d in root.missing_dirs(&path, tree)? {
+                if !created.iter().any(|c| c.0 == d) {
+                    created.push((d, tree));
+                }
+            }
+        }
+        if !seen.insert(path.clone()) {
+            continue;
+        }
+        let state = match root.probe(&path, tree)? {
+            Probe::Absent => "absent".to_string(),
+            Probe::Symlink(t) => format!("link:{t}"),
+            Probe::File => format!("staged:{}", preimages.len()),
+            Probe::Other => return Err(HostError::refused(&path, "not a regular file")),
+        };
+        preimages.push(PreImage { path, tree, state });
+    }
+    for d in root.missing_dirs(JOURNAL, Tree::Etc)? {
+        if !created.iter().any(|c| c.0 == d) {
+            created.insert(0, (d, Tree::Etc));
+        }
+    }
+    let journal = Journal {
+        old: old.map(|o| o.name.clone()),
+        new: new.name.clone(),
+        steps: report.steps.clone(),
+        preimages,
+        created_dirs: created,
+    };
+    let jbytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
+    root.write_file(JOURNAL, Tree::Etc, &jbytes, 0o600, 0, 0)?;
+    tracing::info!(old = ?journal.old, new = %journal.new, steps = steps.len(), "update journal written");
+    let result = run_steps(root, &journal, &steps);
+    if let Err((step, e)) = result {
+        tracing::error!(%step, error = %e, "update step failed, rolling back");
+        return match rollback(root, &journal) {
+            Ok(()) => Err(HostError::RolledBack {
+                step,
+                source: Box::new(e),
+            }),
+            Err(r) => Err(HostError::RollbackFailed {
+                step,
+                source: Box::new(e),
+                rollback: Box::new(r),
+            }),
+        };
+    }
+    clean_staging(root)?;
+    Ok(report)
+}
+
+fn tag(step: &str) -> impl FnOnce(HostError) -> (String, HostError) + '_ {
+    move |e| (step.to_string(), e)
+}
+
+fn run_steps(
+    root: &Root,
+    journal: &Journal,
+    steps: &[Step<'_>],
+) -> Result<(), (String, HostError)> {
+    (|| {
+        failpoint!("host::after_journal");
+        stage(root, journal)?;
+        failpoint!("host::after_staging");
+        Ok(())
+    })()
+    .map_err(tag("stage pre-images"))?;
+    for s in steps {
+        let name = s.describe();
+        (|| {
+            failpoint!("host::before_op");
+            s.run(root)?;
+            failpoint!("host::after_op");
+            Ok(())
+        })()
+        .map_err(tag(&name))?;
+    }
+    let commit = || {
+        failpoint!("host::after_currentconfig");
+        root.remove(JOURNAL, Tree::Etc)
+    };
+    commit().map_err(tag("commit (remove the journal)"))?;
+    // Committed: a crash from here on keeps the new config.
+    let after_commit = || -> Result<(), HostError> {
+        failpoint!("host::after_commit");
+        Ok(())
+    };
+    if let Err(e) = after_commit() {
+        tracing::warn!(error = %e, "after commit");
+    }
+    Ok(())
+}
+
+fn stage(root: &Root, journal: &Journal) -> Result<(), HostError> {
+    for p in &journal.preimages {
+        if let Some(name) = p.state.strip_prefix("staged:") {
+            let dest = format!("{STAGING}/{name}");
+            if !root.hard_link(&p.path, &dest, p.tree)? {
+                copy(root, &p.path, p.tree, &dest, Tree::Etc)?;
+            }
+        }
+    }
+    root.sync_parent(&format!("{STAGING}/x"), Tree::Etc)
+}
+
+fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
+    for p in journal.preimages.iter().rev() {
+        failpoint!("host::rollback::restore");
+        root.remove_tmp(&p.path, p.tree)?;
+        if p.state == "absent" {
+            root.remove(&p.path, p.tree)?;
+        } else if let Some(t) = p.state.strip_prefix("link:") {
+            root.write_symlink(&p.path, p.tree, t)?;
+        } else if let Some(name) = p.state.strip_prefix("staged:") {
+            let staged = format!("{STAGING}/{name}");
+            // Missing only when the crash came before staging ended, hence before any step.
+            if root.probe(&staged, Tree::Etc)? == Probe::File {
+                copy(root, &staged, Tree::Etc, &p.path, p.tree)?;
+            }
+        }
+    }
+    // Directories holding the journal go last, once the journal is gone.
+    let holds_journal = |d: &str| JOURNAL.starts_with(&format!("{d}/"));
+    for (d, tree) in journal.created_dirs.iter().rev() {
+        if !holds_journal(d) {
+            root.remove_dir(d, *tree)?;
+        }
+    }
+    root.remove(JOURNAL, Tree::Etc)?;
+    clean_staging(root)?;
+    for (d, tree) in journal.created_dirs.iter().rev() {
+        if holds_journal(d) {
+            root.remove_dir(d, *tree)?;
+        }
+    }
+    tracing::info!(old = ?journal.old, new = %journal.new, "update rolled back");
+    Ok(())
+}
+
+fn clean_staging(root: &Root) -> Result<(), HostError> {
+    for name in root.list_dir(STAGING)? {
+        root.remove(&format!("{STAGING}/{name}"), Tree::Etc)?;
+    }
+    root.remove_dir(STAGING, Tree::Etc)
+}
+
+/// Recovers an interrupted update: rolls it back (see the module docs). Returns a description
+/// of what was recovered, `None` when there was nothing to do.
+pub fn recover(root: &Root) -> Result<Option<String>, HostError> {
+    root.remove_tmp(JOURNAL, Tree::Etc)?;
+    let data = match root.read(JOURNAL, Tree::Etc)? {
+        Entry::File { data, .. } => data,
+        Entry::Absent => {
+            clean_staging(root)?;
+            return Ok(None);
+        }
+        _ => {
+            return Err(HostError::State {
+                path: JOURNAL.to_string(),
+                reason: "not a regular file".to_string(),
+            });
+        }
+    };
+    let journal: Journal = serde_json::from_slice(&data).map_err(|e| HostError::State {
+        path: JOURNAL.to_string(),
+        reason: format!("cannot parse the update journal: {e}"),
+    })?;
+    rollback(root, &journal)?;
+    Ok(Some(format!(
+        "rolled back the interrupted update from {} to {}",
+        journal.new,
+        journal.old.as_deref().unwrap_or("(no config)")
+    )))
+}
+
+/// The whole one-shot update: recover an interrupted update, read the stored current config
+/// (none: first apply) and apply `new` over it.
+pub fn update(
+    root: &Root,
+    new: &MachineConfig,
+    opts: &ApplyOptions,
+) -> Result<ApplyReport, HostError> {
+    if !opts.dry_run
+        && let Some(r) = recover(root)?
+    {
+        tracing::warn!("{r}");
+    }
+    let current = super::state::read_current(root)?;
+    apply(root, current.as_ref().map(|c| &c.0), new, opts)
+}

@@ -1,0 +1,186 @@
+//! packaging/kubernetes/: kubectl accepts the manifests, and they say what SPEC §10 asks.
+//!
+//! `kubectl apply --dry-run=client` needs API discovery even in client mode, so when kubectl is
+//! installed the check runs it against the test API server (which serves discovery documents and
+//! answers 404 for every object, so each manifest is "created (dry run)"); `--validate=false`
+//! because offline there is no OpenAPI document to validate against. Without kubectl that part is
+//! skipped with a message.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+
+use serde_json::Value;
+
+const DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/packaging/kubernetes");
+
+fn documents() -> Vec<Value> {
+    let mut docs = Vec::new();
+    let mut files: Vec<_> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    for f in files
+        .iter()
+        .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+    {
+        let text = std::fs::read_to_string(f).unwrap();
+        for part in text.split("\n---\n") {
+            let doc: Value =
+                serde_saphyr::from_str(part).unwrap_or_else(|e| panic!("{}: {e}", f.display()));
+            docs.push(doc);
+        }
+    }
+    docs
+}
+
+fn find<'a>(docs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    docs.iter()
+        .find(|d| d["kind"] == kind && d["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("{kind}/{name} in packaging/kubernetes"))
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kubectl_apply_dry_run_accepts_the_manifests() {
+    if Command::new("kubectl")
+        .arg("version")
+        .arg("--client")
+        .output()
+        .is_err()
+    {
+        eprintln!("kubectl not installed: skipping the kubectl dry run");
+        return;
+    }
+    let server = support::TestApiServer::start().await;
+    let dir = Path::new(DIR);
+    let server_url = format!("http://{}", server.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("kubectl")
+            .args([
+                "apply",
+                "--dry-run=client",
+                "--validate=false",
+                "-o",
+                "name",
+                "--server",
+            ])
+            .arg(&server_url)
+            .arg("-f")
+            .arg(dir)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "kubectl failed:\n{stdout}\n{stderr}");
+    for expected in [
+        "namespace/machine-config-daemon",
+        "serviceaccount/machine-config-daemon",
+        "clusterrole.rbac.authorization.k8s.io/machine-config-daemon",
+        "clusterrolebinding.rbac.authorization.k8s.io/machine-config-daemon",
+        "daemonset.apps/machine-config-daemon",
+        "customresourcedefinition.apiextensions.k8s.io/machineconfigs.machineconfiguration.openshift.io",
+        "customresourcedefinition.apiextensions.k8s.io/machineconfigurations.operator.openshift.io",
+        "customresourcedefinition.apiextensions.k8s.io/machineconfignodes.machineconfiguration.openshift.io",
+    ] {
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "{expected} missing in:\n{stdout}\n{stderr}"
+        );
+    }
+}
+
+#[test]
+fn daemonset_runs_privileged_on_every_node() {
+    let docs = documents();
+    let ds = find(&docs, "DaemonSet", "machine-config-daemon");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostPID"], true);
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(pod["terminationGracePeriodSeconds"], 600);
+    assert_eq!(pod["priorityClassName"], "system-node-critical");
+    assert_eq!(
+        pod["tolerations"],
+        serde_json::json!([{"operator": "Exists"}])
+    );
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["privileged"], true);
+    assert_eq!(c["resources"]["requests"]["cpu"], "20m");
+    assert_eq!(c["resources"]["requests"]["memory"], "50Mi");
+    assert_eq!(
+        c["args"],
+        serde_json::json!(["start", "--root", "/rootfs", "--node-name", "$(NODE_NAME)"])
+    );
+    assert_eq!(c["env"][0]["name"], "NODE_NAME");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "spec.nodeName"
+    );
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/rootfs");
+    assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/");
+}
+
+#[test]
+fn rbac_grants_only_what_the_daemon_uses() {
+    let docs = documents();
+    let role = find(&docs, "ClusterRole", "machine-config-daemon");
+    let mut grants: Vec<String> = Vec::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in rule["apiGroups"].as_array().unwrap() {
+            for r in rule["resources"].as_array().unwrap() {
+                for v in rule["verbs"].as_array().unwrap() {
+                    grants.push(format!(
+                        "{}/{}:{}",
+                        g.as_str().unwrap(),
+                        r.as_str().unwrap(),
+                        v.as_str().unwrap()
+                    ));
+                }
+            }
+        }
+    }
+    grants.sort();
+    let expected = [
+        "/nodes:get",
+        "/nodes:list",
+        "/nodes:patch",
+        "/nodes:watch",
+        "/pods/eviction:create",
+        "/pods:list",
+        "/pods:watch",
+        "events.k8s.io/events:create",
+        "events.k8s.io/events:patch",
+        "machineconfiguration.openshift.io/machineconfignodes/status:patch",
+        "machineconfiguration.openshift.io/machineconfignodes/status:update",
+        "machineconfiguration.openshift.io/machineconfignodes:create",
+        "machineconfiguration.openshift.io/machineconfignodes:get",
+        "machineconfiguration.openshift.io/machineconfignodes:update",
+        "machineconfiguration.openshift.io/machineconfigs:get",
+        "operator.openshift.io/machineconfigurations:get",
+        "operator.openshift.io/machineconfigurations:list",
+        "operator.openshift.io/machineconfigurations:watch",
+    ];
+    assert_eq!(grants, expected);
+    assert!(!grants.iter().any(|g| g.contains('*')));
+}
+
+#[test]
+fn crds_have_status_subresources_where_the_daemon_writes_status() {
+    let docs = documents();
+    for (name, status) in [
+        ("machineconfigs.machineconfiguration.openshift.io", false),
+        ("machineconfigurations.operator.openshift.io", true),
+        ("machineconfignodes.machineconfiguration.openshift.io", true),
+    ] {
+        let crd = find(&docs, "CustomResourceDefinition", name);
+        assert_eq!(crd["spec"]["scope"], "Cluster", "{name}");
+        let v = &crd["spec"]["versions"][0];
+        assert_eq!(v["name"], "v1");
+        assert_eq!(v["subresources"]["status"].is_object(), status, "{name}");
+        assert_eq!(v["schema"]["openAPIV3Schema"]["type"], "object");
+    }
+}

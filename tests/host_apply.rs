@@ -1,0 +1,455 @@
+//! Applying configs to tempdir roots: files, modes, owners, backups, removals, symlink attacks,
+//! units, ssh keys and password.
+
+mod host_common;
+use host_common::*;
+use machine_config_daemon::host::{self, ApplyOptions, HostError, Root};
+use machine_config_daemon::model::{Dropin, MachineConfig, Owner, Unit};
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+fn apply(root: &Path, m: &MachineConfig) -> Result<host::ApplyReport, HostError> {
+    host::update(&Root::open(root).unwrap(), m, &ApplyOptions::default())
+}
+
+fn force(root: &Path, m: &MachineConfig) {
+    let o = ApplyOptions {
+        force: true,
+        ..ApplyOptions::default()
+    };
+    host::update(&Root::open(root).unwrap(), m, &o).unwrap();
+}
+
+#[test]
+fn writes_files_with_modes_and_owners() {
+    let t = make_root();
+    let r = t.path();
+    let m = mc(
+        "a",
+        vec![
+            file("/etc/chrony.conf", "pool x\n", 0o644),
+            file("/etc/deep/new/dir/script.sh", "#!/bin/sh\n", 0o755),
+            owned(
+                "/etc/named.conf",
+                "n\n",
+                Owner::Name("chrony".into()),
+                Owner::Name("wheel".into()),
+            ),
+            owned("/var/lib/ids", "i\n", Owner::Id(4242), Owner::Id(4343)),
+        ],
+    );
+    apply(r, &m).unwrap();
+    assert_eq!(read(r, "/etc/chrony.conf"), "pool x\n");
+    assert_eq!(mode_of(r, "/etc/chrony.conf"), 0o100644);
+    assert_eq!(mode_of(r, "/etc/deep/new/dir/script.sh"), 0o100755);
+    assert_eq!(mode_of(r, "/etc/deep/new/dir"), 0o40755);
+    let md = std::fs::metadata(r.join("etc/named.conf")).unwrap();
+    assert_eq!((md.uid(), md.gid(), md.mode() & 0o7777), (994, 10, 0o640));
+    let md = std::fs::metadata(r.join("var/lib/ids")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (4242, 4343));
+    // New paths got stamps, and the current config is stored.
+    assert!(exists(
+        r,
+        "/etc/machine-config-daemon/noorig/etc/chrony.conf.mcdnoorig"
+    ));
+    let cur = host::state::read_current(&Root::open(r).unwrap())
+        .unwrap()
+        .unwrap()
+        .0;
+    assert_eq!(cur.name, "a");
+    assert_eq!(cur.spec.config.files, m.spec.config.files);
+    // No journal or staging left.
+    assert!(!exists(r, "/etc/machine-config-daemon/journal"));
+    assert!(!exists(r, "/etc/machine-config-daemon/staging"));
+}
+
+#[test]
+fn unknown_owner_name_is_an_error_naming_the_file() {
+    let t = make_root();
+    let m = mc(
+        "a",
+        vec![owned(
+            "/etc/x",
+            "x",
+            Owner::Name("nobody-here".into()),
+            Owner::Id(0),
+        )],
+    );
+    let e = apply(t.path(), &m).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/x: unknown user \"nobody-here\" (not in the node's /etc/passwd)"
+    );
+    let m = mc(
+        "a",
+        vec![owned(
+            "/etc/x",
+            "x",
+            Owner::Id(0),
+            Owner::Name("nogroup".into()),
+        )],
+    );
+    let e = apply(t.path(), &m).unwrap_err().to_string();
+    assert!(e.starts_with("/etc/x: unknown group \"nogroup\""), "{e}");
+    assert!(!exists(t.path(), "/etc/x"));
+}
+
+#[test]
+fn backs_up_os_files_and_restores_them_on_removal() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::write(r.join("etc/chrony.conf"), "os version\n").unwrap();
+    let before = snapshot(r);
+    apply(
+        r,
+        &mc(
+            "a",
+            vec![
+                file("/etc/chrony.conf", "ours 1\n", 0o600),
+                file("/etc/new.conf", "n\n", 0o644),
+            ],
+        ),
+    )
+    .unwrap();
+    let orig = "/etc/machine-config-daemon/orig/etc/chrony.conf.mcdorig";
+    assert_eq!(read(r, orig), "os version\n");
+    assert_eq!(mode_of(r, orig), 0o100644);
+    // A second change never overwrites the backup.
+    apply(
+        r,
+        &mc(
+            "b",
+            vec![
+                file("/etc/chrony.conf", "ours 2\n", 0o644),
+                file("/etc/new.conf", "n\n", 0o644),
+            ],
+        ),
+    )
+    .unwrap();
+    assert_eq!(read(r, orig), "os version\n");
+    assert_eq!(read(r, "/etc/chrony.conf"), "ours 2\n");
+    // Removal: the backup is restored and deleted; the stamped file and its stamp are deleted.
+    apply(r, &mc("c", vec![])).unwrap();
+    assert_eq!(read(r, "/etc/chrony.conf"), "os version\n");
+    assert!(!exists(r, orig));
+    assert!(!exists(r, "/etc/new.conf"));
+    assert!(!exists(
+        r,
+        "/etc/machine-config-daemon/noorig/etc/new.conf.mcdnoorig"
+    ));
+    let mut after = snapshot(r);
+    // Only the state dir (and its now-empty backup trees) and currentconfig remain as additions.
+    after.retain(|k, _| !k.starts_with("etc/machine-config-daemon"));
+    assert_eq!(before, after, "{}", diff(&before, &after));
+}
+
+#[test]
+fn never_deletes_cluster_ca_bundles() {
+    let t = make_root();
+    let r = t.path();
+    let ca = "/etc/kubernetes/kubelet-ca.crt";
+    apply(r, &mc("a", vec![file(ca, "CA\n", 0o644)])).unwrap();
+    apply(r, &mc("b", vec![])).unwrap();
+    assert_eq!(read(r, ca), "CA\n");
+    let rep = apply(r, &mc("c", vec![file("/etc/other", "o", 0o644)])).unwrap();
+    assert!(rep.kept.is_empty());
+}
+
+#[test]
+fn rewrites_only_changed_files_unless_forced() {
+    let t = make_root();
+    let r = t.path();
+    let a = mc(
+        "a",
+        vec![file("/etc/one", "1", 0o644), file("/etc/two", "2", 0o644)],
+    );
+    apply(r, &a).unwrap();
+    let ino = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap().ino();
+    let (i1, i2) = (ino("etc/one"), ino("etc/two"));
+    let b = mc(
+        "b",
+        vec![file("/etc/one", "1", 0o644), file("/etc/two", "2b", 0o644)],
+    );
+    let rep = apply(r, &b).unwrap();
+    assert_eq!(
+        rep.steps,
+        vec![
+            "write /etc/two",
+            "store /etc/machine-config-daemon/currentconfig"
+        ]
+    );
+    assert_eq!(ino("etc/one"), i1);
+    assert_ne!(ino("etc/two"), i2);
+    // Mode-only and owner-only changes are changes too.
+    let c = mc(
+        "c",
+        vec![
+            file("/etc/one", "1", 0o600),
+            owned("/etc/two", "2b", Owner::Id(5), Owner::Id(0)),
+        ],
+    );
+    let rep = apply(r, &c).unwrap();
+    assert_eq!(rep.steps.len(), 3, "{:?}", rep.steps);
+    // Same config again: nothing to do.
+    assert!(apply(r, &c).unwrap().steps.is_empty());
+    // Force rewrites everything.
+    let i1 = ino("etc/one");
+    force(r, &c);
+    assert_ne!(ino("etc/one"), i1);
+}
+
+#[test]
+fn replaces_a_symlink_at_a_managed_path_and_keeps_it_as_backup() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::write(r.join("etc/victim"), "secret\n").unwrap();
+    std::os::unix::fs::symlink("/etc/victim", r.join("etc/managed")).unwrap();
+    apply(r, &mc("a", vec![file("/etc/managed", "mine\n", 0o644)])).unwrap();
+    assert_eq!(read(r, "/etc/victim"), "secret\n");
+    assert_eq!(mode_of(r, "/etc/managed") & 0o170000, 0o100000);
+    let b = r.join("etc/machine-config-daemon/orig/etc/managed.mcdorig");
+    assert_eq!(std::fs::read_link(&b).unwrap(), Path::new("/etc/victim"));
+    apply(r, &mc("b", vec![])).unwrap();
+    assert_eq!(
+        std::fs::read_link(r.join("etc/managed")).unwrap(),
+        Path::new("/etc/victim")
+    );
+}
+
+#[test]
+fn refuses_symlinked_parents_leading_out() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("usr/lib/foo")).unwrap();
+    std::os::unix::fs::symlink("/usr/lib/foo", r.join("etc/foo")).unwrap();
+    let before = snapshot(r);
+    let m = mc(
+        "a",
+        vec![
+            file("/etc/ok", "x", 0o644),
+            file("/etc/foo/bar", "x", 0o644),
+        ],
+    );
+    let e = apply(r, &m).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "/etc/foo/bar: /etc/foo is a symlink to /usr/lib/foo, outside /etc and /var"
+    );
+    assert_eq!(before, snapshot(r), "nothing may be written");
+    // Relative links climbing out of the root are clamped at the root and refused too.
+    std::fs::remove_file(r.join("etc/foo")).unwrap();
+    std::os::unix::fs::symlink("../../../../../../tmp", r.join("etc/foo")).unwrap();
+    let e = apply(r, &m).unwrap_err().to_string();
+    assert!(
+        e.contains("/etc/foo is a symlink to ../../../../../../tmp, outside /etc and /var"),
+        "{e}"
+    );
+    // A link that stays inside /etc and /var is followed.
+    std::fs::remove_file(r.join("etc/foo")).unwrap();
+    std::fs::create_dir_all(r.join("var/foo")).unwrap();
+    std::os::unix::fs::symlink("../var/foo", r.join("etc/foo")).unwrap();
+    apply(r, &m).unwrap();
+    assert_eq!(read(r, "/var/foo/bar"), "x");
+}
+
+#[test]
+fn refuses_paths_outside_etc_and_var() {
+    let t = make_root();
+    let r = t.path();
+    let before = snapshot(r);
+    for (p, want) in [
+        (
+            "/usr/bin/evil",
+            "/usr/bin/evil: only paths under /etc and /var may be written",
+        ),
+        (
+            "/etc/../usr/bin/evil",
+            "/etc/../usr/bin/evil: path is not clean (empty, `.` or `..` component)",
+        ),
+        (
+            "/etc//x",
+            "/etc//x: path is not clean (empty, `.` or `..` component)",
+        ),
+        ("etc/x", "etc/x: path is not absolute"),
+        (
+            "/etc/machine-config-daemon/currentconfig",
+            "/etc/machine-config-daemon/currentconfig: reserved for the daemon's own state",
+        ),
+        ("/opt/tool", "/opt/tool: /opt is outside /etc and /var"),
+    ] {
+        if p == "/opt/tool" {
+            std::fs::create_dir_all(r.join("opt")).unwrap();
+        }
+        let m = mc(
+            "a",
+            vec![file("/etc/fine", "x", 0o644), file(p, "x", 0o644)],
+        );
+        assert_eq!(apply(r, &m).unwrap_err().to_string(), want);
+        std::fs::remove_dir_all(r.join("opt")).ok();
+    }
+    assert_eq!(before, snapshot(r));
+    // The documented exception: /opt and /usr/local as links into /var.
+    std::fs::create_dir_all(r.join("var/opt")).unwrap();
+    std::fs::create_dir_all(r.join("var/usrlocal")).unwrap();
+    std::fs::create_dir_all(r.join("usr")).unwrap();
+    std::os::unix::fs::symlink("var/opt", r.join("opt")).unwrap();
+    std::os::unix::fs::symlink("../var/usrlocal", r.join("usr/local")).unwrap();
+    let m = mc(
+        "a",
+        vec![
+            file("/opt/tool", "t", 0o755),
+            file("/usr/local/bin/load.sh", "l", 0o755),
+        ],
+    );
+    apply(r, &m).unwrap();
+    assert_eq!(read(r, "/var/opt/tool"), "t");
+    assert_eq!(read(r, "/var/usrlocal/bin/load.sh"), "l");
+}
+
+#[test]
+fn units_dropins_masks() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("etc/systemd/system/crio.service.d")).unwrap();
+    std::fs::write(
+        r.join("etc/systemd/system/crio.service.d/10-os.conf"),
+        "[Service]\n",
+    )
+    .unwrap();
+    let unit =
+        |name: &str, contents: Option<&str>, enabled: Option<bool>, mask: Option<bool>| Unit {
+            name: name.into(),
+            contents: contents.map(str::to_string),
+            enabled,
+            mask,
+            dropins: vec![],
+        };
+    let mut crio = unit("crio.service", None, None, None);
+    crio.dropins = vec![
+        Dropin {
+            name: "10-os.conf".into(),
+            contents: Some(String::new()),
+        },
+        Dropin {
+            name: "20-ours.conf".into(),
+            contents: Some("[Service]\nX=1\n".into()),
+        },
+    ];
+    let a = with_units(
+        mc("a", vec![]),
+        vec![
+            unit("hello.service", Some("[Unit]\n"), Some(true), None),
+            unit("bad.service", None, None, Some(true)),
+            crio,
+        ],
+    );
+    let rep = apply(r, &a).unwrap();
+    assert_eq!(read(r, "/etc/systemd/system/hello.service"), "[Unit]\n");
+    assert_eq!(mode_of(r, "/etc/systemd/system/hello.service"), 0o100644);
+    assert_eq!(
+        std::fs::read_link(r.join("etc/systemd/system/bad.service")).unwrap(),
+        Path::new("/dev/null")
+    );
+    assert!(!exists(r, "/etc/systemd/system/crio.service.d/10-os.conf"));
+    assert_eq!(
+        read(r, "/etc/systemd/system/crio.service.d/20-ours.conf"),
+        "[Service]\nX=1\n"
+    );
+    let ops: Vec<String> = rep
+        .unit_ops
+        .after_files
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(ops, vec!["preset crio.service", "enable hello.service"]);
+    // Unmask, drop hello.service: the removed unit is preset first, the OS dropin comes back.
+    let b = with_units(
+        mc("b", vec![]),
+        vec![unit("bad.service", None, None, Some(false))],
+    );
+    let rep = apply(r, &b).unwrap();
+    assert!(!exists(r, "/etc/systemd/system/bad.service"));
+    assert!(!exists(r, "/etc/systemd/system/hello.service"));
+    assert_eq!(
+        read(r, "/etc/systemd/system/crio.service.d/10-os.conf"),
+        "[Service]\n"
+    );
+    assert!(!exists(
+        r,
+        "/etc/systemd/system/crio.service.d/20-ours.conf"
+    ));
+    let before: Vec<String> = rep
+        .unit_ops
+        .before_files
+        .iter()
+        .map(|o| o.to_string())
+        .collect();
+    assert_eq!(before, vec!["preset crio.service", "preset hello.service"]);
+}
+
+#[test]
+fn core_ssh_keys_and_password() {
+    let t = make_root();
+    let r = t.path();
+    let a = with_core(
+        mc("a", vec![]),
+        &["ssh-ed25519 AAAA one", "ssh-rsa BBBB two"],
+        Some("$6$salt$hash"),
+    );
+    apply(r, &a).unwrap();
+    let p = "/home/core/.ssh/authorized_keys.d/ignition";
+    assert_eq!(read(r, p), "ssh-ed25519 AAAA one\nssh-rsa BBBB two\n");
+    let md = std::fs::metadata(r.join(p.trim_start_matches('/'))).unwrap();
+    assert_eq!((md.mode(), md.uid(), md.gid()), (0o100600, 1000, 1000));
+    for d in ["home/core/.ssh", "home/core/.ssh/authorized_keys.d"] {
+        let md = std::fs::metadata(r.join(d)).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid()), (0o700, 1000), "{d}");
+    }
+    assert_eq!(
+        read(r, "/etc/shadow"),
+        "root:*:19000:0:99999:7:::\ncore:$6$salt$hash:19000:0:99999:7:::\n"
+    );
+    assert_eq!(mode_of(r, "/etc/shadow"), 0o100600);
+    // Keys removed: the file goes (it was stamped), the hash becomes `*`.
+    apply(r, &mc("b", vec![])).unwrap();
+    assert!(!exists(r, p));
+    assert!(read(r, "/etc/shadow").contains("\ncore:*:19000"));
+}
+
+#[test]
+fn ssh_keys_never_written_through_a_symlink() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::create_dir_all(r.join("home/core")).unwrap();
+    std::fs::create_dir_all(r.join("etc/evil")).unwrap();
+    std::os::unix::fs::symlink("/etc/evil", r.join("home/core/.ssh")).unwrap();
+    let e = apply(r, &with_core(mc("a", vec![]), &["k"], None))
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        e,
+        "/home/core/.ssh/authorized_keys.d/ignition: /home/core/.ssh is a symlink to /etc/evil, outside /home and /var/home"
+    );
+    assert_eq!(std::fs::read_dir(r.join("etc/evil")).unwrap().count(), 0);
+}
+
+#[test]
+fn dry_run_changes_nothing() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::write(r.join("etc/chrony.conf"), "old\n").unwrap();
+    let before = snapshot(r);
+    let o = ApplyOptions {
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    let rep = host::update(
+        &Root::open(r).unwrap(),
+        &mc("a", vec![file("/etc/chrony.conf", "new\n", 0o644)]),
+        &o,
+    )
+    .unwrap();
+    assert_eq!(before, snapshot(r));
+    assert_eq!(rep.writes.len(), 1);
+    assert_eq!(rep.writes[0].old.as_deref(), Some(&b"old\n"[..]));
+}

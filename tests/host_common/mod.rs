@@ -1,0 +1,142 @@
+//! Shared helpers of the host tests: tempdir roots with a user database, configs, snapshots.
+#![allow(dead_code)]
+
+use machine_config_daemon::model::{File, MachineConfig, Owner, Unit, User};
+use std::collections::BTreeMap;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
+
+/// A tempdir root with `/etc/passwd`, `/etc/group`, `/etc/shadow` and `/home`.
+pub fn make_root() -> tempfile::TempDir {
+    let t = tempfile::tempdir().unwrap();
+    let p = t.path();
+    std::fs::create_dir_all(p.join("etc")).unwrap();
+    std::fs::create_dir_all(p.join("home")).unwrap();
+    std::fs::create_dir_all(p.join("var")).unwrap();
+    std::fs::write(
+        p.join("etc/passwd"),
+        "root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000:CoreOS Admin:/home/core:/bin/bash\nchrony:x:994:990::/var/lib/chrony:/sbin/nologin\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("etc/group"),
+        "root:x:0:\nwheel:x:10:core\ncore:x:1000:\nchrony:x:990:\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("etc/shadow"),
+        "root:*:19000:0:99999:7:::\ncore:!!:19000:0:99999:7:::\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(p.join("etc/shadow"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    t
+}
+
+pub fn file(path: &str, contents: &str, mode: u32) -> File {
+    File {
+        path: path.to_string(),
+        contents: Some(contents.as_bytes().to_vec()),
+        mode: Some(mode),
+        overwrite: Some(true),
+        ..File::default()
+    }
+}
+
+pub fn owned(path: &str, contents: &str, user: Owner, group: Owner) -> File {
+    File {
+        user: Some(user),
+        group: Some(group),
+        ..file(path, contents, 0o640)
+    }
+}
+
+pub fn mc(name: &str, files: Vec<File>) -> MachineConfig {
+    let mut m = MachineConfig {
+        name: name.to_string(),
+        ..MachineConfig::default()
+    };
+    m.spec.config.version = "3.4.0".to_string();
+    m.spec.config.files = files;
+    m
+}
+
+pub fn with_units(mut m: MachineConfig, units: Vec<Unit>) -> MachineConfig {
+    m.spec.config.units = units;
+    m
+}
+
+pub fn with_core(mut m: MachineConfig, keys: &[&str], hash: Option<&str>) -> MachineConfig {
+    m.spec.config.users = vec![User {
+        name: "core".to_string(),
+        ssh_authorized_keys: keys.iter().map(|k| k.to_string()).collect(),
+        password_hash: hash.map(str::to_string),
+        ..User::default()
+    }];
+    m
+}
+
+/// Every entry beneath `root`: type, mode, owner and contents (or link target).
+pub type Snapshot = BTreeMap<String, String>;
+
+pub fn snapshot(root: &Path) -> Snapshot {
+    let mut out = BTreeMap::new();
+    walk(root, root, &mut out);
+    out
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for p in entries {
+        let md = std::fs::symlink_metadata(&p).unwrap();
+        let rel = p.strip_prefix(root).unwrap().display().to_string();
+        let head = format!("{:o} {}:{}", md.mode(), md.uid(), md.gid());
+        let v = if md.file_type().is_symlink() {
+            format!("{head} -> {}", std::fs::read_link(&p).unwrap().display())
+        } else if md.is_dir() {
+            walk(root, &p, out);
+            head
+        } else {
+            format!(
+                "{head} {}",
+                String::from_utf8_lossy(&std::fs::read(&p).unwrap())
+            )
+        };
+        out.insert(rel, v);
+    }
+}
+
+/// Describes how two snapshots differ (for assertion messages).
+pub fn diff(a: &Snapshot, b: &Snapshot) -> String {
+    let mut s = String::new();
+    for (k, v) in a {
+        match b.get(k) {
+            None => s += &format!("only in first: {k}\n"),
+            Some(w) if w != v => s += &format!("differs: {k}: {v:?} vs {w:?}\n"),
+            _ => {}
+        }
+    }
+    for k in b.keys() {
+        if !a.contains_key(k) {
+            s += &format!("only in second: {k}\n");
+        }
+    }
+    s
+}
+
+pub fn read(root: &Path, p: &str) -> String {
+    std::fs::read_to_string(root.join(p.trim_start_matches('/'))).unwrap()
+}
+
+pub fn mode_of(root: &Path, p: &str) -> u32 {
+    std::fs::symlink_metadata(root.join(p.trim_start_matches('/')))
+        .unwrap()
+        .mode()
+}
+
+pub fn exists(root: &Path, p: &str) -> bool {
+    std::fs::symlink_metadata(root.join(p.trim_start_matches('/'))).is_ok()
+}
