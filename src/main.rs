@@ -30,6 +30,8 @@ enum Command {
     Force(cli::force::Args),
     /// Apply a config to a node (or a root directory), one shot.
     Apply(cli::apply::Args),
+    /// Run the daemon: apply the desired config, watch for drift and new configs.
+    Start(cli::start::Args),
 }
 
 fn main() -> ExitCode {
@@ -41,5 +43,6 @@ fn main() -> ExitCode {
         Command::Status(args) => cli::status::run(args),
         Command::Force(args) => cli::force::run(args),
         Command::Apply(args) => cli::apply::run(args),
+        Command::Start(args) => cli::start::run(args),
     }
 }

@@ -3,19 +3,20 @@
 //! Flow: recover an interrupted update (rolled back), read the stored current config (none:
 //! first apply, everything is written and no post action runs), plan with the node disruption
 //! policy, refuse unreconcilable changes, write as one transaction, store the new current config,
-//! then run the post actions through an executor. This build has no systemd client yet: with
-//! `--no-systemd` post actions and unit operations are printed as skipped (never as done);
-//! without it the command refuses, before changing anything, a plan whose actions are not just
-//! `None`.
+//! then run the unit operations and post actions through systemd's D-Bus API — the same update
+//! flow as the daemon's ([`machine_config_daemon::daemon::update`]). With `--no-systemd` they are
+//! printed as skipped (never as done). A failed post action puts the old config back (exit 1).
 //!
 //! `--dry-run` changes nothing and prints a unified diff per file that would be written; contents
 //! of files whose mode gives no read access to group and others are not shown.
 //!
 //! Exit codes: 0 applied, 1 failed (rolled back), 2 bad input, 3 unreconcilable.
 
-use machine_config_daemon::host::exec::{Executor, Outcome, PostAction, Skip};
+use machine_config_daemon::daemon::update::{self, Standalone, UpdateError, UpdateInput};
+use machine_config_daemon::host::exec::Outcome;
+use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, SystemdOptions};
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
-use machine_config_daemon::model::policy::{self, Action};
+use machine_config_daemon::model::policy;
 use machine_config_daemon::model::{self, MachineConfig};
 use machine_config_daemon::plan::{self, Plan, PlanOptions};
 use serde_json::json;
@@ -45,23 +46,6 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
-}
-
-/// The post actions a plan asks for, in order (`Special` is a crio reload; drains are the
-/// cluster side's and not run here).
-fn post_actions(plan: Option<&Plan>) -> Vec<PostAction> {
-    let Some(plan) = plan else { return Vec::new() };
-    plan.actions
-        .iter()
-        .filter_map(|a| match a {
-            Action::Reload { reload } => Some(PostAction::Reload(reload.service_name.clone())),
-            Action::Restart { restart } => Some(PostAction::Restart(restart.service_name.clone())),
-            Action::DaemonReload => Some(PostAction::DaemonReload),
-            Action::Reboot => Some(PostAction::Reboot),
-            Action::Special => Some(PostAction::Reload("crio.service".to_string())),
-            Action::None | Action::Drain => None,
-        })
-        .collect()
 }
 
 fn exit_for(e: &HostError) -> u8 {
@@ -112,44 +96,72 @@ pub fn run(args: Args) -> ExitCode {
         print_result(&args, recovered.as_deref(), plan.as_ref(), &new, None, &[]);
         return super::fail(super::EXIT_UNRECONCILABLE, [reason]);
     }
-    let actions = post_actions(plan.as_ref());
-    if !args.no_systemd && !args.dry_run && !actions.is_empty() {
-        return super::fail(
-            super::EXIT_FAILED,
-            ["systemd post actions not available; use --no-systemd"],
+    if args.dry_run {
+        let opts = ApplyOptions {
+            force: force_file,
+            dry_run: true,
+        };
+        let report = match host::apply(&root, old.as_ref(), &new, &opts) {
+            Ok(r) => r,
+            Err(e) => return super::fail(exit_for(&e), [e]),
+        };
+        let mut outcomes = Vec::new();
+        let ops = report
+            .unit_ops
+            .before_files
+            .iter()
+            .chain(&report.unit_ops.after_files);
+        for op in ops {
+            outcomes.push((op.to_string(), Outcome::Skipped("dry run".into())));
+        }
+        for a in plan.as_ref().map(update::post_actions).unwrap_or_default() {
+            outcomes.push((a.to_string(), Outcome::Skipped("dry run".into())));
+        }
+        print_result(
+            &args,
+            recovered.as_deref(),
+            plan.as_ref(),
+            &new,
+            Some(&report),
+            &outcomes,
+        );
+        return ExitCode::SUCCESS;
+    }
+    drop(root);
+    let systemd = (!args.no_systemd).then(|| SystemdClient::new(SystemdOptions::default()));
+    let input = UpdateInput {
+        old,
+        new: new.clone(),
+        policy,
+        force: force_file,
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return super::fail(super::EXIT_FAILED, [format!("tokio runtime: {e}")]),
+    };
+    let sm = systemd.as_ref().map(|s| s as &dyn ServiceManager);
+    let result = runtime.block_on(update::update(&args.root, input, sm, &Standalone));
+    if force_file {
+        let _ = std::fs::remove_file(
+            args.root
+                .join(host::manifest::FORCE_FILE.trim_start_matches('/')),
         );
     }
-    let opts = ApplyOptions {
-        force: force_file,
-        dry_run: args.dry_run,
+    let applied = match result {
+        Ok(a) => a,
+        Err(UpdateError::Host(e)) => return super::fail(exit_for(&e), [e]),
+        Err(UpdateError::Unreconcilable(r)) => return super::fail(super::EXIT_UNRECONCILABLE, [r]),
+        Err(e) => return super::fail(super::EXIT_FAILED, [e]),
     };
-    let report = match host::apply(&root, old.as_ref(), &new, &opts) {
-        Ok(r) => r,
-        Err(e) => return super::fail(exit_for(&e), [e]),
-    };
-    let mut exec = Skip(if args.dry_run {
-        "dry run".to_string()
-    } else {
-        "no systemd client (--no-systemd)".to_string()
-    });
-    let mut outcomes = Vec::new();
-    let ops = report
-        .unit_ops
-        .before_files
+    let outcomes: Vec<(String, Outcome)> = applied
+        .steps
         .iter()
-        .chain(&report.unit_ops.after_files);
-    for op in ops {
-        match exec.unit_op(op) {
-            Ok(o) => outcomes.push((op.to_string(), o)),
-            Err(e) => return super::fail(super::EXIT_FAILED, [e]),
-        }
-    }
-    for a in &actions {
-        match exec.post_action(a) {
-            Ok(o) => outcomes.push((a.to_string(), o)),
-            Err(e) => return super::fail(super::EXIT_FAILED, [e]),
-        }
-    }
+        .map(|s| (s.what.clone(), s.outcome.clone()))
+        .collect();
+    let report = applied.report;
     print_result(
         &args,
         recovered.as_deref(),

@@ -14,10 +14,10 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     let path = args.root.join(FORCE_FILE.trim_start_matches('/'));
-    if let Some(dir) = path.parent() {
-        if let Err(e) = std::fs::create_dir_all(dir) {
-            return super::fail(super::EXIT_FAILED, [format!("{}: {e}", dir.display())]);
-        }
+    if let Some(dir) = path.parent()
+        && let Err(e) = std::fs::create_dir_all(dir)
+    {
+        return super::fail(super::EXIT_FAILED, [format!("{}: {e}", dir.display())]);
     }
     match std::fs::OpenOptions::new()
         .create(true)

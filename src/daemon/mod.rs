@@ -1,10 +1,30 @@
 //! The long-running daemon: the update flow, the node state machine, drift detection, the force
 //! file, signals, sd-notify and metrics.
+//!
+//! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
+//! - [`run`]: `start` in standalone mode: start-up, the event loop, drift, force file.
+//! - [`source`]: the desired config and policy files of standalone mode.
+//! - [`state`]: the node state machine; [`status`]: the standalone status file.
+//! - [`reboot`]: the record of a requested reboot, checked after boot.
+//! - [`metrics`], [`notify`]: Prometheus metrics and sd-notify.
 
 pub mod metrics;
 pub mod notify;
+pub mod reboot;
+pub mod run;
+pub mod source;
 pub mod state;
 pub mod status;
+pub mod update;
 
 /// The force file (SPEC §7), as a path on the node.
-pub const FORCE_FILE: &str = "/run/machine-config-daemon-force";
+pub const FORCE_FILE: &str = crate::host::manifest::FORCE_FILE;
+
+/// Gives freed heap memory back to the system after an update: the configs of an update are
+/// large and short-lived, and the daemon then idles for a long time.
+pub fn trim_memory() {
+    // SAFETY: malloc_trim only walks the allocator's own free lists.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -1,0 +1,737 @@
+//! `machine-config-daemon start`: the long-running daemon in standalone mode.
+//!
+//! Start-up (in this order): roll back an interrupted update (the host journal), finish a
+//! reboot the daemon asked for (validate the disk against the config it rebooted into), honour
+//! the force file, read the desired config and apply it if it differs from the current one (or
+//! validate the disk when it does not), then watch. While running it sleeps in one `select!` on
+//! inotify (managed paths, the desired config, the policy and the force file), SIGTERM/SIGINT
+//! and, only when systemd asked for one, the watchdog timer: nothing polls.
+//!
+//! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
+//! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
+//! makes it `Done` again. A queue overflow re-checks everything. Drift detection is paused
+//! during an update and re-armed for the new config.
+//!
+//! The node state is derived, in this order of precedence: a failed update or unreadable desired
+//! config (`Degraded`), a refused change (`Unreconcilable`), the first drifted path (`Degraded`),
+//! else `Done`; `Working` while an update runs. Every transition is checked
+//! ([`NodeState::can_go_to`]), logged, counted, and written to the status file.
+
+use super::metrics::{Metrics, os_release};
+use super::reboot::{RebootRecord, boot_id};
+use super::source::{LocalSource, Wanted};
+use super::state::NodeState;
+use super::status::{ConditionStatus, DETAILS, PHASES, Status, status_path};
+use super::update::{self, Applied, Node, UpdateError, UpdateInput};
+use super::{FORCE_FILE, notify};
+use crate::host::exec::Outcome;
+use crate::host::ondisk::check_record;
+use crate::host::owners::Owners;
+use crate::host::systemd::{Bus, ServiceManager, SystemdClient, SystemdOptions};
+use crate::host::{self, HostError, Manifest, Root};
+use crate::model::MachineConfig;
+use crate::watch::{Changes, PathWatcher, Topic, WatchError};
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
+use tokio::signal::unix::{Signal, SignalKind, signal};
+
+/// How the daemon is run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The root of the node (`/`; a DaemonSet mounts the host elsewhere; tests use a tempdir).
+    pub root: PathBuf,
+    pub source: LocalSource,
+    /// No systemd: post actions and unit operations are skipped (and said so), reboots are
+    /// recorded, not performed.
+    pub no_systemd: bool,
+    /// The system bus address (default: `DBUS_SYSTEM_BUS_ADDRESS` or the standard socket).
+    pub systemd_bus: Option<String>,
+    /// Where to serve `/metrics` and `/healthz`; None: no endpoint.
+    pub metrics_address: Option<SocketAddr>,
+    /// The node's name in the status (host name by default).
+    pub node_name: String,
+}
+
+/// Why the daemon could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("{0}")]
+    Watch(#[from] WatchError),
+    #[error("{0}")]
+    Host(#[from] HostError),
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(opts: Options) -> Result<(), DaemonError> {
+    let mut d = Daemon::new(opts)?;
+    if let Some(addr) = d.opts.metrics_address {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|source| DaemonError::Io {
+                what: format!("metrics endpoint {addr}"),
+                source,
+            })?;
+        tokio::spawn(super::metrics::serve(listener, d.metrics.clone()));
+    }
+    d.start().await?;
+    d.serve().await;
+    notify::stopping();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The status and the reboot record, shared with the update's [`Node`] hooks.
+struct LocalNode {
+    status: Arc<Mutex<Status>>,
+    status_file: PathBuf,
+    root: PathBuf,
+}
+
+#[async_trait::async_trait]
+impl Node for LocalNode {
+    async fn drain(&self, _config: &str) -> Result<Outcome, String> {
+        Ok(Outcome::Skipped(
+            "standalone mode: no cluster to drain".into(),
+        ))
+    }
+
+    async fn before_reboot(&self, config: &str) -> Result<(), String> {
+        let rec = RebootRecord {
+            config: config.to_string(),
+            boot_id: boot_id(),
+        };
+        rec.write(&self.root).map_err(|e| e.to_string())?;
+        let mut st = self.status.lock().map_err(|e| e.to_string())?;
+        st.post_config_action = Some("Rebooting".into());
+        st.write(&self.status_file).map_err(|e| e.to_string())
+    }
+}
+
+struct Daemon {
+    opts: Options,
+    root: Root,
+    status: Arc<Mutex<Status>>,
+    status_file: PathBuf,
+    metrics: Arc<Metrics>,
+    watcher: PathWatcher,
+    systemd: Option<SystemdClient>,
+    /// Records of the current config's managed paths (drift checks need nothing else).
+    manifest: Manifest,
+    current_name: String,
+    /// SHA-256 of the stored current config (to tell a new desired config from the same one).
+    current_digest: Option<[u8; 32]>,
+    /// Drifted paths and their reasons.
+    drift: BTreeMap<String, String>,
+    /// A problem that is not drift: failed update, unreadable desired config, refused change.
+    problem: Option<(NodeState, String)>,
+    sigterm: Signal,
+    sigint: Signal,
+    stop: bool,
+    /// A reboot was requested: stay `Working` until it happens.
+    rebooting: bool,
+    /// The managed paths are watched.
+    armed: bool,
+}
+
+fn digest(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl Daemon {
+    fn new(opts: Options) -> Result<Self, DaemonError> {
+        let root = Root::open(&opts.root)?;
+        let status_file = status_path(&opts.root);
+        let mut status = Status::new(&opts.node_name, &opts.source.pool, SystemTime::now());
+        if let Ok(old) = Status::read(&status_file) {
+            // Keep the conditions' history and the last plan across restarts.
+            status.conditions = old.conditions;
+            status.last_plan = old.last_plan;
+            status.last_outcome = old.last_outcome;
+            status.post_config_action = old.post_config_action;
+        }
+        let (os, version) = os_release(&opts.root.join("etc/os-release"));
+        let systemd = (!opts.no_systemd).then(|| {
+            SystemdClient::new(SystemdOptions {
+                bus: opts
+                    .systemd_bus
+                    .clone()
+                    .map(Bus::Address)
+                    .unwrap_or(Bus::System),
+                ..SystemdOptions::default()
+            })
+        });
+        let io = |what: &str| {
+            let what = what.to_string();
+            move |source| DaemonError::Io { what, source }
+        };
+        Ok(Daemon {
+            root,
+            status: Arc::new(Mutex::new(status)),
+            status_file,
+            metrics: Arc::new(Metrics::new(&os, &version)),
+            watcher: PathWatcher::new()?,
+            systemd,
+            manifest: Manifest::default(),
+            current_name: String::new(),
+            current_digest: None,
+            drift: BTreeMap::new(),
+            problem: None,
+            sigterm: signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?,
+            sigint: signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?,
+            stop: false,
+            rebooting: false,
+            armed: false,
+            opts,
+        })
+    }
+
+    fn abs(&self, node_path: &str) -> PathBuf {
+        self.opts.root.join(node_path.trim_start_matches('/'))
+    }
+
+    fn node_path(&self, abs: &Path) -> Option<String> {
+        abs.strip_prefix(&self.opts.root)
+            .ok()
+            .map(|p| format!("/{}", p.display()))
+    }
+
+    fn with_status<T>(&self, f: impl FnOnce(&mut Status) -> T) -> T {
+        let mut st = self.status.lock().unwrap_or_else(|p| p.into_inner());
+        f(&mut st)
+    }
+
+    /// Moves to `to` (checked), then writes the status and tells systemd.
+    fn transition(&mut self, to: NodeState, reason: &str) {
+        let from = self.with_status(|s| s.state);
+        if from != to && !from.can_go_to(to) {
+            tracing::error!(from = %from, to = %to, reason, "refused state transition");
+            return;
+        }
+        let now = SystemTime::now();
+        self.with_status(|s| {
+            s.set_state(to, reason);
+            s.current_config = self.current_name.clone();
+            s.updated = super::status::rfc3339(now);
+            let degraded = matches!(to, NodeState::Degraded | NodeState::Unreconcilable);
+            let st = if degraded {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            };
+            s.set_condition("NodeDegraded", st, to.as_str(), reason, now);
+        });
+        if from != to {
+            tracing::info!(from = %from, state = %to, config = %self.current_name, reason, "state");
+            self.metrics.set_state(Some(from), to);
+        }
+        self.write_status();
+    }
+
+    fn write_status(&self) {
+        let summary = self.with_status(|s| {
+            if let Err(e) = s.write(&self.status_file) {
+                tracing::error!(error = %e, path = %self.status_file.display(), "cannot write status");
+            }
+            if s.reason.is_empty() {
+                format!("{} {}", s.state, dash(&s.current_config))
+            } else {
+                format!("{} {}: {}", s.state, dash(&s.current_config), s.reason)
+            }
+        });
+        notify::status(&summary);
+    }
+
+    /// Derives the state from the problem and the drift, and records it.
+    fn settle(&mut self) {
+        let (state, reason) = match (&self.problem, self.drift.values().next()) {
+            (Some((s, r)), _) => (*s, r.clone()),
+            (None, Some(r)) => (NodeState::Degraded, r.clone()),
+            (None, None) => (NodeState::Done, String::new()),
+        };
+        self.transition(state, &reason);
+    }
+
+    /// Reads the stored current config: its name, digest and records.
+    fn load_current(&mut self) -> Result<Option<MachineConfig>, HostError> {
+        let Some((mc, bytes)) = host::state::read_current(&self.root)? else {
+            self.current_name.clear();
+            self.current_digest = None;
+            self.manifest = Manifest::default();
+            return Ok(None);
+        };
+        self.current_digest = Some(digest(&bytes));
+        self.current_name = mc.name.clone();
+        self.manifest = Manifest::build(&mc, &Owners::load(&self.root)?)?;
+        Ok(Some(mc))
+    }
+
+    /// Watches the managed paths of the current config.
+    fn arm_drift(&mut self) -> Result<(), WatchError> {
+        self.watcher.forget(Topic::Managed);
+        self.armed = true;
+        let paths: Vec<PathBuf> = self.manifest.records.keys().map(|p| self.abs(p)).collect();
+        for p in paths {
+            self.watcher.watch_file(&p, Topic::Managed)?;
+        }
+        tracing::info!(
+            paths = self.manifest.records.len(),
+            watches = self.watcher.watched_dirs(),
+            "drift monitor started"
+        );
+        Ok(())
+    }
+
+    /// Checks `paths` (node paths), or every managed path when None.
+    fn check_drift(&mut self, paths: Option<Vec<String>>) {
+        let started = Instant::now();
+        let paths = paths.unwrap_or_else(|| self.manifest.records.keys().cloned().collect());
+        let mut found = false;
+        for p in paths {
+            let Some((rec, tree)) = self.manifest.records.get(&p) else {
+                continue;
+            };
+            match check_record(&self.root, &p, *tree, rec) {
+                Ok(()) => {
+                    if self.drift.remove(&p).is_some() {
+                        tracing::info!(path = %p, "drift cleared: the file matches the config again");
+                    }
+                }
+                Err(m) => {
+                    let reason = m.to_string();
+                    if self.drift.get(&p) != Some(&reason) {
+                        tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
+                        found = true;
+                    }
+                    self.drift.insert(p, reason);
+                }
+            }
+        }
+        self.metrics.drift_checked(started.elapsed());
+        if found {
+            self.metrics.drift_detected(SystemTime::now());
+        }
+    }
+
+    async fn start(&mut self) -> Result<(), DaemonError> {
+        tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+        if let Some(r) = host::recover(&self.root)? {
+            tracing::warn!("{r}");
+        }
+        self.load_current()?;
+        self.finish_reboot();
+        self.watch_sources()?;
+        if self.force_file_present() {
+            self.force().await;
+        } else {
+            self.sync().await;
+        }
+        if !self.armed {
+            self.arm_drift()?;
+        }
+        let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
+        notify::ready(&summary);
+        Ok(())
+    }
+
+    fn watch_sources(&mut self) -> Result<(), WatchError> {
+        let desired = self.opts.source.desired.clone();
+        if desired.is_dir() {
+            self.watcher.watch_tree(&desired, Topic::Desired)?;
+        } else {
+            self.watcher.watch_file(&desired, Topic::Desired)?;
+        }
+        if let Some(p) = self.opts.source.policy.clone() {
+            self.watcher.watch_file(&p, Topic::Policy)?;
+        }
+        let force = self.abs(FORCE_FILE);
+        self.watcher.watch_file(&force, Topic::Force)?;
+        Ok(())
+    }
+
+    /// After a reboot the daemon asked for: validate the disk against the config it rebooted
+    /// into. A record from this same boot means the reboot has not happened yet.
+    fn finish_reboot(&mut self) {
+        let Some(rec) = RebootRecord::read(&self.opts.root) else {
+            return;
+        };
+        if rec.boot_id == boot_id() {
+            tracing::warn!(config = %rec.config, "a reboot was requested but this is still the same boot");
+            return;
+        }
+        self.check_drift(None);
+        let now = SystemTime::now();
+        let ok = self.drift.is_empty();
+        self.with_status(|s| {
+            s.post_config_action = None;
+            s.set_condition(
+                "RebootedNode",
+                ConditionStatus::True,
+                "Rebooted",
+                &format!("rebooted into {}", rec.config),
+                now,
+            );
+            let c = if ok {
+                ConditionStatus::True
+            } else {
+                ConditionStatus::False
+            };
+            s.set_condition(
+                "UpdateComplete",
+                c,
+                "Validated",
+                "on-disk state validated after the reboot",
+                now,
+            );
+            s.set_condition("Updated", c, "Validated", &rec.config, now);
+            s.set_condition("Resumed", c, "Validated", "", now);
+            s.last_outcome = Some(if ok {
+                format!("applied {}; rebooted and validated", rec.config)
+            } else {
+                format!("applied {}; rebooted, validation failed", rec.config)
+            });
+        });
+        tracing::info!(config = %rec.config, valid = ok, "finished the reboot");
+        RebootRecord::remove(&self.opts.root);
+    }
+
+    fn force_file_present(&self) -> bool {
+        self.abs(FORCE_FILE).symlink_metadata().is_ok()
+    }
+
+    /// Reads the desired config and applies it if it differs from the current one; validates
+    /// the disk otherwise.
+    async fn sync(&mut self) {
+        let wanted = match self.opts.source.read() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::error!(desired = %self.opts.source.desired.display(), "{e}");
+                self.with_status(|s| s.desired_config.clear());
+                self.problem = Some((NodeState::Degraded, e));
+                self.check_drift(None);
+                self.settle();
+                return;
+            }
+        };
+        self.with_status(|s| s.desired_config = wanted.config.name.clone());
+        let new_digest = digest(&host::state::encode(&wanted.config));
+        if self.current_digest == Some(new_digest) {
+            if self.problem.take().is_some() {
+                // The desired config went back to the current one: a (trivial) update.
+                self.transition(NodeState::Working, "");
+            }
+            self.check_drift(None);
+            self.settle();
+            return;
+        }
+        self.apply(wanted, false).await;
+    }
+
+    /// The force file: re-apply the whole current config, reboot, and delete the file.
+    async fn force(&mut self) {
+        tracing::warn!(
+            path = FORCE_FILE,
+            "force file found: re-applying the current config"
+        );
+        let current = match self.load_current() {
+            Ok(c) => c,
+            Err(e) => {
+                self.problem = Some((NodeState::Degraded, format!("force file: {e}")));
+                self.settle();
+                return;
+            }
+        };
+        let Some(config) = current else {
+            tracing::warn!("force file ignored: there is no current config yet");
+            self.remove_force_file();
+            self.sync().await;
+            return;
+        };
+        let policy = match self.opts.source.read() {
+            Ok(w) => w.policy,
+            Err(_) => crate::model::policy::defaults(),
+        };
+        self.apply(Wanted { config, policy }, true).await;
+    }
+
+    fn remove_force_file(&self) {
+        let p = self.abs(FORCE_FILE);
+        if let Err(e) = std::fs::remove_file(&p)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::error!(path = %p.display(), error = %e, "cannot remove the force file");
+        }
+    }
+
+    /// The update flow, with drift detection paused and the status kept in step.
+    async fn apply(&mut self, wanted: Wanted, force: bool) {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let old = match self.load_current() {
+            Ok(o) => o,
+            Err(e) => {
+                self.problem = Some((NodeState::Degraded, e.to_string()));
+                self.settle();
+                return;
+            }
+        };
+        // A full validation before the update: a drifted node is not updated over its drift
+        // (unless forced, which rewrites everything).
+        self.check_drift(None);
+        if !force && !self.drift.is_empty() {
+            tracing::error!(config = %wanted.config.name, "not updating: the node has drifted from its current config");
+            self.problem = None;
+            self.settle();
+            return;
+        }
+        self.watcher.forget(Topic::Managed);
+        self.armed = false;
+        let new_name = wanted.config.name.clone();
+        self.transition(NodeState::Working, "");
+        self.with_status(|s| {
+            s.desired_config = new_name.clone();
+            s.last_outcome = None;
+            for c in PHASES.iter().chain(DETAILS.iter()) {
+                if *c != "NodeDegraded" {
+                    s.set_condition(c, ConditionStatus::Unknown, "Updating", "", now);
+                }
+            }
+            s.set_condition(
+                "Updated",
+                ConditionStatus::False,
+                "Updating",
+                &format!("{} -> {}", dash(&self.current_name), new_name),
+                now,
+            );
+        });
+        let input = UpdateInput {
+            old,
+            new: wanted.config,
+            policy: wanted.policy,
+            force,
+        };
+        let plan = update::plan_for(&input);
+        self.with_status(|s| {
+            s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
+        });
+        self.write_status();
+        tracing::info!(from = %self.current_name, config = %new_name, force, "update started");
+
+        let node = LocalNode {
+            status: self.status.clone(),
+            status_file: self.status_file.clone(),
+            root: self.opts.root.clone(),
+        };
+        let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
+        let result = {
+            let fut = update::update(&self.opts.root, input, systemd, &node);
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    _ = self.sigterm.recv() => {
+                        tracing::warn!("SIGTERM during an update: exiting once it has finished");
+                        self.stop = true;
+                    }
+                    _ = self.sigint.recv() => {
+                        tracing::warn!("SIGINT during an update: exiting once it has finished");
+                        self.stop = true;
+                    }
+                }
+            }
+        };
+        if force {
+            self.remove_force_file();
+        }
+        let took = started.elapsed();
+        match result {
+            Ok(applied) => self.applied(&new_name, applied, took),
+            Err(e) => self.failed(&new_name, e, took),
+        }
+        if let Err(e) = self.load_current() {
+            self.problem = Some((NodeState::Degraded, e.to_string()));
+        }
+        self.drift.clear();
+        self.check_drift(None);
+        if let Err(e) = self.arm_drift() {
+            self.problem = Some((NodeState::Degraded, e.to_string()));
+        }
+        if self.rebooting {
+            // Working until the node is back: the next start validates and reports.
+            self.write_status();
+        } else {
+            self.settle();
+        }
+        crate::daemon::trim_memory();
+    }
+
+    fn applied(&mut self, name: &str, applied: Applied, took: std::time::Duration) {
+        let now = SystemTime::now();
+        self.problem = None;
+        self.metrics.update_done(name, "", took, now);
+        let skipped: Vec<String> = applied
+            .steps
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                Outcome::Skipped(why) => Some(format!("{} ({why})", s.what)),
+                Outcome::Done => None,
+            })
+            .collect();
+        let reboot_pending = applied.reboot && self.systemd.is_some();
+        self.rebooting = reboot_pending;
+        let crio = applied
+            .steps
+            .iter()
+            .any(|s| s.what == "reload crio.service");
+        self.with_status(|s| {
+            let t = ConditionStatus::True;
+            s.set_condition("UpdateCompatible", t, "Compatible", "", now);
+            s.set_condition("UpdatePrepared", t, "Prepared", "", now);
+            s.set_condition(
+                "UpdateFilesAndOS",
+                t,
+                "Written",
+                &format!("{} steps", applied.report.steps.len()),
+                now,
+            );
+            s.set_condition("UpdateExecuted", t, "Executed", "", now);
+            for c in ["Cordoned", "Drained", "Uncordoned"] {
+                s.set_condition(
+                    c,
+                    ConditionStatus::False,
+                    "Standalone",
+                    "standalone mode: no cluster",
+                    now,
+                );
+            }
+            if crio {
+                s.set_condition("ReloadedCRIO", t, "Reloaded", "", now);
+            }
+            s.set_condition(
+                "UpdatePostActionComplete",
+                t,
+                "Done",
+                &skipped.join("; "),
+                now,
+            );
+            if reboot_pending {
+                s.set_condition(
+                    "RebootedNode",
+                    ConditionStatus::Unknown,
+                    "Rebooting",
+                    "",
+                    now,
+                );
+                s.last_outcome = Some(format!("applied {name}; rebooting"));
+            } else {
+                if applied.reboot {
+                    s.set_condition(
+                        "RebootedNode",
+                        ConditionStatus::False,
+                        "Skipped",
+                        "no systemd (--no-systemd)",
+                        now,
+                    );
+                }
+                s.set_condition("UpdateComplete", t, "Complete", "", now);
+                s.set_condition("Resumed", t, "Resumed", "", now);
+                s.set_condition("Updated", t, "Updated", name, now);
+                s.last_outcome = Some(if skipped.is_empty() {
+                    format!("applied {name}")
+                } else {
+                    format!("applied {name}; skipped: {}", skipped.join("; "))
+                });
+            }
+        });
+        tracing::info!(config = %name, took_ms = took.as_millis() as u64, reboot = applied.reboot, "update applied");
+    }
+
+    fn failed(&mut self, name: &str, e: UpdateError, took: std::time::Duration) {
+        let now = SystemTime::now();
+        let reason = e.to_string();
+        tracing::error!(config = %name, "update failed: {reason}");
+        self.metrics.update_done(name, &reason, took, now);
+        let state = match e {
+            UpdateError::Unreconcilable(_) => NodeState::Unreconcilable,
+            _ => NodeState::Degraded,
+        };
+        self.with_status(|s| {
+            if state == NodeState::Unreconcilable {
+                s.set_condition(
+                    "UpdateCompatible",
+                    ConditionStatus::False,
+                    "Unreconcilable",
+                    &reason,
+                    now,
+                );
+            }
+            s.set_condition(
+                "UpdateComplete",
+                ConditionStatus::False,
+                "Failed",
+                &reason,
+                now,
+            );
+            s.last_outcome = Some(format!("failed: {reason}"));
+        });
+        self.problem = Some((state, reason));
+    }
+
+    /// The event loop.
+    async fn serve(&mut self) {
+        let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
+        while !self.stop {
+            tokio::select! {
+                changes = self.watcher.next() => match changes {
+                    Some(Ok(c)) => self.on_changes(c).await,
+                    Some(Err(e)) => {
+                        tracing::error!("{e}");
+                        self.problem = Some((NodeState::Degraded, e.to_string()));
+                        self.settle();
+                    }
+                    None => break,
+                },
+                _ = self.sigterm.recv() => { tracing::info!("SIGTERM: stopping"); break }
+                _ = self.sigint.recv() => { tracing::info!("SIGINT: stopping"); break }
+                _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => notify::watchdog(),
+            }
+        }
+    }
+
+    async fn on_changes(&mut self, c: Changes) {
+        if c.touches(Topic::Force) && self.force_file_present() {
+            self.force().await;
+            return;
+        }
+        if c.touches(Topic::Desired) || c.touches(Topic::Policy) {
+            self.sync().await;
+            return;
+        }
+        if c.overflow {
+            tracing::warn!("inotify queue overflow: validating every managed path");
+            self.check_drift(None);
+        } else {
+            let paths: Vec<String> = c
+                .of(Topic::Managed)
+                .filter_map(|p| self.node_path(p))
+                .collect();
+            if paths.is_empty() {
+                return;
+            }
+            self.check_drift(Some(paths));
+        }
+        self.settle();
+    }
+}
+
+fn dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}

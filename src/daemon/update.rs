@@ -1,0 +1,344 @@
+//! The update flow (SPEC §5): one code path for the one-shot `apply` command and the daemon.
+//!
+//! 1. Plan (pure): the changes, the actions the node disruption policy asks for, and whether the
+//!    change can be applied at all. An unreconcilable change stops here; nothing is touched.
+//! 2. Drain when the plan says so, through the [`Node`] (the cluster side; standalone: skipped).
+//! 3. Units the new config drops are preset (before their files go).
+//! 4. Files, units, dropins, ssh keys and `currentconfig` are written as one transaction
+//!    ([`crate::host::apply`]): it rolls itself back on any failure, and a crash is rolled back by
+//!    the journal on the next start.
+//! 5. Enable / disable / preset the units that are new or changed.
+//! 6. Post actions in plan order: reload, restart, daemon-reload (`Special` is a reload of
+//!    crio.service; a reload that appears twice runs once), and the reboot last, after the
+//!    [`Node`] has recorded that it is coming.
+//!
+//! If a step after the transaction fails (a systemd job fails), the files are put back by
+//! applying the old config over the new one, systemd re-reads its units, and the error says
+//! both what failed and that the node is back on the old config. Without systemd
+//! (`--no-systemd`) steps 3, 5 and 6 are reported as skipped, never as done.
+
+use crate::host::exec::{Outcome, PostAction};
+use crate::host::systemd::{ServiceManager, SystemdError};
+use crate::host::units::UnitOp;
+use crate::host::{self, ApplyOptions, ApplyReport, HostError, Root};
+use crate::model::MachineConfig;
+use crate::model::policy::{Action, Policy};
+use crate::plan::{self, Plan, PlanOptions};
+use std::path::{Path, PathBuf};
+
+/// What to update.
+#[derive(Debug, Clone)]
+pub struct UpdateInput {
+    /// The current config (None: the first apply, everything written, no post actions).
+    pub old: Option<MachineConfig>,
+    pub new: MachineConfig,
+    pub policy: Policy,
+    /// The force file is present: rewrite everything, reboot.
+    pub force: bool,
+}
+
+/// One step that was performed or skipped.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Step {
+    pub what: String,
+    #[serde(flatten)]
+    pub outcome: Outcome,
+}
+
+/// A successful update.
+#[derive(Debug)]
+pub struct Applied {
+    /// None on the first apply.
+    pub plan: Option<Plan>,
+    pub report: ApplyReport,
+    /// Drain, unit operations and post actions, in the order they ran.
+    pub steps: Vec<Step>,
+    /// The plan ends in a reboot (performed, or skipped without systemd).
+    pub reboot: bool,
+}
+
+/// Why an update did not happen, or was undone.
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    /// The change cannot be applied (SPEC §4); nothing was changed.
+    #[error("{0}")]
+    Unreconcilable(String),
+    /// The drain failed; nothing was changed.
+    #[error("drain: {0}")]
+    Drain(String),
+    /// Writing the config failed; the transaction rolled back (or refused before writing).
+    #[error(transparent)]
+    Host(#[from] HostError),
+    /// A systemd step failed after the files were written; they were put back.
+    #[error("{source}; rolled back to {old}")]
+    Action {
+        #[source]
+        source: SystemdError,
+        old: String,
+    },
+    /// A systemd step failed and putting the old config back failed too.
+    #[error("{source}; rolling back to {old} failed too: {rollback}")]
+    ActionRollbackFailed {
+        #[source]
+        source: SystemdError,
+        old: String,
+        rollback: String,
+    },
+    /// A systemd step of a first apply failed (there is no older config to go back to).
+    #[error("{0}")]
+    FirstApply(#[source] SystemdError),
+}
+
+impl UpdateError {
+    /// The systemd error behind this one, if any (for events such as `FailedServiceReload`).
+    pub fn systemd(&self) -> Option<&SystemdError> {
+        match self {
+            UpdateError::Action { source, .. }
+            | UpdateError::ActionRollbackFailed { source, .. }
+            | UpdateError::FirstApply(source) => Some(source),
+            _ => None,
+        }
+    }
+}
+
+/// The cluster side of an update. Standalone mode has no cluster: see [`Standalone`].
+#[async_trait::async_trait]
+pub trait Node: Send + Sync {
+    /// Cordon and drain before the change.
+    async fn drain(&self, config: &str) -> Result<Outcome, String>;
+    /// Record that a reboot is about to happen (`post-config-action: Rebooting`).
+    async fn before_reboot(&self, config: &str) -> Result<(), String>;
+}
+
+/// No cluster: nothing to drain.
+pub struct Standalone;
+
+#[async_trait::async_trait]
+impl Node for Standalone {
+    async fn drain(&self, _config: &str) -> Result<Outcome, String> {
+        Ok(Outcome::Skipped(
+            "standalone mode: no cluster to drain".into(),
+        ))
+    }
+    async fn before_reboot(&self, _config: &str) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// The post actions of a plan, in order, each once (`Special` is a reload of crio.service;
+/// `None` and `Drain` are not post actions).
+pub fn post_actions(plan: &Plan) -> Vec<PostAction> {
+    let mut out: Vec<PostAction> = Vec::new();
+    for a in &plan.actions {
+        let p = match a {
+            Action::Reload { reload } => PostAction::Reload(reload.service_name.clone()),
+            Action::Restart { restart } => PostAction::Restart(restart.service_name.clone()),
+            Action::DaemonReload => PostAction::DaemonReload,
+            Action::Reboot => PostAction::Reboot,
+            Action::Special => PostAction::Reload("crio.service".to_string()),
+            Action::None | Action::Drain => continue,
+        };
+        if !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    // The reboot, if any, comes last whatever the policy's order.
+    if let Some(i) = out.iter().position(|p| *p == PostAction::Reboot) {
+        let r = out.remove(i);
+        out.push(r);
+    }
+    out
+}
+
+/// Plans the update without touching anything.
+pub fn plan_for(input: &UpdateInput) -> Option<Plan> {
+    input.old.as_ref().map(|o| {
+        plan::plan(
+            o,
+            &input.new,
+            &input.policy,
+            &PlanOptions { force: input.force },
+        )
+    })
+}
+
+/// Runs the whole update beneath `root`. `systemd` None: `--no-systemd`.
+pub async fn update(
+    root: &Path,
+    input: UpdateInput,
+    systemd: Option<&dyn ServiceManager>,
+    node: &dyn Node,
+) -> Result<Applied, UpdateError> {
+    let plan = plan_for(&input);
+    if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
+        return Err(UpdateError::Unreconcilable(reason));
+    }
+    let mut steps = Vec::new();
+    if plan.as_ref().is_some_and(|p| p.drain) {
+        let outcome = node
+            .drain(&input.new.name)
+            .await
+            .map_err(UpdateError::Drain)?;
+        steps.push(Step {
+            what: "drain".into(),
+            outcome,
+        });
+    }
+    let unit_ops = host::units::unit_ops(
+        input.old.as_ref().map(|o| &o.spec.config),
+        &input.new.spec.config,
+        input.force,
+    );
+    // Presetting units that are about to go cannot be undone by a rollback, and is harmless.
+    for op in &unit_ops.before_files {
+        let outcome = run_unit_op(systemd, op)
+            .await
+            .map_err(|e| match &input.old {
+                Some(o) => UpdateError::Action {
+                    source: e,
+                    old: o.name.clone(),
+                },
+                None => UpdateError::FirstApply(e),
+            })?;
+        steps.push(Step {
+            what: op.to_string(),
+            outcome,
+        });
+    }
+
+    let report = write(root, input.old.clone(), input.new.clone(), input.force).await?;
+    tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written");
+
+    let actions = plan.as_ref().map(post_actions).unwrap_or_default();
+    let result = async {
+        for op in &unit_ops.after_files {
+            let outcome = run_unit_op(systemd, op).await?;
+            steps.push(Step {
+                what: op.to_string(),
+                outcome,
+            });
+        }
+        for action in &actions {
+            if *action == PostAction::Reboot
+                && systemd.is_some()
+                && let Err(e) = node.before_reboot(&input.new.name).await
+            {
+                tracing::warn!(error = %e, "cannot record the coming reboot");
+            }
+            tracing::info!(action = %action, config = %input.new.name, "post action");
+            let outcome = run_post_action(systemd, action).await?;
+            steps.push(Step {
+                what: action.to_string(),
+                outcome,
+            });
+        }
+        Ok::<(), SystemdError>(())
+    }
+    .await;
+    if let Err(e) = result {
+        tracing::error!(error = %e, config = %input.new.name, "post action failed; rolling back");
+        let Some(old) = input.old else {
+            return Err(UpdateError::FirstApply(e));
+        };
+        let old_name = old.name.clone();
+        return match rollback(root, input.new, old, systemd).await {
+            Ok(()) => Err(UpdateError::Action {
+                source: e,
+                old: old_name,
+            }),
+            Err(r) => Err(UpdateError::ActionRollbackFailed {
+                source: e,
+                old: old_name,
+                rollback: r,
+            }),
+        };
+    }
+    let reboot = actions.contains(&PostAction::Reboot);
+    Ok(Applied {
+        plan,
+        report,
+        steps,
+        reboot,
+    })
+}
+
+/// The transaction, off the async threads (it fsyncs).
+async fn write(
+    root: &Path,
+    old: Option<MachineConfig>,
+    new: MachineConfig,
+    force: bool,
+) -> Result<ApplyReport, HostError> {
+    let root: PathBuf = root.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let root = Root::open(&root)?;
+        host::apply(
+            &root,
+            old.as_ref(),
+            &new,
+            &ApplyOptions {
+                force,
+                dry_run: false,
+            },
+        )
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(HostError::State {
+            path: "update".into(),
+            reason: format!("update task failed: {e}"),
+        })
+    })
+}
+
+/// Puts `old` back over `new` after a failed post action, and lets systemd re-read its units.
+async fn rollback(
+    root: &Path,
+    new: MachineConfig,
+    old: MachineConfig,
+    systemd: Option<&dyn ServiceManager>,
+) -> Result<(), String> {
+    let units_changed = new.spec.config.units != old.spec.config.units;
+    write(root, Some(new), old, false)
+        .await
+        .map_err(|e| e.to_string())?;
+    if units_changed && let Some(sm) = systemd {
+        sm.daemon_reload().await.map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+async fn run_unit_op(
+    systemd: Option<&dyn ServiceManager>,
+    op: &UnitOp,
+) -> Result<Outcome, SystemdError> {
+    let Some(sm) = systemd else {
+        return Ok(skipped());
+    };
+    match op {
+        UnitOp::Enable(u) => sm.enable_unit_files(std::slice::from_ref(u)).await?,
+        UnitOp::Disable(u) => sm.disable_unit_files(std::slice::from_ref(u)).await?,
+        UnitOp::Preset(u) => sm.preset_unit_files(std::slice::from_ref(u)).await?,
+    }
+    Ok(Outcome::Done)
+}
+
+async fn run_post_action(
+    systemd: Option<&dyn ServiceManager>,
+    action: &PostAction,
+) -> Result<Outcome, SystemdError> {
+    let Some(sm) = systemd else {
+        return Ok(skipped());
+    };
+    match action {
+        PostAction::Reload(u) => sm.reload_unit(u).await?,
+        PostAction::Restart(u) => sm.restart_unit(u).await?,
+        PostAction::DaemonReload => sm.daemon_reload().await?,
+        PostAction::Reboot => sm.reboot().await?,
+    }
+    Ok(Outcome::Done)
+}
+
+fn skipped() -> Outcome {
+    Outcome::Skipped("no systemd (--no-systemd)".into())
+}
