@@ -23,8 +23,10 @@ pub fn init(level: Option<&str>) {
             .init();
         return;
     }
+    use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
 }

@@ -63,6 +63,9 @@ pub enum UpdateError {
     /// The change cannot be applied (SPEC §4); nothing was changed.
     #[error("{0}")]
     Unreconcilable(String),
+    /// systemd is needed and does not answer; nothing was changed.
+    #[error("{0}")]
+    Unavailable(#[source] SystemdError),
     /// The drain failed; nothing was changed.
     #[error("drain: {0}")]
     Drain(String),
@@ -173,6 +176,18 @@ pub async fn update(
     if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
         return Err(UpdateError::Unreconcilable(reason));
     }
+    let unit_ops = host::units::unit_ops(
+        input.old.as_ref().map(|o| &o.spec.config),
+        &input.new.spec.config,
+        input.force,
+    );
+    let actions = plan.as_ref().map(post_actions).unwrap_or_default();
+    // Make sure systemd answers before anything is changed, when it will be needed.
+    if let Some(sm) = systemd
+        && (!unit_ops.is_empty() || !actions.is_empty())
+    {
+        sm.unit_properties("init.scope").await.map_err(UpdateError::Unavailable)?;
+    }
     let mut steps = Vec::new();
     if plan.as_ref().is_some_and(|p| p.drain) {
         let outcome = node
@@ -184,11 +199,6 @@ pub async fn update(
             outcome,
         });
     }
-    let unit_ops = host::units::unit_ops(
-        input.old.as_ref().map(|o| &o.spec.config),
-        &input.new.spec.config,
-        input.force,
-    );
     // Presetting units that are about to go cannot be undone by a rollback, and is harmless.
     for op in &unit_ops.before_files {
         let outcome = run_unit_op(systemd, op)
@@ -209,7 +219,6 @@ pub async fn update(
     let report = write(root, input.old.clone(), input.new.clone(), input.force).await?;
     tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written");
 
-    let actions = plan.as_ref().map(post_actions).unwrap_or_default();
     let result = async {
         for op in &unit_ops.after_files {
             let outcome = run_unit_op(systemd, op).await?;
