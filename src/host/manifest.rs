@@ -253,9 +253,18 @@ fn check_name(name: &str) -> Result<(), HostError> {
 
 /// Checks every managed path of a config against the root's directory layout (no symlinked
 /// directory leading out of the allowed trees), before anything is written.
+///
+/// [`Root::check`] resolves only a path's parent directory (the last component is never
+/// followed), so it runs once per distinct parent and tree; every path's own components are
+/// still checked for cleanliness.
 pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
+    let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
     for d in desired {
-        root.check(&d.path, d.tree)?;
+        super::root::components(&d.path)?;
+        let parent = d.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if parent.is_empty() || seen.insert((parent, d.tree)) {
+            root.check(&d.path, d.tree)?;
+        }
     }
     Ok(())
 }

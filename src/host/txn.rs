@@ -24,7 +24,7 @@ use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
 use super::root::{Entry, Probe, Root, Tree};
-use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
+use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode, store_current};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
@@ -70,7 +70,7 @@ enum Step<'a> {
     Restore(String, Tree),
     Delete(String, Tree, bool),
     Password(String),
-    CurrentConfig(Vec<u8>),
+    CurrentConfig(&'a MachineConfig),
 }
 
 impl Step<'_> {
@@ -137,7 +137,7 @@ impl Step<'_> {
                 Ok(())
             }
             Step::Password(h) => set_password_hash(root, h),
-            Step::CurrentConfig(b) => root.write_file(CURRENT_CONFIG, Tree::Etc, b, 0o644, 0, 0),
+            Step::CurrentConfig(c) => store_current(root, c),
         }
     }
 }
@@ -190,8 +190,7 @@ fn plan_steps<'a>(
     old: Option<&MachineConfig>,
     old_desired: &BTreeMap<&str, &Desired<'_>>,
     new_desired: &'a [Desired<'a>],
-    new_bytes: Vec<u8>,
-    new: &MachineConfig,
+    new: &'a MachineConfig,
     opts: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
@@ -257,14 +256,15 @@ fn plan_steps<'a>(
     if let Some(h) = password_change(old, new) {
         steps.push(Step::Password(h));
     }
-    // The stored config is read back only when nothing else changes (it is rewritten anyway).
+    // The stored config is read back (and the new one encoded to compare) only when nothing
+    // else changes; otherwise it is rewritten anyway, streamed straight to its temp file.
     let stale = !steps.is_empty()
         || match root.read(CURRENT_CONFIG, Tree::Etc)? {
-            Entry::File { data, .. } => data != new_bytes,
+            Entry::File { data, .. } => data != encode(new),
             _ => true,
         };
     if stale {
-        steps.push(Step::CurrentConfig(new_bytes));
+        steps.push(Step::CurrentConfig(new));
     }
     Ok(steps)
 }
@@ -312,7 +312,6 @@ pub fn apply(
         old,
         &old_desired,
         &new_desired,
-        encode(new),
         new,
         opts,
         &mut report,
