@@ -110,7 +110,9 @@ pub fn desired_with<'a>(
     owners: &Owners,
     hash: bool,
 ) -> Result<Vec<Desired<'a>>, HostError> {
-    let mut out: BTreeMap<String, Desired<'a>> = BTreeMap::new();
+    // Collected in config order, then sorted by path; for a path given twice the later entry
+    // wins (units and dropins come after `storage.files`).
+    let mut out: Vec<Desired<'a>> = Vec::with_capacity(config.spec.config.files.len());
     let c = &config.spec.config;
     for f in &c.files {
         if f.path == FORCE_FILE {
@@ -142,7 +144,7 @@ pub fn desired_with<'a>(
             record: record(hash, Kind::File, data, mode, uid, gid),
             data: Cow::Borrowed(data),
         };
-        out.insert(f.path.clone(), d);
+        out.push(d);
     }
     for u in &c.units {
         check_name(&u.name)?;
@@ -164,7 +166,7 @@ pub fn desired_with<'a>(
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
-            out.insert(path.clone(), d);
+            out.push(d);
         }
         for d in &u.dropins {
             check_name(&d.name)?;
@@ -176,12 +178,12 @@ pub fn desired_with<'a>(
                 Kind::File
             };
             let e = Desired {
-                path: dpath.clone(),
+                path: dpath,
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
-            out.insert(dpath, e);
+            out.push(e);
         }
     }
     if let Some(core) = c.users.iter().find(|u| u.name == "core")
@@ -204,10 +206,19 @@ pub fn desired_with<'a>(
                 record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
             };
-            out.insert(SSH_KEYS_PATH.to_string(), d);
+            out.push(d);
         }
     }
-    Ok(out.into_values().collect())
+    // Stable sort, then of each run of equal paths keep the last one.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|later, kept| {
+        let same = later.path == kept.path;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    Ok(out)
 }
 
 /// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,

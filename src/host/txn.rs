@@ -29,7 +29,6 @@ use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
-use std::collections::BTreeMap;
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -188,15 +187,20 @@ fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
 fn plan_steps<'a>(
     root: &Root,
     old: Option<&MachineConfig>,
-    old_desired: &BTreeMap<&str, &Desired<'_>>,
+    old_desired: &[Desired<'_>],
     new_desired: &'a [Desired<'a>],
     new: &'a MachineConfig,
     opts: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
+    // Both lists are sorted by path (unique): merge them.
+    let mut j = 0;
     for d in new_desired {
-        let old_d = old_desired.get(d.path.as_str());
+        while old_desired.get(j).is_some_and(|o| o.path < d.path) {
+            j += 1;
+        }
+        let old_d = old_desired.get(j).filter(|o| o.path == d.path);
         if !opts.force && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
@@ -233,11 +237,13 @@ fn plan_steps<'a>(
             steps.push(Step::Write(d));
         }
     }
-    let new_paths: std::collections::HashSet<&str> =
-        new_desired.iter().map(|d| d.path.as_str()).collect();
-    for (path, od) in old_desired {
-        let (path, tree) = (*path, &od.tree);
-        if new_paths.contains(path) {
+    let mut k = 0;
+    for od in old_desired {
+        let (path, tree) = (od.path.as_str(), &od.tree);
+        while new_desired.get(k).is_some_and(|n| n.path.as_str() < path) {
+            k += 1;
+        }
+        if new_desired.get(k).is_some_and(|n| n.path == path) {
             continue;
         }
         if never_delete(path) {
@@ -301,21 +307,11 @@ pub fn apply(
         Some(o) => desired_with(o, &owners, false)?,
         None => Vec::new(),
     };
-    let old_desired: BTreeMap<&str, &Desired<'_>> =
-        old_list.iter().map(|d| (d.path.as_str(), d)).collect();
     let mut report = ApplyReport {
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
     };
-    let steps = plan_steps(
-        root,
-        old,
-        &old_desired,
-        &new_desired,
-        new,
-        opts,
-        &mut report,
-    )?;
+    let steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
     report.steps = steps.iter().map(Step::describe).collect();
     if opts.dry_run || steps.is_empty() {
         return Ok(report);

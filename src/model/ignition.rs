@@ -881,6 +881,13 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
     }
 
     fn string(&mut self, s: &str) -> std::io::Result<()> {
+        // serde_json escapes only control characters, `"` and `\\`: without any, the string is
+        // written as is.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.w.write_all(b"\"")?;
+            self.w.write_all(s.as_bytes())?;
+            return self.w.write_all(b"\"");
+        }
         serde_json::to_writer(&mut *self.w, s).map_err(std::io::Error::from)
     }
 
