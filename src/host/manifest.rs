@@ -224,7 +224,7 @@ pub fn desired_with<'a>(
 /// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,
 /// `/usr/local` exception; whether those are links into `/var` is checked on the node).
 pub fn check_tree(path: &str) -> Result<(), HostError> {
-    super::root::components(path)?;
+    super::root::check_clean(path)?;
     let ok = ["/etc/", "/var/", "/opt/", "/usr/local/"]
         .iter()
         .any(|p| path.starts_with(p));
@@ -271,7 +271,7 @@ fn check_name(name: &str) -> Result<(), HostError> {
 pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
     let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
     for d in desired {
-        super::root::components(&d.path)?;
+        super::root::check_clean(&d.path)?;
         let parent = d.path.rsplit_once('/').map_or("", |(p, _)| p);
         if parent.is_empty() || seen.insert((parent, d.tree)) {
             root.check(&d.path, d.tree)?;

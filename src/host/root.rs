@@ -86,6 +86,24 @@ fn starts_with_rev(long: &[&str], short: &[String]) -> bool {
     short.iter().zip(long).all(|(a, b)| a == b)
 }
 
+/// Checks that `path` is a clean absolute path (what [`components`] accepts), without
+/// allocating.
+pub fn check_clean(path: &str) -> Result<(), HostError> {
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| HostError::refused(path, "path is not absolute"))?;
+    if rest.is_empty() || path.contains('\0') {
+        return Err(HostError::refused(path, "not a file path"));
+    }
+    if rest.split('/').any(|c| matches!(c, "" | "." | "..")) {
+        return Err(HostError::refused(
+            path,
+            "path is not clean (empty, `.` or `..` component)",
+        ));
+    }
+    Ok(())
+}
+
 /// Splits a clean absolute path into its components.
 pub fn components(path: &str) -> Result<Vec<String>, HostError> {
     let rest = path

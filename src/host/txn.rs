@@ -13,6 +13,24 @@
 //! 4. Run the steps. Removing the journal is the commit point; the staging directory is then
 //!    cleaned.
 //!
+//! **What is looked at, and why that is enough.** An update costs what *changes*, not what the
+//! config holds: old and new configs are merged by path (both sorted) and
+//! - a path whose entry is identical in both (kind, contents, mode, owner, tree) is not examined
+//!   on disk at all (except under `force`, which rewrites every path);
+//! - any other path is read and compared with the disk, and rewritten only if its content, mode
+//!   or owner differ there.
+//!
+//! This relies on the disk matching the old config for the unchanged paths. `old` is the stored
+//! `currentconfig`, which is only written as the last step of an update that wrote every one
+//! of its paths (and is restored with them on rollback), so right after that update the disk
+//! matched it. Anything since is drift (SPEC §6): detection reports it and leaves the file
+//! alone, the daemon checks the whole config before applying a new one, and the way to repair
+//! it is an administrator or the force file, not an unrelated update. So a drifted path the new
+//! config does not change stays as it is (and is still reported) — see the
+//! `drifted_unchanged_file_is_left_to_drift_detection` test. The stored config itself is
+//! streamed to its temp file (never built in memory), and the directories of the new paths
+//! are checked once each.
+//!
 //! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
 //! a journal and restores every pre-image, removes the created directories and leftover temp
 //! files, then drops the journal: the node is back at the old config, byte for byte, backups
