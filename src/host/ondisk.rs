@@ -133,7 +133,7 @@ impl Manifest {
             let ra = run(a);
             (ra, hb.join().expect("validation thread"))
         });
-        if !(first && !ra.is_empty()) {
+        if !first || ra.is_empty() {
             ra.extend(rb);
         }
         ra
