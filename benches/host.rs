@@ -1,9 +1,12 @@
 //! Host benchmarks (`cargo bench --bench host`): on-disk validation of 10,000 × 1 KiB files (warm
 //! page cache) and an apply that changes 1 file out of 10,000. Method: a tempdir root on the
 //! machine's disk, the config applied once, then N timed runs; prints median and p99 (nearest
-//! rank) of wall-clock time per run.
+//! rank) of wall-clock time per run. The apply is also reported without the time spent inside
+//! its fsyncs (the target is "≤ 20 ms plus the fsyncs it needs"). `BENCH_DIR` picks the
+//! directory the tempdir root is made in (default `/var/tmp`).
 
 use machine_config_daemon::host::owners::Owners;
+use machine_config_daemon::host::root::fsync_stats;
 use machine_config_daemon::host::{self, ApplyOptions, Manifest, Root};
 use machine_config_daemon::model::{File, MachineConfig};
 use std::time::{Duration, Instant};
@@ -59,10 +62,14 @@ fn main() {
     let b = config("rendered-worker-b", Some(4242));
 
     let t0 = Instant::now();
+    let (n0, f0) = fsync_stats();
     host::apply(&root, None, &a, &ApplyOptions::default()).unwrap();
+    let (n1, f1) = fsync_stats();
     println!(
-        "first apply of {N} files: {:.0} ms",
-        t0.elapsed().as_secs_f64() * 1e3
+        "first apply of {N} files: {:.0} ms ({} fsyncs, {:.0} ms in them)",
+        t0.elapsed().as_secs_f64() * 1e3,
+        n1 - n0,
+        (f1 - f0).as_secs_f64() * 1e3
     );
 
     let t0 = Instant::now();
@@ -104,15 +111,26 @@ fn main() {
     );
 
     let mut runs = Vec::new();
+    let mut cpu = Vec::new();
+    let mut syncs = 0;
     for i in 0..20 {
         let (old, new) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        let (n0, f0) = fsync_stats();
         let t = Instant::now();
         let r = host::apply(&root, Some(old), new, &ApplyOptions::default()).unwrap();
-        runs.push(t.elapsed());
+        let d = t.elapsed();
+        let (n1, f1) = fsync_stats();
+        runs.push(d);
+        cpu.push(d.saturating_sub(f1 - f0));
+        syncs = n1 - n0;
         assert_eq!(r.steps.len(), 2, "{:?}", r.steps);
     }
     stats(
         &format!("apply changing 1 of {N} files (incl. fsyncs)"),
         runs,
+    );
+    stats(
+        &format!("  the same, excluding the time inside its {syncs} fsyncs"),
+        cpu,
     );
 }

@@ -453,3 +453,41 @@ fn dry_run_changes_nothing() {
     assert_eq!(rep.writes.len(), 1);
     assert_eq!(rep.writes[0].old.as_deref(), Some(&b"old\n"[..]));
 }
+
+#[test]
+fn drifted_unchanged_file_is_left_to_drift_detection() {
+    // The rule of src/host/txn.rs: a path the new config does not change is not examined; a
+    // changed path is compared with the disk. Drift is reported by validation and repaired by
+    // the force file, not by an unrelated update.
+    let t = make_root();
+    let r = t.path();
+    let a = mc(
+        "a",
+        vec![file("/etc/one", "1", 0o644), file("/etc/two", "2", 0o644)],
+    );
+    apply(r, &a).unwrap();
+    std::fs::write(r.join("etc/one"), "drifted").unwrap();
+    let b = mc(
+        "b",
+        vec![file("/etc/one", "1", 0o644), file("/etc/two", "2b", 0o644)],
+    );
+    let rep = apply(r, &b).unwrap();
+    assert_eq!(
+        rep.steps,
+        vec![
+            "write /etc/two",
+            "store /etc/machine-config-daemon/currentconfig"
+        ]
+    );
+    assert_eq!(read(r, "/etc/one"), "drifted");
+    let root = Root::open(r).unwrap();
+    let owners = host::owners::Owners::load(&root).unwrap();
+    let man = host::Manifest::build(&b, &owners).unwrap();
+    assert_eq!(
+        man.check_all(&root).unwrap_err().to_string(),
+        "content mismatch for file \"/etc/one\""
+    );
+    force(r, &b);
+    assert_eq!(read(r, "/etc/one"), "1");
+    man.check_all(&root).unwrap();
+}

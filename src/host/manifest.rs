@@ -110,7 +110,9 @@ pub fn desired_with<'a>(
     owners: &Owners,
     hash: bool,
 ) -> Result<Vec<Desired<'a>>, HostError> {
-    let mut out: BTreeMap<String, Desired<'a>> = BTreeMap::new();
+    // Collected in config order, then sorted by path; for a path given twice the later entry
+    // wins (units and dropins come after `storage.files`).
+    let mut out: Vec<Desired<'a>> = Vec::with_capacity(config.spec.config.files.len());
     let c = &config.spec.config;
     for f in &c.files {
         if f.path == FORCE_FILE {
@@ -142,7 +144,7 @@ pub fn desired_with<'a>(
             record: record(hash, Kind::File, data, mode, uid, gid),
             data: Cow::Borrowed(data),
         };
-        out.insert(f.path.clone(), d);
+        out.push(d);
     }
     for u in &c.units {
         check_name(&u.name)?;
@@ -164,7 +166,7 @@ pub fn desired_with<'a>(
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
-            out.insert(path.clone(), d);
+            out.push(d);
         }
         for d in &u.dropins {
             check_name(&d.name)?;
@@ -176,12 +178,12 @@ pub fn desired_with<'a>(
                 Kind::File
             };
             let e = Desired {
-                path: dpath.clone(),
+                path: dpath,
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
             };
-            out.insert(dpath, e);
+            out.push(e);
         }
     }
     if let Some(core) = c.users.iter().find(|u| u.name == "core")
@@ -204,16 +206,25 @@ pub fn desired_with<'a>(
                 record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
             };
-            out.insert(SSH_KEYS_PATH.to_string(), d);
+            out.push(d);
         }
     }
-    Ok(out.into_values().collect())
+    // Stable sort, then of each run of equal paths keep the last one.
+    out.sort_by(|a, b| a.path.cmp(&b.path));
+    out.dedup_by(|later, kept| {
+        let same = later.path == kept.path;
+        if same {
+            std::mem::swap(later, kept);
+        }
+        same
+    });
+    Ok(out)
 }
 
 /// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,
 /// `/usr/local` exception; whether those are links into `/var` is checked on the node).
 pub fn check_tree(path: &str) -> Result<(), HostError> {
-    super::root::components(path)?;
+    super::root::check_clean(path)?;
     let ok = ["/etc/", "/var/", "/opt/", "/usr/local/"]
         .iter()
         .any(|p| path.starts_with(p));
@@ -253,9 +264,18 @@ fn check_name(name: &str) -> Result<(), HostError> {
 
 /// Checks every managed path of a config against the root's directory layout (no symlinked
 /// directory leading out of the allowed trees), before anything is written.
+///
+/// [`Root::check`] resolves only a path's parent directory (the last component is never
+/// followed), so it runs once per distinct parent and tree; every path's own components are
+/// still checked for cleanliness.
 pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
+    let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
     for d in desired {
-        root.check(&d.path, d.tree)?;
+        super::root::check_clean(&d.path)?;
+        let parent = d.path.rsplit_once('/').map_or("", |(p, _)| p);
+        if parent.is_empty() || seen.insert((parent, d.tree)) {
+            root.check(&d.path, d.tree)?;
+        }
     }
     Ok(())
 }

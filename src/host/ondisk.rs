@@ -9,9 +9,10 @@
 //! units are not checked. Messages are exactly SPEC §6's.
 
 use super::manifest::{Kind, Manifest, Record};
-use super::root::{Entry, Root, Tree};
+use super::root::{Entry, Root, Tree, open_file_nofollow};
 use sha2::{Digest, Sha256};
 use std::io::Read;
+use std::os::fd::OwnedFd;
 
 /// The first difference found between a managed path and its record.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -94,20 +95,53 @@ impl Manifest {
 
     /// Checks every managed path, in path order; the first mismatch is returned.
     pub fn check_all(&self, root: &Root) -> Result<(), Mismatch> {
-        for (path, (rec, tree)) in &self.records {
-            check_record(root, path, *tree, rec)?;
+        match self.scan(root, true).into_iter().next() {
+            Some(m) => Err(m),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Every mismatch, in path order.
     pub fn mismatches(&self, root: &Root) -> Vec<Mismatch> {
-        self.records
-            .iter()
-            .filter_map(|(p, (r, t))| check_record(root, p, *t, r).err())
-            .collect()
+        self.scan(root, false)
+    }
+
+    /// The mismatches in path order (only the first of each half when `first`). Large manifests
+    /// are checked by two threads, each over one half of the paths (in order), so the result is
+    /// the same as one pass in order.
+    fn scan(&self, root: &Root, first: bool) -> Vec<Mismatch> {
+        let records: Vec<(&String, &(Record, Tree))> = self.records.iter().collect();
+        let run = |part: &[(&String, &(Record, Tree))]| {
+            let mut c = Checker::default();
+            let mut out = Vec::new();
+            for (path, (rec, tree)) in part {
+                if let Err(m) = c.check(root, path, *tree, rec) {
+                    out.push(m);
+                    if first {
+                        break;
+                    }
+                }
+            }
+            out
+        };
+        if records.len() < PARALLEL_MIN {
+            return run(&records);
+        }
+        let (a, b) = records.split_at(records.len() / 2);
+        let (mut ra, rb) = std::thread::scope(|s| {
+            let hb = s.spawn(|| run(b));
+            let ra = run(a);
+            (ra, hb.join().expect("validation thread"))
+        });
+        if !first || ra.is_empty() {
+            ra.extend(rb);
+        }
+        ra
     }
 }
+
+/// Below this many records, validation runs on the calling thread only.
+const PARALLEL_MIN: usize = 1024;
 
 fn stat_err(path: &str, e: impl std::fmt::Display) -> Mismatch {
     Mismatch::Stat {
@@ -118,31 +152,65 @@ fn stat_err(path: &str, e: impl std::fmt::Display) -> Mismatch {
 
 /// Checks one path against `rec`.
 pub fn check_record(root: &Root, path: &str, tree: Tree, rec: &Record) -> Result<(), Mismatch> {
-    match rec.kind {
-        Kind::Absent | Kind::Unmasked => Ok(()),
-        Kind::MaskLink => match root.read(path, tree) {
-            Ok(Entry::Symlink { target }) if target == "/dev/null" => Ok(()),
-            Ok(Entry::Absent) => Err(stat_err(path, std::io::Error::from_raw_os_error(2))),
-            Ok(_) => Err(Mismatch::NotMasked {
-                path: path.to_string(),
-            }),
-            Err(e) => Err(stat_err(path, e)),
-        },
-        Kind::File => check_file(root, path, tree, rec),
-    }
+    Checker::default().check(root, path, tree, rec)
 }
 
-fn check_file(root: &Root, path: &str, tree: Tree, rec: &Record) -> Result<(), Mismatch> {
-    let expected = S_IFREG | rec.mode;
-    let opened = match root.open_nofollow(path) {
-        Ok(Some(x)) => Some(x),
-        Ok(None) => return Err(stat_err(path, std::io::Error::from_raw_os_error(2))),
-        // A symlink on the way or at the end: take the careful road.
-        Err(_) => None,
-    };
-    let (mut file, st) = match opened {
-        Some(x) => x,
-        None => {
+/// The state kept between consecutive checks: the last parent directory opened (paths come in
+/// order, so siblings share it) and a read buffer.
+#[derive(Default)]
+struct Checker {
+    /// The parent directory path and its handle: `Ok(None)` missing, `Err` not reachable
+    /// without a symlink (or another error: the careful road decides).
+    dir: Option<(String, Result<Option<OwnedFd>, ()>)>,
+    buf: Vec<u8>,
+}
+
+impl Checker {
+    fn check(&mut self, root: &Root, path: &str, tree: Tree, rec: &Record) -> Result<(), Mismatch> {
+        match rec.kind {
+            Kind::Absent | Kind::Unmasked => Ok(()),
+            Kind::MaskLink => match root.read(path, tree) {
+                Ok(Entry::Symlink { target }) if target == "/dev/null" => Ok(()),
+                Ok(Entry::Absent) => Err(stat_err(path, std::io::Error::from_raw_os_error(2))),
+                Ok(_) => Err(Mismatch::NotMasked {
+                    path: path.to_string(),
+                }),
+                Err(e) => Err(stat_err(path, e)),
+            },
+            Kind::File => self.check_file(root, path, tree, rec),
+        }
+    }
+
+    /// The fast road: the parent opened with `openat2(RESOLVE_IN_ROOT | RESOLVE_NO_SYMLINKS)`
+    /// (once per directory), the file with `O_NOFOLLOW` beneath it: no symlink is followed
+    /// anywhere. Any symlink on the way (or other error) takes the careful road, which resolves
+    /// the path with the tree rules of [`Root`].
+    fn check_file(
+        &mut self,
+        root: &Root,
+        path: &str,
+        tree: Tree,
+        rec: &Record,
+    ) -> Result<(), Mismatch> {
+        let expected = S_IFREG | rec.mode;
+        let (parent, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if self.dir.as_ref().is_none_or(|(p, _)| p != parent) {
+            let fd = root.open_dir_nofollow(parent).map_err(|_| ());
+            self.dir = Some((parent.to_string(), fd));
+        }
+        let opened = match &self.dir {
+            Some((_, Ok(Some(dir)))) => match open_file_nofollow(dir, name) {
+                Ok(Some(x)) => Some(x),
+                Ok(None) => return Err(stat_err(path, std::io::Error::from_raw_os_error(2))),
+                // A symlink at the end (or another error): take the careful road.
+                Err(_) => None,
+            },
+            Some((_, Ok(None))) => {
+                return Err(stat_err(path, std::io::Error::from_raw_os_error(2)));
+            }
+            _ => None,
+        };
+        let Some((mut file, st)) = opened else {
             return match root.read(path, tree) {
                 Ok(Entry::Absent) => Err(stat_err(path, std::io::Error::from_raw_os_error(2))),
                 Ok(Entry::File { data, mode, .. }) => {
@@ -156,21 +224,21 @@ fn check_file(root: &Root, path: &str, tree: Tree, rec: &Record) -> Result<(), M
                 Ok(Entry::Other { mode }) => compare(path, expected, mode, rec, 0),
                 Err(e) => Err(stat_err(path, e)),
             };
+        };
+        compare(path, expected, st.st_mode, rec, st.st_size as u64)?;
+        // The size matched: read exactly that much (one read for small files), hash it.
+        self.buf.resize(rec.size as usize, 0);
+        if let Err(e) = file.read_exact(&mut self.buf) {
+            return Err(Mismatch::Read {
+                path: path.to_string(),
+                error: e.to_string(),
+            });
         }
-    };
-    compare(path, expected, st.st_mode, rec, st.st_size as u64)?;
-    // The size matched: read exactly that much (one read for small files), hash it.
-    let mut data = vec![0u8; rec.size as usize];
-    if let Err(e) = file.read_exact(&mut data) {
-        return Err(Mismatch::Read {
-            path: path.to_string(),
-            error: e.to_string(),
-        });
+        if Sha256::digest(&self.buf).as_slice() != rec.sha256 {
+            return Err(Mismatch::Content(path.to_string()));
+        }
+        Ok(())
     }
-    if Sha256::digest(&data).as_slice() != rec.sha256 {
-        return Err(Mismatch::Content(path.to_string()));
-    }
-    Ok(())
 }
 
 fn compare(

@@ -27,7 +27,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Which trees a path may live in, and how directories are created there.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Tree {
     /// Config files, units, backups, state: `/etc` and `/var` (+ the `/opt`, `/usr/local` links).
     /// Missing directories are created 0755 root:root.
@@ -84,6 +84,24 @@ fn starts_with(v: &[String], prefix: &[&str]) -> bool {
 }
 fn starts_with_rev(long: &[&str], short: &[String]) -> bool {
     short.iter().zip(long).all(|(a, b)| a == b)
+}
+
+/// Checks that `path` is a clean absolute path (what [`components`] accepts), without
+/// allocating.
+pub fn check_clean(path: &str) -> Result<(), HostError> {
+    let rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| HostError::refused(path, "path is not absolute"))?;
+    if rest.is_empty() || path.contains('\0') {
+        return Err(HostError::refused(path, "not a file path"));
+    }
+    if rest.split('/').any(|c| matches!(c, "" | "." | "..")) {
+        return Err(HostError::refused(
+            path,
+            "path is not clean (empty, `.` or `..` component)",
+        ));
+    }
+    Ok(())
 }
 
 /// Splits a clean absolute path into its components.
@@ -352,7 +370,7 @@ impl Root {
             .map_err(|e| HostError::io("open", &p, e))?;
         chown(&fd, owner.0, owner.1).map_err(|e| HostError::io("chown", &p, e))?;
         rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| HostError::io("chmod", &p, e))?;
-        rfs::fsync(parent).map_err(|e| HostError::io("fsync", &p, e))?;
+        fsync(parent).map_err(|e| HostError::io("fsync", &p, e))?;
         Ok(fd)
     }
 
@@ -417,6 +435,20 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<(), HostError> {
+        self.write_file_with(path, tree, mode, uid, gid, |w| w.write_all(data))
+    }
+
+    /// [`Root::write_file`] with the contents streamed by `fill` (through a buffer) instead of
+    /// taken from one slice: same temp file, owner, mode, fsync, rename and directory fsync.
+    pub fn write_file_with(
+        &self,
+        path: &str,
+        tree: Tree,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+    ) -> Result<(), HostError> {
         let p = self.parent_create(path, tree, &mut Vec::new())?;
         let tmp = tmp_name(&p.name);
         let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
@@ -430,12 +462,15 @@ impl Root {
         let mut f = std::fs::File::from(fd);
         let res = (|| {
             failpoint!("host::write::data");
-            f.write_all(data)
+            let mut buf = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
+            fill(&mut buf)
+                .and_then(|()| buf.flush())
                 .map_err(|e| HostError::io("write", path, e))?;
+            drop(buf);
             chown(&f, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
             rfs::fchmod(&f, Mode::from_raw_mode(mode))
                 .map_err(|e| HostError::io("chmod", path, e))?;
-            rfs::fsync(&f).map_err(|e| HostError::io("fsync", path, e))?;
+            fsync(&f).map_err(|e| HostError::io("fsync", path, e))?;
             failpoint!("host::write::before_rename");
             Ok(())
         })();
@@ -459,7 +494,7 @@ impl Root {
     fn commit(&self, p: &Parent, tmp: &str, path: &str) -> Result<(), HostError> {
         rfs::renameat(&p.dir, tmp, &p.dir, p.name.as_str())
             .map_err(|e| HostError::io("rename", path, e))?;
-        rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
+        fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
     }
 
     /// Removes a file or symlink (never a directory); absent is fine.
@@ -469,7 +504,7 @@ impl Root {
         };
         match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::empty()) {
             Ok(()) | Err(Errno::NOENT) => {
-                rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
+                fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
             }
             Err(e) => Err(HostError::io("remove", path, e)),
         }
@@ -518,33 +553,49 @@ impl Root {
     /// fsyncs the directory containing `path`.
     pub fn sync_parent(&self, path: &str, tree: Tree) -> Result<(), HostError> {
         if let Some(p) = self.parent(path, tree)? {
-            rfs::fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))?;
+            fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))?;
         }
         Ok(())
     }
 
-    /// Opens a regular file for reading without following any symlink, with its stat; `None`
-    /// when it is missing. Fast path for validation.
-    pub(crate) fn open_nofollow(
-        &self,
-        path: &str,
-    ) -> Result<Option<(std::fs::File, rfs::Stat)>, Errno> {
+    /// Opens directory `path` without following any symlink on the way (`None` when missing).
+    /// Fast path for validation: a file opened beneath it with `O_NOFOLLOW` (see
+    /// [`open_file_nofollow`]) is reached through no symlink at all.
+    pub(crate) fn open_dir_nofollow(&self, path: &str) -> Result<Option<OwnedFd>, Errno> {
         let rel = path.trim_start_matches('/');
-        let fd = rfs::openat2(
+        let rel = if rel.is_empty() { "." } else { rel };
+        match rfs::openat2(
             &self.fd,
             rel,
-            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            DIR_FLAGS,
             Mode::empty(),
             ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
-        );
-        match fd {
-            Ok(fd) => {
-                let st = rfs::fstat(&fd)?;
-                Ok(Some((std::fs::File::from(fd), st)))
-            }
+        ) {
+            Ok(fd) => Ok(Some(fd)),
             Err(Errno::NOENT) => Ok(None),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// Opens `name` (one component) in `dir` for reading without following a final symlink, with
+/// its stat; `None` when it is missing.
+pub(crate) fn open_file_nofollow(
+    dir: &OwnedFd,
+    name: &str,
+) -> Result<Option<(std::fs::File, rfs::Stat)>, Errno> {
+    match rfs::openat(
+        dir,
+        name,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => {
+            let st = rfs::fstat(&fd)?;
+            Ok(Some((std::fs::File::from(fd), st)))
+        }
+        Err(Errno::NOENT) => Ok(None),
+        Err(e) => Err(e),
     }
 }
 
@@ -594,6 +645,29 @@ pub fn tmp_name(name: &str) -> String {
         let h = hex::encode(sha2::Sha256::digest(name.as_bytes()));
         format!(".mcdtmp-{}", &h[..16])
     }
+}
+
+static FSYNCS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static FSYNC_NANOS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Every fsync of this module goes through here, so that benchmarks can tell the time spent
+/// waiting for the disk from the rest.
+fn fsync(fd: impl AsFd) -> Result<(), Errno> {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = std::time::Instant::now();
+    let r = rfs::fsync(fd);
+    FSYNC_NANOS.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
+    FSYNCS.fetch_add(1, Relaxed);
+    r
+}
+
+/// The number of fsyncs issued by this process so far and the wall-clock time spent in them.
+pub fn fsync_stats() -> (u64, std::time::Duration) {
+    use std::sync::atomic::Ordering::Relaxed;
+    (
+        FSYNCS.load(Relaxed),
+        std::time::Duration::from_nanos(FSYNC_NANOS.load(Relaxed)),
+    )
 }
 
 fn chown(fd: impl AsFd, uid: u32, gid: u32) -> Result<(), Errno> {

@@ -18,10 +18,22 @@ pub const STAGING: &str = "/etc/machine-config-daemon/staging";
 
 /// Serialises a config for `currentconfig` (the MachineConfig API object as JSON).
 pub fn encode(config: &MachineConfig) -> Vec<u8> {
-    let mut v = serde_json::to_vec_pretty(&crate::model::machine_config_to_json(config))
-        .expect("config serialises");
-    v.push(b'\n');
+    let mut v = Vec::new();
+    write_encoded(config, &mut v).expect("writing to memory");
     v
+}
+
+/// [`encode`], streamed to `w` (no copy of the whole document in memory).
+pub fn write_encoded(config: &MachineConfig, w: &mut dyn std::io::Write) -> std::io::Result<()> {
+    crate::model::ignition::write_machine_config_json(config, w)?;
+    w.write_all(b"\n")
+}
+
+/// Atomically stores `config` as the current config.
+pub fn store_current(root: &Root, config: &MachineConfig) -> Result<(), HostError> {
+    root.write_file_with(CURRENT_CONFIG, Tree::Etc, 0o644, 0, 0, |w| {
+        write_encoded(config, w)
+    })
 }
 
 /// Parses a stored `currentconfig`.

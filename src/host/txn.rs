@@ -13,6 +13,24 @@
 //! 4. Run the steps. Removing the journal is the commit point; the staging directory is then
 //!    cleaned.
 //!
+//! **What is looked at, and why that is enough.** An update costs what *changes*, not what the
+//! config holds: old and new configs are merged by path (both sorted) and
+//! - a path whose entry is identical in both (kind, contents, mode, owner, tree) is not examined
+//!   on disk at all (except under `force`, which rewrites every path);
+//! - any other path is read and compared with the disk, and rewritten only if its content, mode
+//!   or owner differ there.
+//!
+//! This relies on the disk matching the old config for the unchanged paths. `old` is the stored
+//! `currentconfig`, which is only written as the last step of an update that wrote every one
+//! of its paths (and is restored with them on rollback), so right after that update the disk
+//! matched it. Anything since is drift (SPEC §6): detection reports it and leaves the file
+//! alone, the daemon checks the whole config before applying a new one, and the way to repair
+//! it is an administrator or the force file, not an unrelated update. So a drifted path the new
+//! config does not change stays as it is (and is still reported) — see the
+//! `drifted_unchanged_file_is_left_to_drift_detection` test. The stored config itself is
+//! streamed to its temp file (never built in memory), and the directories of the new paths
+//! are checked once each.
+//!
 //! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
 //! a journal and restores every pre-image, removes the created directories and leftover temp
 //! files, then drops the journal: the node is back at the old config, byte for byte, backups
@@ -24,12 +42,11 @@ use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
 use super::root::{Entry, Probe, Root, Tree};
-use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
+use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode, store_current};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
-use std::collections::BTreeMap;
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -70,7 +87,7 @@ enum Step<'a> {
     Restore(String, Tree),
     Delete(String, Tree, bool),
     Password(String),
-    CurrentConfig(Vec<u8>),
+    CurrentConfig(&'a MachineConfig),
 }
 
 impl Step<'_> {
@@ -137,7 +154,7 @@ impl Step<'_> {
                 Ok(())
             }
             Step::Password(h) => set_password_hash(root, h),
-            Step::CurrentConfig(b) => root.write_file(CURRENT_CONFIG, Tree::Etc, b, 0o644, 0, 0),
+            Step::CurrentConfig(c) => store_current(root, c),
         }
     }
 }
@@ -188,16 +205,20 @@ fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
 fn plan_steps<'a>(
     root: &Root,
     old: Option<&MachineConfig>,
-    old_desired: &BTreeMap<&str, &Desired<'_>>,
+    old_desired: &[Desired<'_>],
     new_desired: &'a [Desired<'a>],
-    new_bytes: Vec<u8>,
-    new: &MachineConfig,
+    new: &'a MachineConfig,
     opts: &ApplyOptions,
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
+    // Both lists are sorted by path (unique): merge them.
+    let mut j = 0;
     for d in new_desired {
-        let old_d = old_desired.get(d.path.as_str());
+        while old_desired.get(j).is_some_and(|o| o.path < d.path) {
+            j += 1;
+        }
+        let old_d = old_desired.get(j).filter(|o| o.path == d.path);
         if !opts.force && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
@@ -234,11 +255,13 @@ fn plan_steps<'a>(
             steps.push(Step::Write(d));
         }
     }
-    let new_paths: std::collections::HashSet<&str> =
-        new_desired.iter().map(|d| d.path.as_str()).collect();
-    for (path, od) in old_desired {
-        let (path, tree) = (*path, &od.tree);
-        if new_paths.contains(path) {
+    let mut k = 0;
+    for od in old_desired {
+        let (path, tree) = (od.path.as_str(), &od.tree);
+        while new_desired.get(k).is_some_and(|n| n.path.as_str() < path) {
+            k += 1;
+        }
+        if new_desired.get(k).is_some_and(|n| n.path == path) {
             continue;
         }
         if never_delete(path) {
@@ -257,14 +280,15 @@ fn plan_steps<'a>(
     if let Some(h) = password_change(old, new) {
         steps.push(Step::Password(h));
     }
-    // The stored config is read back only when nothing else changes (it is rewritten anyway).
+    // The stored config is read back (and the new one encoded to compare) only when nothing
+    // else changes; otherwise it is rewritten anyway, streamed straight to its temp file.
     let stale = !steps.is_empty()
         || match root.read(CURRENT_CONFIG, Tree::Etc)? {
-            Entry::File { data, .. } => data != new_bytes,
+            Entry::File { data, .. } => data != encode(new),
             _ => true,
         };
     if stale {
-        steps.push(Step::CurrentConfig(new_bytes));
+        steps.push(Step::CurrentConfig(new));
     }
     Ok(steps)
 }
@@ -301,22 +325,11 @@ pub fn apply(
         Some(o) => desired_with(o, &owners, false)?,
         None => Vec::new(),
     };
-    let old_desired: BTreeMap<&str, &Desired<'_>> =
-        old_list.iter().map(|d| (d.path.as_str(), d)).collect();
     let mut report = ApplyReport {
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
     };
-    let steps = plan_steps(
-        root,
-        old,
-        &old_desired,
-        &new_desired,
-        encode(new),
-        new,
-        opts,
-        &mut report,
-    )?;
+    let steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
     report.steps = steps.iter().map(Step::describe).collect();
     if opts.dry_run || steps.is_empty() {
         return Ok(report);

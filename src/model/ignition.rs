@@ -668,6 +668,12 @@ fn put<T: Into<Value>>(m: &mut Map<String, Value>, key: &str, v: Option<T>) {
 /// `data:;base64,` URLs. A file with `has_append` gets one empty `append` entry, so that the flag
 /// survives a round trip (the appended data itself is not part of the model).
 pub fn to_ignition_json(config: &Config) -> Value {
+    ignition_value(config, true)
+}
+
+/// [`to_ignition_json`]; with `files` false, a non-empty `storage.files` is left as a `null`
+/// placeholder (in its place) for [`write_machine_config_json`] to stream.
+fn ignition_value(config: &Config, files: bool) -> Value {
     let mut root = Map::new();
     root.insert("ignition".into(), json!({ "version": EMIT_VERSION }));
     put(
@@ -724,7 +730,9 @@ pub fn to_ignition_json(config: &Config) -> Value {
         });
         storage.insert("directories".into(), dirs.collect());
     }
-    if !config.files.is_empty() {
+    if !config.files.is_empty() && !files {
+        storage.insert("files".into(), Value::Null);
+    } else if !config.files.is_empty() {
         let files = config.files.iter().map(|f| {
             let mut m = Map::new();
             m.insert("path".into(), f.path.clone().into());
@@ -796,6 +804,10 @@ pub fn to_ignition_json(config: &Config) -> Value {
 /// any) and `spec` (config as Ignition 3.5.0, kernelArguments, kernelType when set, extensions,
 /// fips, osImageURL). This is the shape stored as `currentconfig` and printed by `render`.
 pub fn machine_config_to_json(mc: &MachineConfig) -> Value {
+    machine_config_value(mc, true)
+}
+
+fn machine_config_value(mc: &MachineConfig, files: bool) -> Value {
     let mut metadata = Map::new();
     metadata.insert("name".into(), mc.name.clone().into());
     if !mc.labels.is_empty() {
@@ -803,7 +815,7 @@ pub fn machine_config_to_json(mc: &MachineConfig) -> Value {
     }
     let s = &mc.spec;
     let mut spec = Map::new();
-    spec.insert("config".into(), to_ignition_json(&s.config));
+    spec.insert("config".into(), ignition_value(&s.config, files));
     spec.insert("kernelArguments".into(), json!(s.kernel_arguments));
     put(&mut spec, "kernelType", s.kernel_type.clone());
     spec.insert("extensions".into(), json!(s.extensions));
@@ -815,4 +827,184 @@ pub fn machine_config_to_json(mc: &MachineConfig) -> Value {
         "metadata": Value::Object(metadata),
         "spec": Value::Object(spec),
     })
+}
+
+/// Writes [`machine_config_to_json`]`(mc)` as pretty JSON: exactly the bytes
+/// `serde_json::to_writer_pretty(w, &machine_config_to_json(mc))` writes, without building the
+/// `Value` of `storage.files` (the bulk of a large config): each file is written straight to `w`,
+/// its contents base64-encoded through one reused buffer.
+///
+/// Everything else (small) is still built as a `Value` and serialised by serde_json, re-indented
+/// to its depth (pretty JSON never holds a raw newline inside a string, so inserting the indent
+/// after each newline is exact).
+pub fn write_machine_config_json<W: std::io::Write + ?Sized>(
+    mc: &MachineConfig,
+    w: &mut W,
+) -> std::io::Result<()> {
+    let v = machine_config_value(mc, false);
+    let mut e = Emitter {
+        w,
+        files: &mc.spec.config.files,
+        scratch: Vec::new(),
+    };
+    e.node(&v, 0, &["spec", "config", "storage", "files"])
+}
+
+struct Emitter<'a, W: std::io::Write + ?Sized> {
+    w: &'a mut W,
+    files: &'a [File],
+    scratch: Vec<u8>,
+}
+
+impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
+    fn indent(&mut self, level: usize) -> std::io::Result<()> {
+        const SPACES: &[u8] = &[b' '; 64];
+        let mut n = 2 * level;
+        while n > 0 {
+            let k = n.min(SPACES.len());
+            self.w.write_all(&SPACES[..k])?;
+            n -= k;
+        }
+        Ok(())
+    }
+
+    /// `,\n` (or `\n` for the first member) and the indent of a member at `level`.
+    fn sep(&mut self, first: bool, level: usize) -> std::io::Result<()> {
+        self.w.write_all(if first { b"\n" } else { b",\n" })?;
+        self.indent(level)
+    }
+
+    fn close(&mut self, level: usize, c: &[u8]) -> std::io::Result<()> {
+        self.w.write_all(b"\n")?;
+        self.indent(level)?;
+        self.w.write_all(c)
+    }
+
+    fn string(&mut self, s: &str) -> std::io::Result<()> {
+        // serde_json escapes only control characters, `"` and `\\`: without any, the string is
+        // written as is.
+        if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+            self.w.write_all(b"\"")?;
+            self.w.write_all(s.as_bytes())?;
+            return self.w.write_all(b"\"");
+        }
+        serde_json::to_writer(&mut *self.w, s).map_err(std::io::Error::from)
+    }
+
+    fn key(&mut self, first: bool, level: usize, key: &str) -> std::io::Result<()> {
+        self.sep(first, level)?;
+        self.string(key)?;
+        self.w.write_all(b": ")
+    }
+
+    /// A value at `level` whose first line is already indented, the way serde_json's pretty
+    /// printer writes it.
+    fn leaf(&mut self, v: &Value, level: usize) -> std::io::Result<()> {
+        let text = serde_json::to_vec_pretty(v).map_err(std::io::Error::from)?;
+        let mut lines = text.split(|b| *b == b'\n');
+        if let Some(l) = lines.next() {
+            self.w.write_all(l)?;
+        }
+        for l in lines {
+            self.w.write_all(b"\n")?;
+            self.indent(level)?;
+            self.w.write_all(l)?;
+        }
+        Ok(())
+    }
+
+    /// `v` at `level`; `hook` is the key path (below `v`) of the `files` placeholder.
+    fn node(&mut self, v: &Value, level: usize, hook: &[&str]) -> std::io::Result<()> {
+        let Some((first_key, rest)) = hook.split_first() else {
+            return self.leaf(v, level);
+        };
+        let Value::Object(m) = v else {
+            return self.leaf(v, level);
+        };
+        if m.is_empty() {
+            return self.leaf(v, level);
+        }
+        self.w.write_all(b"{")?;
+        for (i, (k, val)) in m.iter().enumerate() {
+            self.key(i == 0, level + 1, k)?;
+            if k == first_key && rest.is_empty() && val.is_null() {
+                self.files(level + 1)?;
+            } else if k == first_key {
+                self.node(val, level + 1, rest)?;
+            } else {
+                self.leaf(val, level + 1)?;
+            }
+        }
+        self.close(level, b"}")
+    }
+
+    fn owner(&mut self, o: &Owner, level: usize) -> std::io::Result<()> {
+        self.w.write_all(b"{")?;
+        match o {
+            Owner::Id(id) => {
+                self.key(true, level + 1, "id")?;
+                write!(self.w, "{id}")?;
+            }
+            Owner::Name(name) => {
+                self.key(true, level + 1, "name")?;
+                self.string(name)?;
+            }
+        }
+        self.close(level, b"}")
+    }
+
+    /// The `files` array at `level`, member for member as [`to_ignition_json`] builds it.
+    fn files(&mut self, level: usize) -> std::io::Result<()> {
+        let files = self.files;
+        self.w.write_all(b"[")?;
+        for (i, f) in files.iter().enumerate() {
+            let l = level + 2;
+            self.sep(i == 0, level + 1)?;
+            self.w.write_all(b"{")?;
+            self.key(true, l, "path")?;
+            self.string(&f.path)?;
+            if let Some(c) = &f.contents {
+                self.key(false, l, "contents")?;
+                self.w.write_all(b"{")?;
+                self.key(true, l + 1, "source")?;
+                self.w.write_all(b"\"data:;base64,")?;
+                self.scratch
+                    .resize(base64::encoded_len(c.len(), true).expect("size"), 0);
+                let n = base64::engine::general_purpose::STANDARD
+                    .encode_slice(c, &mut self.scratch)
+                    .expect("buffer sized");
+                self.w.write_all(&self.scratch[..n])?;
+                self.w.write_all(b"\"")?;
+                self.close(l, b"}")?;
+            }
+            if f.has_append {
+                self.key(false, l, "append")?;
+                self.w.write_all(b"[")?;
+                self.sep(true, l + 1)?;
+                self.w.write_all(b"{")?;
+                self.key(true, l + 2, "source")?;
+                self.w.write_all(b"\"data:,\"")?;
+                self.close(l + 1, b"}")?;
+                self.close(l, b"]")?;
+            }
+            if let Some(mode) = f.mode {
+                self.key(false, l, "mode")?;
+                write!(self.w, "{mode}")?;
+            }
+            if let Some(o) = &f.user {
+                self.key(false, l, "user")?;
+                self.owner(o, l)?;
+            }
+            if let Some(o) = &f.group {
+                self.key(false, l, "group")?;
+                self.owner(o, l)?;
+            }
+            if let Some(b) = f.overwrite {
+                self.key(false, l, "overwrite")?;
+                self.w.write_all(if b { b"true" } else { b"false" })?;
+            }
+            self.close(level + 1, b"}")?;
+        }
+        self.close(level, b"]")
+    }
 }
