@@ -35,6 +35,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Built with `--features failpoints` (tests only): fail points from $FAILPOINTS, e.g.
+    // `FAILPOINTS=after_journal=sleep(2000)` to widen the window of an update.
+    #[cfg(feature = "failpoints")]
+    let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
     match cli.command {
         Command::Render(args) => cli::render::run(args),
