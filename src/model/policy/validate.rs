@@ -16,21 +16,8 @@ pub const MAX_ENTRIES: usize = 50;
 pub const MAX_ACTIONS: usize = 10;
 /// At most this many characters in a unit or service name.
 pub const MAX_UNIT_NAME_LEN: usize = 255;
-/// The unit types a unit or service name may end in.
-pub const UNIT_SUFFIXES: [&str; 12] = [
-    ".service",
-    ".socket",
-    ".device",
-    ".mount",
-    ".automount",
-    ".swap",
-    ".target",
-    ".path",
-    ".timer",
-    ".snapshot",
-    ".slice",
-    ".scope",
-];
+/// The unit types a unit or service name may end in (the same list Ignition accepts).
+pub use crate::model::ignition::UNIT_SUFFIXES;
 /// Action types users may write (`Special` is status-only).
 const USER_TYPES: &str = "Reboot, None, Drain, Reload, Restart, DaemonReload";
 
