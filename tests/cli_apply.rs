@@ -60,10 +60,7 @@ fn first_apply_then_change_with_and_without_systemd() {
     let before = snapshot(t.path());
     let (code, _, err) = apply(t.path(), &b, &[]);
     assert_eq!(code, 1);
-    assert!(
-        err.contains("cannot connect to the system bus"),
-        "{err}"
-    );
+    assert!(err.contains("cannot connect to the system bus"), "{err}");
     assert_eq!(before, snapshot(t.path()));
 
     let (code, out, err) = apply(t.path(), &b, &["--no-systemd"]);

@@ -491,3 +491,61 @@ fn drifted_unchanged_file_is_left_to_drift_detection() {
     assert_eq!(read(r, "/etc/one"), "1");
     man.check_all(&root).unwrap();
 }
+
+#[test]
+fn a_custom_state_directory_holds_the_state_and_backups() {
+    let t = make_root();
+    let r = t.path();
+    std::fs::write(r.join("etc/motd"), "original\n").unwrap();
+    let root = || {
+        Root::open(r)
+            .unwrap()
+            .with_state_dir("/var/lib/mcd-state")
+            .unwrap()
+    };
+    let a = mc(
+        "a",
+        vec![
+            file("/etc/motd", "managed\n", 0o644),
+            file("/etc/new.conf", "n\n", 0o644),
+        ],
+    );
+    host::update(&root(), &a, &ApplyOptions::default()).unwrap();
+    assert!(exists(r, "/var/lib/mcd-state/currentconfig"));
+    assert_eq!(
+        read(r, "/var/lib/mcd-state/orig/etc/motd.mcdorig"),
+        "original\n"
+    );
+    assert!(exists(
+        r,
+        "/var/lib/mcd-state/noorig/etc/new.conf.mcdnoorig"
+    ));
+    assert!(!exists(r, "/etc/machine-config-daemon"));
+    let cur = host::state::read_current(&root()).unwrap().unwrap().0;
+    assert_eq!(cur.name, "a");
+    // Without the option the state is not there.
+    assert!(
+        host::state::read_current(&Root::open(r).unwrap())
+            .unwrap()
+            .is_none()
+    );
+    // Removing the file restores the original from the custom directory's backup.
+    host::update(&root(), &mc("b", vec![]), &ApplyOptions::default()).unwrap();
+    assert_eq!(read(r, "/etc/motd"), "original\n");
+    assert!(!exists(r, "/etc/new.conf"));
+    // A config may not write into the state directory, and the directory must be in /etc or /var.
+    let bad = mc(
+        "c",
+        vec![file("/var/lib/mcd-state/currentconfig", "x", 0o644)],
+    );
+    let e = host::update(&root(), &bad, &ApplyOptions::default()).unwrap_err();
+    assert!(
+        e.to_string()
+            .contains("reserved for the daemon's own state"),
+        "{e}"
+    );
+    let Err(e) = Root::open(r).unwrap().with_state_dir("/usr/lib/mcd") else {
+        panic!("a state directory in /usr was accepted")
+    };
+    assert!(e.to_string().contains("must be under /etc or /var"), "{e}");
+}

@@ -28,6 +28,9 @@ pub struct Args {
     /// The root directory of the node to change.
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
+    /// The daemon's state directory on the node (current config, journal, backups).
+    #[arg(long, value_name = "DIR", default_value = "/etc/machine-config-daemon")]
+    pub state_dir: String,
     /// The desired config: a MachineConfig file, or a directory rendered for --pool.
     #[arg(long, value_name = "NEW")]
     pub config: PathBuf,
@@ -71,7 +74,7 @@ pub fn run(args: Args) -> ExitCode {
         },
         None => policy::defaults(),
     };
-    let root = match Root::open(&args.root) {
+    let root = match Root::open(&args.root).and_then(|r| r.with_state_dir(&args.state_dir)) {
         Ok(r) => r,
         Err(e) => return super::fail(super::EXIT_BAD_INPUT, [e]),
     };
@@ -134,6 +137,7 @@ pub fn run(args: Args) -> ExitCode {
         new: new.clone(),
         policy,
         force: force_file,
+        state_dir: Some(args.state_dir.clone()),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -517,6 +517,7 @@ impl Daemon {
             new: wanted.config,
             policy: wanted.policy,
             force,
+            state_dir: None,
         };
         let plan = update::plan_for(&input);
         self.with_status(|s| {

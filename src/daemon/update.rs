@@ -35,6 +35,8 @@ pub struct UpdateInput {
     pub policy: Policy,
     /// The force file is present: rewrite everything, reboot.
     pub force: bool,
+    /// The state directory on the node (None: `/etc/machine-config-daemon`).
+    pub state_dir: Option<String>,
 }
 
 /// One step that was performed or skipped.
@@ -186,7 +188,9 @@ pub async fn update(
     if let Some(sm) = systemd
         && (!unit_ops.is_empty() || !actions.is_empty())
     {
-        sm.unit_properties("init.scope").await.map_err(UpdateError::Unavailable)?;
+        sm.unit_properties("init.scope")
+            .await
+            .map_err(UpdateError::Unavailable)?;
     }
     let mut steps = Vec::new();
     if plan.as_ref().is_some_and(|p| p.drain) {
@@ -216,7 +220,15 @@ pub async fn update(
         });
     }
 
-    let report = write(root, input.old.clone(), input.new.clone(), input.force).await?;
+    let sd = input.state_dir.clone();
+    let report = write(
+        root,
+        sd.clone(),
+        input.old.clone(),
+        input.new.clone(),
+        input.force,
+    )
+    .await?;
     tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written");
 
     let result = async {
@@ -250,7 +262,7 @@ pub async fn update(
             return Err(UpdateError::FirstApply(e));
         };
         let old_name = old.name.clone();
-        return match rollback(root, input.new, old, systemd).await {
+        return match rollback(root, sd, input.new, old, systemd).await {
             Ok(()) => Err(UpdateError::Action {
                 source: e,
                 old: old_name,
@@ -274,13 +286,17 @@ pub async fn update(
 /// The transaction, off the async threads (it fsyncs).
 async fn write(
     root: &Path,
+    state_dir: Option<String>,
     old: Option<MachineConfig>,
     new: MachineConfig,
     force: bool,
 ) -> Result<ApplyReport, HostError> {
     let root: PathBuf = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let root = Root::open(&root)?;
+        let mut root = Root::open(&root)?;
+        if let Some(dir) = &state_dir {
+            root = root.with_state_dir(dir)?;
+        }
         host::apply(
             &root,
             old.as_ref(),
@@ -303,12 +319,13 @@ async fn write(
 /// Puts `old` back over `new` after a failed post action, and lets systemd re-read its units.
 async fn rollback(
     root: &Path,
+    state_dir: Option<String>,
     new: MachineConfig,
     old: MachineConfig,
     systemd: Option<&dyn ServiceManager>,
 ) -> Result<(), String> {
     let units_changed = new.spec.config.units != old.spec.config.units;
-    write(root, Some(new), old, false)
+    write(root, state_dir, Some(new), old, false)
         .await
         .map_err(|e| e.to_string())?;
     if units_changed && let Some(sm) = systemd {

@@ -22,13 +22,13 @@ pub const NEVER_DELETE: &[&str] = &[
 ];
 
 /// The backup path of `path`.
-pub fn orig_path(path: &str) -> String {
-    format!("{}/orig{path}.mcdorig", super::state::STATE_DIR)
+pub fn orig_path(root: &super::Root, path: &str) -> String {
+    format!("{}/orig{path}.mcdorig", root.state_dir())
 }
 
 /// The stamp path of `path`.
-pub fn noorig_path(path: &str) -> String {
-    format!("{}/noorig{path}.mcdnoorig", super::state::STATE_DIR)
+pub fn noorig_path(root: &super::Root, path: &str) -> String {
+    format!("{}/noorig{path}.mcdnoorig", root.state_dir())
 }
 
 /// Whether `path` is on the never-delete list.

@@ -234,16 +234,19 @@ pub fn check_tree(path: &str) -> Result<(), HostError> {
             "only paths under /etc and /var may be written",
         ));
     }
+    check_reserved(super::state::STATE_DIR, path)
+}
+
+/// Refuses the daemon's own files in the state directory `state_dir` (backups, stamps,
+/// staging, `currentconfig`, the journal, the reboot record).
+pub fn check_reserved(state_dir: &str, path: &str) -> Result<(), HostError> {
     let reserved = |rest: &str| {
         ["/orig/", "/noorig/", "/staging/"]
             .iter()
             .any(|p| rest.starts_with(p))
-            || ["/currentconfig", "/journal"].contains(&rest)
+            || ["/currentconfig", "/journal", "/reboot-pending"].contains(&rest)
     };
-    if path
-        .strip_prefix(super::state::STATE_DIR)
-        .is_some_and(reserved)
-    {
+    if path.strip_prefix(state_dir).is_some_and(reserved) {
         return Err(HostError::refused(
             path,
             "reserved for the daemon's own state",
@@ -272,6 +275,7 @@ pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> 
     let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
     for d in desired {
         super::root::check_clean(&d.path)?;
+        check_reserved(root.state_dir(), &d.path)?;
         let parent = d.path.rsplit_once('/').map_or("", |(p, _)| p);
         if parent.is_empty() || seen.insert((parent, d.tree)) {
             root.check(&d.path, d.tree)?;

@@ -165,6 +165,8 @@ pub struct Parent {
 pub struct Root {
     fd: OwnedFd,
     path: PathBuf,
+    /// The daemon's state directory, as a path on the node (see [`super::state`]).
+    state_dir: String,
 }
 
 const DIR_FLAGS: OFlags = OFlags::RDONLY
@@ -180,7 +182,33 @@ impl Root {
         Ok(Root {
             fd,
             path: path.to_path_buf(),
+            state_dir: super::state::STATE_DIR.to_string(),
         })
+    }
+
+    /// Uses `dir` (a path on the node, under `/etc` or `/var`) as the state directory instead
+    /// of `/etc/machine-config-daemon`.
+    pub fn with_state_dir(mut self, dir: &str) -> Result<Root, HostError> {
+        let dir = dir.trim_end_matches('/');
+        components(dir)?;
+        if !(dir.starts_with("/etc/") || dir.starts_with("/var/")) {
+            return Err(HostError::refused(
+                dir,
+                "the state directory must be under /etc or /var",
+            ));
+        }
+        self.state_dir = dir.to_string();
+        Ok(self)
+    }
+
+    /// The state directory, as a path on the node.
+    pub fn state_dir(&self) -> &str {
+        &self.state_dir
+    }
+
+    /// `name` inside the state directory.
+    pub fn state_path(&self, name: &str) -> String {
+        format!("{}/{name}", self.state_dir)
     }
 
     /// The root directory as given.

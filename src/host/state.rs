@@ -1,5 +1,6 @@
-//! The daemon's state directory beneath the root and the stored current config
-//! (`/etc/machine-config-daemon/currentconfig`, the whole MachineConfig as JSON).
+//! The daemon's state directory beneath the root (`/etc/machine-config-daemon` unless
+//! [`Root::with_state_dir`] says otherwise) and the stored current config (`currentconfig`
+//! there, the whole MachineConfig as JSON).
 //!
 //! The file is a real MachineConfig (the model's emitter writes it, its loader reads it back).
 
@@ -7,14 +8,14 @@ use super::HostError;
 use super::root::{Entry, Root, Tree};
 use crate::model::MachineConfig;
 
-/// The state directory (inside the root).
+/// The default state directory (inside the root).
 pub const STATE_DIR: &str = "/etc/machine-config-daemon";
-/// The stored current config.
-pub const CURRENT_CONFIG: &str = "/etc/machine-config-daemon/currentconfig";
-/// The update journal (present only while an update is in progress).
-pub const JOURNAL: &str = "/etc/machine-config-daemon/journal";
-/// Pre-images of the paths an update touches.
-pub const STAGING: &str = "/etc/machine-config-daemon/staging";
+/// The stored current config, in the state directory.
+pub const CURRENT_CONFIG: &str = "currentconfig";
+/// The update journal (present only while an update is in progress), in the state directory.
+pub const JOURNAL: &str = "journal";
+/// Pre-images of the paths an update touches, in the state directory.
+pub const STAGING: &str = "staging";
 
 /// Serialises a config for `currentconfig` (the MachineConfig API object as JSON).
 pub fn encode(config: &MachineConfig) -> Vec<u8> {
@@ -31,9 +32,14 @@ pub fn write_encoded(config: &MachineConfig, w: &mut dyn std::io::Write) -> std:
 
 /// Atomically stores `config` as the current config.
 pub fn store_current(root: &Root, config: &MachineConfig) -> Result<(), HostError> {
-    root.write_file_with(CURRENT_CONFIG, Tree::Etc, 0o644, 0, 0, |w| {
-        write_encoded(config, w)
-    })
+    root.write_file_with(
+        &root.state_path(CURRENT_CONFIG),
+        Tree::Etc,
+        0o644,
+        0,
+        0,
+        |w| write_encoded(config, w),
+    )
 }
 
 /// Parses a stored `currentconfig`.
@@ -56,11 +62,11 @@ pub fn decode(data: &[u8]) -> Result<MachineConfig, HostError> {
 
 /// The stored current config and its bytes; `None` before the first apply.
 pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Vec<u8>)>, HostError> {
-    match root.read(CURRENT_CONFIG, Tree::Etc)? {
+    match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
         Entry::Absent => Ok(None),
         Entry::File { data, .. } => Ok(Some((decode(&data)?, data))),
         _ => Err(HostError::State {
-            path: CURRENT_CONFIG.to_string(),
+            path: root.state_path(CURRENT_CONFIG),
             reason: "not a regular file".to_string(),
         }),
     }

@@ -91,49 +91,52 @@ enum Step<'a> {
 }
 
 impl Step<'_> {
-    fn describe(&self) -> String {
+    fn describe(&self, root: &Root) -> String {
         match self {
-            Step::Backup(p, _) => format!("back up {p} to {}", orig_path(p)),
-            Step::Stamp(p) => format!("stamp {}", noorig_path(p)),
+            Step::Backup(p, _) => format!("back up {p} to {}", orig_path(root, p)),
+            Step::Stamp(p) => format!("stamp {}", noorig_path(root, p)),
             Step::Write(d) => match d.record.kind {
                 Kind::File => format!("write {}", d.path),
                 Kind::MaskLink => format!("mask {}", d.path),
                 Kind::Absent | Kind::Unmasked => format!("remove {}", d.path),
             },
-            Step::Restore(p, _) => format!("restore {p} from {}", orig_path(p)),
-            Step::Delete(p, _, true) => format!("remove {p} and {}", noorig_path(p)),
+            Step::Restore(p, _) => format!("restore {p} from {}", orig_path(root, p)),
+            Step::Delete(p, _, true) => format!("remove {p} and {}", noorig_path(root, p)),
             Step::Delete(p, _, false) => format!("remove {p}"),
             Step::Password(_) => format!("set the password hash of core in {SHADOW}"),
-            Step::CurrentConfig(_) => format!("store {CURRENT_CONFIG}"),
+            Step::CurrentConfig(_) => format!("store {}", root.state_path(CURRENT_CONFIG)),
         }
     }
 
     /// Paths the step changes, and whether it writes (creates) them.
-    fn touched(&self) -> Vec<(String, Tree, bool)> {
+    fn touched(&self, root: &Root) -> Vec<(String, Tree, bool)> {
         match self {
-            Step::Backup(p, _) => vec![(orig_path(p), Tree::Etc, true)],
-            Step::Stamp(p) => vec![(noorig_path(p), Tree::Etc, true)],
+            Step::Backup(p, _) => vec![(orig_path(root, p), Tree::Etc, true)],
+            Step::Stamp(p) => vec![(noorig_path(root, p), Tree::Etc, true)],
             Step::Write(d) => {
                 let w = matches!(d.record.kind, Kind::File | Kind::MaskLink);
                 vec![(d.path.clone(), d.tree, w)]
             }
-            Step::Restore(p, t) => vec![(p.clone(), *t, true), (orig_path(p), Tree::Etc, false)],
+            Step::Restore(p, t) => vec![
+                (p.clone(), *t, true),
+                (orig_path(root, p), Tree::Etc, false),
+            ],
             Step::Delete(p, t, stamp) => {
                 let mut v = vec![(p.clone(), *t, false)];
                 if *stamp {
-                    v.push((noorig_path(p), Tree::Etc, false));
+                    v.push((noorig_path(root, p), Tree::Etc, false));
                 }
                 v
             }
             Step::Password(_) => vec![(SHADOW.to_string(), Tree::Etc, true)],
-            Step::CurrentConfig(_) => vec![(CURRENT_CONFIG.to_string(), Tree::Etc, true)],
+            Step::CurrentConfig(_) => vec![(root.state_path(CURRENT_CONFIG), Tree::Etc, true)],
         }
     }
 
     fn run(&self, root: &Root) -> Result<(), HostError> {
         match self {
-            Step::Backup(p, t) => copy(root, p, *t, &orig_path(p), Tree::Etc),
-            Step::Stamp(p) => root.write_file(&noorig_path(p), Tree::Etc, b"", 0o644, 0, 0),
+            Step::Backup(p, t) => copy(root, p, *t, &orig_path(root, p), Tree::Etc),
+            Step::Stamp(p) => root.write_file(&noorig_path(root, p), Tree::Etc, b"", 0o644, 0, 0),
             Step::Write(d) => match d.record.kind {
                 Kind::File => {
                     let r = &d.record;
@@ -143,13 +146,13 @@ impl Step<'_> {
                 Kind::Absent | Kind::Unmasked => root.remove(&d.path, d.tree),
             },
             Step::Restore(p, t) => {
-                copy(root, &orig_path(p), Tree::Etc, p, *t)?;
-                root.remove(&orig_path(p), Tree::Etc)
+                copy(root, &orig_path(root, p), Tree::Etc, p, *t)?;
+                root.remove(&orig_path(root, p), Tree::Etc)
             }
             Step::Delete(p, t, stamp) => {
                 root.remove(p, *t)?;
                 if *stamp {
-                    root.remove(&noorig_path(p), Tree::Etc)?;
+                    root.remove(&noorig_path(root, p), Tree::Etc)?;
                 }
                 Ok(())
             }
@@ -230,8 +233,8 @@ fn plan_steps<'a>(
             ));
         }
         if old_d.is_none()
-            && root.probe(&orig_path(&d.path), Tree::Etc)? == Probe::Absent
-            && root.probe(&noorig_path(&d.path), Tree::Etc)? == Probe::Absent
+            && root.probe(&orig_path(root, &d.path), Tree::Etc)? == Probe::Absent
+            && root.probe(&noorig_path(root, &d.path), Tree::Etc)? == Probe::Absent
         {
             steps.push(match disk {
                 Entry::Absent => Step::Stamp(d.path.clone()),
@@ -268,10 +271,10 @@ fn plan_steps<'a>(
             report.kept.push(path.to_string());
             continue;
         }
-        if root.probe(&orig_path(path), Tree::Etc)? != Probe::Absent {
+        if root.probe(&orig_path(root, path), Tree::Etc)? != Probe::Absent {
             steps.push(Step::Restore(path.to_string(), *tree));
         } else {
-            let stamp = root.probe(&noorig_path(path), Tree::Etc)? != Probe::Absent;
+            let stamp = root.probe(&noorig_path(root, path), Tree::Etc)? != Probe::Absent;
             if stamp || root.probe(path, *tree)? != Probe::Absent {
                 steps.push(Step::Delete(path.to_string(), *tree, stamp));
             }
@@ -283,7 +286,7 @@ fn plan_steps<'a>(
     // The stored config is read back (and the new one encoded to compare) only when nothing
     // else changes; otherwise it is rewritten anyway, streamed straight to its temp file.
     let stale = !steps.is_empty()
-        || match root.read(CURRENT_CONFIG, Tree::Etc)? {
+        || match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
             Entry::File { data, .. } => data != encode(new),
             _ => true,
         };
@@ -330,7 +333,7 @@ pub fn apply(
         ..ApplyReport::default()
     };
     let steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
-    report.steps = steps.iter().map(Step::describe).collect();
+    report.steps = steps.iter().map(|s| s.describe(root)).collect();
     if opts.dry_run || steps.is_empty() {
         return Ok(report);
     }
@@ -338,7 +341,7 @@ pub fn apply(
     let mut preimages: Vec<PreImage> = Vec::new();
     let mut created: Vec<(String, Tree)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    for (path, tree, writes) in steps.iter().flat_map(Step::touched) {
+    for (path, tree, writes) in steps.iter().flat_map(|s| s.touched(root)) {
         if writes {
             for d in root.missing_dirs(&path, tree)? {
                 if !created.iter().any(|c| c.0 == d) {
@@ -357,7 +360,7 @@ pub fn apply(
         };
         preimages.push(PreImage { path, tree, state });
     }
-    for d in root.missing_dirs(JOURNAL, Tree::Etc)? {
+    for d in root.missing_dirs(&root.state_path(JOURNAL), Tree::Etc)? {
         if !created.iter().any(|c| c.0 == d) {
             created.insert(0, (d, Tree::Etc));
         }
@@ -370,7 +373,7 @@ pub fn apply(
         created_dirs: created,
     };
     let jbytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
-    root.write_file(JOURNAL, Tree::Etc, &jbytes, 0o600, 0, 0)?;
+    root.write_file(&root.state_path(JOURNAL), Tree::Etc, &jbytes, 0o600, 0, 0)?;
     tracing::info!(old = ?journal.old, new = %journal.new, steps = steps.len(), "update journal written");
     let result = run_steps(root, &journal, &steps);
     if let Err((step, e)) = result {
@@ -408,7 +411,7 @@ fn run_steps(
     })()
     .map_err(tag("stage pre-images"))?;
     for s in steps {
-        let name = s.describe();
+        let name = s.describe(root);
         (|| {
             failpoint!("host::before_op");
             s.run(root)?;
@@ -419,7 +422,7 @@ fn run_steps(
     }
     let commit = || {
         failpoint!("host::after_currentconfig");
-        root.remove(JOURNAL, Tree::Etc)
+        root.remove(&root.state_path(JOURNAL), Tree::Etc)
     };
     commit().map_err(tag("commit (remove the journal)"))?;
     // Committed: a crash from here on keeps the new config.
@@ -436,13 +439,13 @@ fn run_steps(
 fn stage(root: &Root, journal: &Journal) -> Result<(), HostError> {
     for p in &journal.preimages {
         if let Some(name) = p.state.strip_prefix("staged:") {
-            let dest = format!("{STAGING}/{name}");
+            let dest = format!("{}/{name}", root.state_path(STAGING));
             if !root.hard_link(&p.path, &dest, p.tree)? {
                 copy(root, &p.path, p.tree, &dest, Tree::Etc)?;
             }
         }
     }
-    root.sync_parent(&format!("{STAGING}/x"), Tree::Etc)
+    root.sync_parent(&format!("{}/x", root.state_path(STAGING)), Tree::Etc)
 }
 
 fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
@@ -454,7 +457,7 @@ fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
         } else if let Some(t) = p.state.strip_prefix("link:") {
             root.write_symlink(&p.path, p.tree, t)?;
         } else if let Some(name) = p.state.strip_prefix("staged:") {
-            let staged = format!("{STAGING}/{name}");
+            let staged = format!("{}/{name}", root.state_path(STAGING));
             // Missing only when the crash came before staging ended, hence before any step.
             if root.probe(&staged, Tree::Etc)? == Probe::File {
                 copy(root, &staged, Tree::Etc, &p.path, p.tree)?;
@@ -462,13 +465,14 @@ fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
         }
     }
     // Directories holding the journal go last, once the journal is gone.
-    let holds_journal = |d: &str| JOURNAL.starts_with(&format!("{d}/"));
+    let journal_path = root.state_path(JOURNAL);
+    let holds_journal = |d: &str| journal_path.starts_with(&format!("{d}/"));
     for (d, tree) in journal.created_dirs.iter().rev() {
         if !holds_journal(d) {
             root.remove_dir(d, *tree)?;
         }
     }
-    root.remove(JOURNAL, Tree::Etc)?;
+    root.remove(&root.state_path(JOURNAL), Tree::Etc)?;
     clean_staging(root)?;
     for (d, tree) in journal.created_dirs.iter().rev() {
         if holds_journal(d) {
@@ -480,17 +484,17 @@ fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
 }
 
 fn clean_staging(root: &Root) -> Result<(), HostError> {
-    for name in root.list_dir(STAGING)? {
-        root.remove(&format!("{STAGING}/{name}"), Tree::Etc)?;
+    for name in root.list_dir(&root.state_path(STAGING))? {
+        root.remove(&format!("{}/{name}", root.state_path(STAGING)), Tree::Etc)?;
     }
-    root.remove_dir(STAGING, Tree::Etc)
+    root.remove_dir(&root.state_path(STAGING), Tree::Etc)
 }
 
 /// Recovers an interrupted update: rolls it back (see the module docs). Returns a description
 /// of what was recovered, `None` when there was nothing to do.
 pub fn recover(root: &Root) -> Result<Option<String>, HostError> {
-    root.remove_tmp(JOURNAL, Tree::Etc)?;
-    let data = match root.read(JOURNAL, Tree::Etc)? {
+    root.remove_tmp(&root.state_path(JOURNAL), Tree::Etc)?;
+    let data = match root.read(&root.state_path(JOURNAL), Tree::Etc)? {
         Entry::File { data, .. } => data,
         Entry::Absent => {
             clean_staging(root)?;
@@ -498,13 +502,13 @@ pub fn recover(root: &Root) -> Result<Option<String>, HostError> {
         }
         _ => {
             return Err(HostError::State {
-                path: JOURNAL.to_string(),
+                path: root.state_path(JOURNAL),
                 reason: "not a regular file".to_string(),
             });
         }
     };
     let journal: Journal = serde_json::from_slice(&data).map_err(|e| HostError::State {
-        path: JOURNAL.to_string(),
+        path: root.state_path(JOURNAL),
         reason: format!("cannot parse the update journal: {e}"),
     })?;
     rollback(root, &journal)?;
