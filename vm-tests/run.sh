@@ -57,9 +57,11 @@ build() {
     [ "${MCD_VM_PROFILE:-debug}" = release ] && prof=(--release)
     mkdir -p "$TARGET/vm-tests"
     local clog="$TARGET/vm-tests/cargo.log"
-    (cd "$REPO" && cargo build --quiet "${prof[@]}" --bin machine-config-daemon) 2> "$clog" \
+    # Fail points ($FAILPOINTS) are compiled in: the kill -9 scenario widens an update's window
+    # with one. Both commands use the same features so the library is built once.
+    (cd "$REPO" && cargo build --quiet "${prof[@]}" --features failpoints --bin machine-config-daemon) 2> "$clog" \
         || { cat "$clog" >&2; die "cargo build failed"; }
-    json=$(cd "$REPO" && cargo test --quiet "${prof[@]}" --no-run --test systemd_dbus --message-format=json 2>> "$clog") \
+    json=$(cd "$REPO" && cargo test --quiet "${prof[@]}" --features failpoints --no-run --test systemd_dbus --message-format=json 2>> "$clog") \
         || { cat "$clog" >&2; die "cargo test --no-run failed"; }
     mkdir -p "$BIN"
     local exe
@@ -107,7 +109,7 @@ guest_setup() {
     fi
 }
 
-# Runs one scenario; prints its line; returns 0 when it passed.
+# Runs one scenario; prints its line; returns 0 when it passed, 3 for a known failure (XFAIL).
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
@@ -139,12 +141,24 @@ run_scenario() {
         result="fail: no result (nspawn exit status $rc after $boot boot(s))"
     fi
     [ -f "$w/results/reason" ] && result="$result: $(head -c 600 "$w/results/reason")"
-    local ok=1
-    if [ "$result" = pass ]; then
-        printf 'PASS %-30s %6s s, %d boot(s), nspawn exit %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits"
+    # A known daemon bug: the scenario's `# XFAIL: <why>` line. Its failure is counted apart
+    # (XFAIL); its passing is a failure to notice (XPASS: remove the line).
+    local xfail
+    xfail=$(sed -n 's/^# XFAIL: *//p' "$HERE/$name.sh" | head -1)
+    local ok=1 line
+    line=$(printf '%-30s %6s s, %d boot(s), nspawn exit %s' "${name#scenarios/}" "$secs" "$boot" "$exits")
+    if [ "$result" = pass ] && [ -z "$xfail" ]; then
+        echo "PASS $line"
         ok=0
+    elif [ "$result" = pass ]; then
+        echo "XPASS $line: passes although marked XFAIL ($xfail): remove the XFAIL line"
+    elif [ -n "$xfail" ]; then
+        echo "XFAIL $line: $result"
+        echo "     known daemon bug: $xfail"
+        echo "     log: $w/results/log (kept)"
+        ok=3
     else
-        printf 'FAIL %-30s %6s s, %d boot(s), nspawn exit %s: %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits" "$result"
+        echo "FAIL $line: $result"
         echo "     log: $w/results/log (kept)"
     fi
     [ -f "$w/results/report" ] && sed 's/^/     /' "$w/results/report"
@@ -169,11 +183,21 @@ if [ $SHELL_MODE = 1 ]; then
     exit $?
 fi
 
-passed=0 failed=0
+passed=0 failed=0 xfailed=0
 total_start=$(date +%s.%N)
 for s in "${SCENARIOS[@]}"; do
-    if run_scenario "$s"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    run_scenario "$s"
+    case $? in
+    0) passed=$((passed + 1)) ;;
+    3) xfailed=$((xfailed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
 done
 log "scenarios took $(elapsed "$total_start") s"
-echo "$passed passed, $failed failed"
+# Known failures are not passes: they are counted apart and do not fail the run.
+if [ $xfailed -gt 0 ]; then
+    echo "$passed passed, $failed failed, $xfailed known failures (XFAIL)"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ $failed = 0 ]

@@ -3,6 +3,8 @@
 # /mcd-results/scenario with MCD_BOOT set to this boot's number, records the outcome in
 # /mcd-results/result, then powers off. A scenario that exits 100 has asked for a reboot: the
 # runner leaves the machine to it and the harness boots the guest again on the same overlay.
+# A reboot that starts while the scenario still runs (the daemon's own) waits for it: see
+# mcd-vmtest.service's ExecStop.
 R=/mcd-results
 state=/var/lib/mcd-vmtest
 mkdir -p "$state"
@@ -15,6 +17,7 @@ bash "/mcd-vmtest/$scenario.sh" >> "$R/log" 2>&1
 rc=$?
 if [ "$rc" = 100 ]; then
     echo "=== boot $boot: scenario asked for a reboot" >> "$R/log"
+    touch /run/mcd-vmtest-done
     exit 0
 fi
 if [ "$rc" = 0 ]; then
@@ -23,4 +26,5 @@ else
     echo "fail: exit status $rc at boot $boot" > "$R/result"
 fi
 journalctl -b --no-pager -o short-monotonic > "$R/journal-boot$boot.txt" 2>&1 || true
+touch /run/mcd-vmtest-done
 systemctl --no-block poweroff
