@@ -4,11 +4,13 @@
 # freshly built binaries bind-mounted at /mcd-bin, runs one scenario script inside it and reads
 # the result. See vm-tests/README.md.
 #
-# Usage: vm-tests/run.sh [--keep] [--no-build] [--shell] [SCENARIO...]
+# Usage: vm-tests/run.sh [--vm] [--keep] [--no-build] [--shell] [SCENARIO...]
 #   SCENARIO  a script under vm-tests/ without .sh (scenarios/10-systemd-reload, bench/reload);
 #             a bare name means scenarios/NAME. Default: every scenarios/*.sh.
 #   --keep    keep each scenario's overlay, console log and journal under the run directory
 #   --no-build  use the binaries of the last build
+#   --vm      the VM tier: each scenario in a QEMU guest (own kernel) instead of systemd-nspawn
+#   --vm-ci   the VM tier with CI's scenarios (reboot, force file, kill -9)
 #   --shell   boot a guest on a fresh overlay with an interactive console (login: root, no
 #             password); `poweroff` (or Ctrl-] three times) leaves
 set -uo pipefail
@@ -16,14 +18,17 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 . "$HERE/lib/common.sh"
 . "$HERE/lib/rootfs.sh"
+. "$HERE/lib/vmimage.sh"
 
-KEEP=0 BUILD=1 SHELL_MODE=0 SCENARIOS=()
+KEEP=0 BUILD=1 SHELL_MODE=0 VM=0 SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
     --shell) SHELL_MODE=1 ;;
-    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+    --vm) VM=1 ;;
+    --vm-ci) VM=1 SCENARIOS+=(scenarios/24-daemon-reboot scenarios/26-daemon-force scenarios/29-daemon-kill9) ;;
+    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     */*) SCENARIOS+=("${arg%.sh}") ;;
     *) SCENARIOS+=("scenarios/${arg%.sh}") ;;
@@ -41,6 +46,8 @@ done
 
 [ "$(id -u)" = 0 ] || die "run as root (systemd-nspawn and overlay mounts need it)"
 ensure_cmd systemd-nspawn systemd-container mmdebstrap mmdebstrap
+[ $VM = 1 ] && ensure_qemu
+[ $VM = 1 ] && [ $SHELL_MODE = 1 ] && die "--shell is for the container tier"
 
 SCENARIO_TIMEOUT=${MCD_VM_SCENARIO_TIMEOUT:-180}
 MAX_BOOTS=${MCD_VM_MAX_BOOTS:-4}
@@ -109,20 +116,54 @@ guest_setup() {
     fi
 }
 
+# The VM tier: one boot of the QEMU guest on the scenario's qcow2 overlay ($1: its directory).
+# -no-reboot: a reboot in the guest ends QEMU like a power-off; the caller tells them apart by
+# the result file (written only when the scenario is over).
+qemu_boot() {
+    local w=$1 accel=tcg
+    [ "${MCD_VM_KVM:-0}" = 1 ] && accel=kvm
+    timeout -k 10 "$SCENARIO_TIMEOUT" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
+        -nodefaults -no-reboot -display none \
+        -chardev "file,id=s0,path=$w/console.log,append=on" -serial chardev:s0 \
+        -kernel "$VMIMAGE/vmlinuz" -initrd "$VMIMAGE/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0" \
+        -drive "file=$w/disk.qcow2,if=virtio,format=qcow2" \
+        -virtfs "local,path=$BIN,mount_tag=mcdbin,security_model=none,readonly=on" \
+        -virtfs "local,path=$HERE,mount_tag=mcdvmtest,security_model=none,readonly=on" \
+        -virtfs "local,path=$w/results,mount_tag=mcdresults,security_model=none" \
+        -virtfs "local,path=$REPO/systemd,mount_tag=mcdunit,security_model=none,readonly=on" \
+        >> "$w/console.log" 2>&1
+}
+
 # Runs one scenario; prints its line; returns 0 when it passed, 3 for a known failure (XFAIL).
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
-    overlay_up "$w"
+    if [ $VM = 1 ]; then
+        w="$w.vm"
+        rm -rf "$w"
+        mkdir -p "$w/results"
+        qemu-img create -q -f qcow2 -b "$VMIMAGE/disk.qcow2" -F qcow2 "$w/disk.qcow2" || die "qemu-img create failed"
+    else
+        overlay_up "$w"
+        install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
+        mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
+        ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
+        guest_setup "$w"
+    fi
     echo "$name" > "$w/results/scenario"
-    install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
-    mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
-    ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
-    guest_setup "$w"
     start=$(date +%s.%N)
     boot=0 exits=""
     while :; do
         boot=$((boot + 1))
+        if [ $VM = 1 ]; then
+            qemu_boot "$w"
+            rc=$?
+            exits="$exits${exits:+,}$rc"
+            # QEMU ends on a reboot too: no result yet means the scenario goes on.
+            [ $rc = 0 ] && [ ! -f "$w/results/result" ] && [ $boot -lt "$MAX_BOOTS" ] && continue
+            break
+        fi
         nspawn_cmd "$w" --boot --console=read-only
         timeout -k 10 "$SCENARIO_TIMEOUT" "${NSPAWN[@]}" >> "$w/console.log" 2>&1
         rc=$?
@@ -146,7 +187,9 @@ run_scenario() {
     local xfail
     xfail=$(sed -n 's/^# XFAIL: *//p' "$HERE/$name.sh" | head -1)
     local ok=1 line
-    line=$(printf '%-30s %6s s, %d boot(s), nspawn exit %s' "${name#scenarios/}" "$secs" "$boot" "$exits")
+    local tier=nspawn
+    [ $VM = 1 ] && tier=qemu
+    line=$(printf '%-30s %6s s, %d boot(s), %s exit %s' "${name#scenarios/}" "$secs" "$boot" "$tier" "$exits")
     if [ "$result" = pass ] && [ -z "$xfail" ]; then
         echo "PASS $line"
         ok=0
@@ -169,7 +212,11 @@ run_scenario() {
 
 [ $BUILD = 1 ] && build
 [ -x "$BIN/systemd_dbus" ] || die "no binaries in $BIN: run without --no-build"
-ROOTFS=$(rootfs_path) || exit 2
+if [ $VM = 1 ]; then
+    VMIMAGE=$(vmimage_path) || exit 2
+else
+    ROOTFS=$(rootfs_path) || exit 2
+fi
 mkdir -p "$RUN_DIR"
 
 if [ $SHELL_MODE = 1 ]; then

@@ -6,6 +6,13 @@
 # A reboot that starts while the scenario still runs (the daemon's own) waits for it: see
 # mcd-vmtest.service's ExecStop.
 R=/mcd-results
+# The VM tier shares the repository's systemd/ at /mcd-unit (the container tier installs the
+# daemon's unit from the host instead).
+if [ -f /mcd-unit/machine-config-daemon.service ] \
+    && ! cmp -s /mcd-unit/machine-config-daemon.service /etc/systemd/system/machine-config-daemon.service; then
+    install -m 0644 /mcd-unit/machine-config-daemon.service /etc/systemd/system/
+    systemctl daemon-reload
+fi
 state=/var/lib/mcd-vmtest
 mkdir -p "$state"
 boot=$(( $(cat "$state/boot" 2>/dev/null || echo 0) + 1 ))
