@@ -1,10 +1,10 @@
 #!/bin/bash
-# vm-tests, container tier: each scenario boots a Debian guest with systemd as PID 1
-# (systemd-nspawn --boot) on a fresh overlay of a cached root filesystem, with this crate's
+# vm-tests: each scenario boots a Debian guest with systemd as PID 1 (container tier:
+# systemd-nspawn --boot on a fresh overlay of a cached root filesystem; VM tier: QEMU), with this crate's
 # freshly built binaries bind-mounted at /mcd-bin, runs one scenario script inside it and reads
 # the result. See vm-tests/README.md.
 #
-# Usage: vm-tests/run.sh [--vm] [--keep] [--no-build] [--shell] [SCENARIO...]
+# Usage: vm-tests/run.sh [--vm | --vm-ci] [--keep] [--no-build] [--shell] [SCENARIO...]
 #   SCENARIO  a script under vm-tests/ without .sh (scenarios/10-systemd-reload, bench/reload);
 #             a bare name means scenarios/NAME. Default: every scenarios/*.sh.
 #   --keep    keep each scenario's overlay, console log and journal under the run directory
@@ -28,7 +28,7 @@ for arg in "$@"; do
     --shell) SHELL_MODE=1 ;;
     --vm) VM=1 ;;
     --vm-ci) VM=1 SCENARIOS+=(scenarios/24-daemon-reboot scenarios/26-daemon-force scenarios/29-daemon-kill9) ;;
-    -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     */*) SCENARIOS+=("${arg%.sh}") ;;
     *) SCENARIOS+=("scenarios/${arg%.sh}") ;;
