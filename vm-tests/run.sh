@@ -1,14 +1,16 @@
 #!/bin/bash
-# vm-tests, container tier: each scenario boots a Debian guest with systemd as PID 1
-# (systemd-nspawn --boot) on a fresh overlay of a cached root filesystem, with this crate's
+# vm-tests: each scenario boots a Debian guest with systemd as PID 1 (container tier:
+# systemd-nspawn --boot on a fresh overlay of a cached root filesystem; VM tier: QEMU), with this crate's
 # freshly built binaries bind-mounted at /mcd-bin, runs one scenario script inside it and reads
 # the result. See vm-tests/README.md.
 #
-# Usage: vm-tests/run.sh [--keep] [--no-build] [--shell] [SCENARIO...]
+# Usage: vm-tests/run.sh [--vm | --vm-ci] [--keep] [--no-build] [--shell] [SCENARIO...]
 #   SCENARIO  a script under vm-tests/ without .sh (scenarios/10-systemd-reload, bench/reload);
 #             a bare name means scenarios/NAME. Default: every scenarios/*.sh.
 #   --keep    keep each scenario's overlay, console log and journal under the run directory
 #   --no-build  use the binaries of the last build
+#   --vm      the VM tier: each scenario in a QEMU guest (own kernel) instead of systemd-nspawn
+#   --vm-ci   the VM tier with CI's scenarios (reboot, force file, kill -9)
 #   --shell   boot a guest on a fresh overlay with an interactive console (login: root, no
 #             password); `poweroff` (or Ctrl-] three times) leaves
 set -uo pipefail
@@ -16,13 +18,16 @@ HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
 . "$HERE/lib/common.sh"
 . "$HERE/lib/rootfs.sh"
+. "$HERE/lib/vmimage.sh"
 
-KEEP=0 BUILD=1 SHELL_MODE=0 SCENARIOS=()
+KEEP=0 BUILD=1 SHELL_MODE=0 VM=0 SCENARIOS=()
 for arg in "$@"; do
     case "$arg" in
     --keep) KEEP=1 ;;
     --no-build) BUILD=0 ;;
     --shell) SHELL_MODE=1 ;;
+    --vm) VM=1 ;;
+    --vm-ci) VM=1 SCENARIOS+=(scenarios/24-daemon-reboot scenarios/26-daemon-force scenarios/29-daemon-kill9) ;;
     -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     */*) SCENARIOS+=("${arg%.sh}") ;;
@@ -41,6 +46,8 @@ done
 
 [ "$(id -u)" = 0 ] || die "run as root (systemd-nspawn and overlay mounts need it)"
 ensure_cmd systemd-nspawn systemd-container mmdebstrap mmdebstrap
+[ $VM = 1 ] && ensure_qemu
+[ $VM = 1 ] && [ $SHELL_MODE = 1 ] && die "--shell is for the container tier"
 
 SCENARIO_TIMEOUT=${MCD_VM_SCENARIO_TIMEOUT:-180}
 MAX_BOOTS=${MCD_VM_MAX_BOOTS:-4}
@@ -57,9 +64,11 @@ build() {
     [ "${MCD_VM_PROFILE:-debug}" = release ] && prof=(--release)
     mkdir -p "$TARGET/vm-tests"
     local clog="$TARGET/vm-tests/cargo.log"
-    (cd "$REPO" && cargo build --quiet "${prof[@]}" --bin machine-config-daemon) 2> "$clog" \
+    # Fail points ($FAILPOINTS) are compiled in: the kill -9 scenario widens an update's window
+    # with one. Both commands use the same features so the library is built once.
+    (cd "$REPO" && cargo build --quiet "${prof[@]}" --features failpoints --bin machine-config-daemon) 2> "$clog" \
         || { cat "$clog" >&2; die "cargo build failed"; }
-    json=$(cd "$REPO" && cargo test --quiet "${prof[@]}" --no-run --test systemd_dbus --message-format=json 2>> "$clog") \
+    json=$(cd "$REPO" && cargo test --quiet "${prof[@]}" --features failpoints --no-run --test systemd_dbus --message-format=json 2>> "$clog") \
         || { cat "$clog" >&2; die "cargo test --no-run failed"; }
     mkdir -p "$BIN"
     local exe
@@ -107,20 +116,54 @@ guest_setup() {
     fi
 }
 
-# Runs one scenario; prints its line; returns 0 when it passed.
+# The VM tier: one boot of the QEMU guest on the scenario's qcow2 overlay ($1: its directory).
+# -no-reboot: a reboot in the guest ends QEMU like a power-off; the caller tells them apart by
+# the result file (written only when the scenario is over).
+qemu_boot() {
+    local w=$1 accel=tcg
+    [ "${MCD_VM_KVM:-0}" = 1 ] && accel=kvm
+    timeout -k 10 "$SCENARIO_TIMEOUT" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
+        -nodefaults -no-reboot -display none \
+        -chardev "file,id=s0,path=$w/console.log,append=on" -serial chardev:s0 \
+        -kernel "$VMIMAGE/vmlinuz" -initrd "$VMIMAGE/initrd.img" \
+        -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0" \
+        -drive "file=$w/disk.qcow2,if=virtio,format=qcow2" \
+        -virtfs "local,path=$BIN,mount_tag=mcdbin,security_model=none,readonly=on" \
+        -virtfs "local,path=$HERE,mount_tag=mcdvmtest,security_model=none,readonly=on" \
+        -virtfs "local,path=$w/results,mount_tag=mcdresults,security_model=none" \
+        -virtfs "local,path=$REPO/systemd,mount_tag=mcdunit,security_model=none,readonly=on" \
+        >> "$w/console.log" 2>&1
+}
+
+# Runs one scenario; prints its line; returns 0 when it passed, 3 for a known failure (XFAIL).
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
-    overlay_up "$w"
+    if [ $VM = 1 ]; then
+        w="$w.vm"
+        rm -rf "$w"
+        mkdir -p "$w/results"
+        qemu-img create -q -f qcow2 -b "$VMIMAGE/disk.qcow2" -F qcow2 "$w/disk.qcow2" || die "qemu-img create failed"
+    else
+        overlay_up "$w"
+        install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
+        mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
+        ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
+        guest_setup "$w"
+    fi
     echo "$name" > "$w/results/scenario"
-    install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
-    mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
-    ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
-    guest_setup "$w"
     start=$(date +%s.%N)
     boot=0 exits=""
     while :; do
         boot=$((boot + 1))
+        if [ $VM = 1 ]; then
+            qemu_boot "$w"
+            rc=$?
+            exits="$exits${exits:+,}$rc"
+            # QEMU ends on a reboot too: no result yet means the scenario goes on.
+            [ $rc = 0 ] && [ ! -f "$w/results/result" ] && [ $boot -lt "$MAX_BOOTS" ] && continue
+            break
+        fi
         nspawn_cmd "$w" --boot --console=read-only
         timeout -k 10 "$SCENARIO_TIMEOUT" "${NSPAWN[@]}" >> "$w/console.log" 2>&1
         rc=$?
@@ -139,12 +182,26 @@ run_scenario() {
         result="fail: no result (nspawn exit status $rc after $boot boot(s))"
     fi
     [ -f "$w/results/reason" ] && result="$result: $(head -c 600 "$w/results/reason")"
-    local ok=1
-    if [ "$result" = pass ]; then
-        printf 'PASS %-30s %6s s, %d boot(s), nspawn exit %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits"
+    # A known daemon bug: the scenario's `# XFAIL: <why>` line. Its failure is counted apart
+    # (XFAIL); its passing is a failure to notice (XPASS: remove the line).
+    local xfail
+    xfail=$(sed -n 's/^# XFAIL: *//p' "$HERE/$name.sh" | head -1)
+    local ok=1 line
+    local tier=nspawn
+    [ $VM = 1 ] && tier=qemu
+    line=$(printf '%-30s %6s s, %d boot(s), %s exit %s' "${name#scenarios/}" "$secs" "$boot" "$tier" "$exits")
+    if [ "$result" = pass ] && [ -z "$xfail" ]; then
+        echo "PASS $line"
         ok=0
+    elif [ "$result" = pass ]; then
+        echo "XPASS $line: passes although marked XFAIL ($xfail): remove the XFAIL line"
+    elif [ -n "$xfail" ]; then
+        echo "XFAIL $line: $result"
+        echo "     known daemon bug: $xfail"
+        echo "     log: $w/results/log (kept)"
+        ok=3
     else
-        printf 'FAIL %-30s %6s s, %d boot(s), nspawn exit %s: %s\n' "${name#scenarios/}" "$secs" "$boot" "$exits" "$result"
+        echo "FAIL $line: $result"
         echo "     log: $w/results/log (kept)"
     fi
     [ -f "$w/results/report" ] && sed 's/^/     /' "$w/results/report"
@@ -155,7 +212,11 @@ run_scenario() {
 
 [ $BUILD = 1 ] && build
 [ -x "$BIN/systemd_dbus" ] || die "no binaries in $BIN: run without --no-build"
-ROOTFS=$(rootfs_path) || exit 2
+if [ $VM = 1 ]; then
+    VMIMAGE=$(vmimage_path) || exit 2
+else
+    ROOTFS=$(rootfs_path) || exit 2
+fi
 mkdir -p "$RUN_DIR"
 
 if [ $SHELL_MODE = 1 ]; then
@@ -169,11 +230,21 @@ if [ $SHELL_MODE = 1 ]; then
     exit $?
 fi
 
-passed=0 failed=0
+passed=0 failed=0 xfailed=0
 total_start=$(date +%s.%N)
 for s in "${SCENARIOS[@]}"; do
-    if run_scenario "$s"; then passed=$((passed + 1)); else failed=$((failed + 1)); fi
+    run_scenario "$s"
+    case $? in
+    0) passed=$((passed + 1)) ;;
+    3) xfailed=$((xfailed + 1)) ;;
+    *) failed=$((failed + 1)) ;;
+    esac
 done
 log "scenarios took $(elapsed "$total_start") s"
-echo "$passed passed, $failed failed"
+# Known failures are not passes: they are counted apart and do not fail the run.
+if [ $xfailed -gt 0 ]; then
+    echo "$passed passed, $failed failed, $xfailed known failures (XFAIL)"
+else
+    echo "$passed passed, $failed failed"
+fi
 [ $failed = 0 ]

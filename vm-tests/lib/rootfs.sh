@@ -4,8 +4,9 @@
 # image on the next run and leaves it alone otherwise.
 
 ROOTFS_SUITE=bookworm
-# systemd as PID 1 and the system bus; nothing else (scenarios bring their own units).
-ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,procps
+# systemd as PID 1 and the system bus; jq for the daemon's status file; nothing else
+# (scenarios bring their own units).
+ROOTFS_PACKAGES=systemd,systemd-sysv,dbus,procps,jq
 
 # Prints the path of a ready root filesystem, building it first when the recipe changed.
 rootfs_path() {

@@ -1,0 +1,159 @@
+# Helpers for the daemon's scenarios (sourced after lib.sh; runs inside the guest).
+#
+# The daemon runs as machine-config-daemon.service (the repository's systemd/ unit, installed by
+# run.sh) in standalone mode: desired configs go into /etc/machine-config-daemon/desired.d/, the
+# node disruption policy into /etc/machine-config-daemon/policy.yaml, and the outcome is read
+# from the status file the daemon writes (/run/machine-config-daemon/status.json).
+#
+# Building a MachineConfig:
+#   mc_reset
+#   mc_file /etc/x "contents"$'\n' [MODE]      # MODE decimal, default 420 (0644)
+#   mc_unit name.service true|false|'' "unit file"  # enabled true/false/unset
+#   mc_masked name.service
+#   mc_desire NAME      # writes it (atomically) to desired.d; sets MC_RENDERED to the name the
+#                       # daemon will report (rendered-worker-…)
+
+MCD_STATE_DIR=/etc/machine-config-daemon
+MCD_DESIRED=$MCD_STATE_DIR/desired.d
+MCD_POLICY=$MCD_STATE_DIR/policy.yaml
+MCD_STATUS=/run/machine-config-daemon/status.json
+MCD_UNIT=machine-config-daemon.service
+MCD=/usr/bin/machine-config-daemon
+# Scenario state that must survive a reboot.
+MCD_KEEP=/var/lib/mcd-scenario
+mkdir -p "$MCD_KEEP"
+
+MC_FILES='[]' MC_UNITS='[]' MC_RENDERED=
+
+mc_reset() { MC_FILES='[]' MC_UNITS='[]'; }
+
+# data URL (base64) of stdin.
+data_url() { printf 'data:;base64,%s' "$(base64 -w0)"; }
+
+mc_file() {
+    local src
+    src=$(printf '%s' "$2" | data_url)
+    MC_FILES=$(jq -c --arg p "$1" --arg s "$src" --argjson m "${3:-420}" \
+        '. + [{path: $p, mode: $m, overwrite: true, contents: {source: $s}}]' <<< "$MC_FILES")
+}
+
+mc_unit() {
+    MC_UNITS=$(jq -c --arg n "$1" --arg e "$2" --arg c "$3" \
+        '. + [{name: $n, contents: $c} + (if $e == "" then {} else {enabled: ($e == "true")} end)]' \
+        <<< "$MC_UNITS")
+}
+
+mc_masked() {
+    MC_UNITS=$(jq -c --arg n "$1" '. + [{name: $n, mask: true}]' <<< "$MC_UNITS")
+}
+
+# Writes the MachineConfig built so far as desired.d/50-scenario.json (temp file + rename, as
+# tools do; the daemon reads only *.json|*.yaml|*.yml there).
+mc_desire() {
+    mkdir -p "$MCD_DESIRED"
+    jq -n --arg name "$1" --argjson files "$MC_FILES" --argjson units "$MC_UNITS" '{
+        apiVersion: "machineconfiguration.openshift.io/v1", kind: "MachineConfig",
+        metadata: {name: $name, labels: {"machineconfiguration.openshift.io/role": "worker"}},
+        spec: {config: {ignition: {version: "3.4.0"},
+                        storage: {files: $files}, systemd: {units: $units}}}}' \
+        > "$MCD_DESIRED/.50-scenario.json.tmp"
+    mv "$MCD_DESIRED/.50-scenario.json.tmp" "$MCD_DESIRED/50-scenario.json"
+    MC_RENDERED=$("$MCD" render --pool worker "$MCD_DESIRED" | jq -r .metadata.name)
+    echo "desired: $1 -> $MC_RENDERED"
+}
+
+# policy_set <<'EOF' … EOF: the node disruption policy (spec.nodeDisruptionPolicy's body, YAML,
+# indented by 4 spaces), written atomically.
+policy_set() {
+    mkdir -p "$MCD_STATE_DIR"
+    {
+        echo "apiVersion: operator.openshift.io/v1"
+        echo "kind: MachineConfiguration"
+        echo "metadata:"
+        echo "  name: cluster"
+        echo "spec:"
+        echo "  nodeDisruptionPolicy:"
+        cat
+    } > "$MCD_POLICY.tmp"
+    mv "$MCD_POLICY.tmp" "$MCD_POLICY"
+}
+
+# Starts the daemon as its packaged unit, enabled so that it comes back after a reboot.
+# Type=notify: this returns once the daemon has done its first sync (READY=1).
+mcd_start() {
+    systemctl enable --now "$MCD_UNIT" 2>&1 || {
+        journalctl -u "$MCD_UNIT" --no-pager | tail -30
+        fail "systemctl enable --now $MCD_UNIT failed"
+    }
+}
+
+# st JQ: a field of the status file.
+st() { jq -r "$1" "$MCD_STATUS"; }
+# cond TYPE: a condition's status (True/False/Unknown; empty when absent).
+cond() { jq -r --arg t "$1" '.conditions[] | select(.type == $t) | .status' "$MCD_STATUS"; }
+
+# wait_status JQ-CONDITION [SECONDS] [WHAT]: polls the status file (every 20 ms) until the
+# condition holds; fails with the current status otherwise. Sets WAITED (seconds).
+wait_status() {
+    local expr=$1 limit=${2:-30} what=${3:-$1} start now
+    start=$(date +%s.%N)
+    while :; do
+        if [ -f "$MCD_STATUS" ] && jq -e "$expr" "$MCD_STATUS" > /dev/null 2>&1; then
+            now=$(date +%s.%N)
+            WAITED=$(awk -v a="$start" -v b="$now" 'BEGIN{printf "%.3f", b-a}')
+            return 0
+        fi
+        now=$(date +%s.%N)
+        if awk -v a="$start" -v b="$now" -v l="$limit" 'BEGIN{exit !(b-a > l)}'; then
+            echo "--- status:"; cat "$MCD_STATUS" 2>/dev/null || echo "(no status file)"
+            echo "--- journal:"; journalctl -u "$MCD_UNIT" --no-pager | tail -40
+            fail "waited ${limit}s for $what; state $(st .state 2>/dev/null) config $(st .currentConfig 2>/dev/null) reason: $(st .reason 2>/dev/null)"
+        fi
+        sleep 0.02
+    done
+}
+
+# wait_done CONFIG [SECONDS]: state Done on CONFIG.
+wait_done() {
+    wait_status "(.state == \"Done\") and (.currentConfig == \"$1\")" "${2:-30}" "Done on $1"
+}
+
+# The main PID of a unit.
+main_pid() { systemctl show -p MainPID --value "$1"; }
+
+# Boot id, to tell a reboot from none.
+boot_id() { cat /proc/sys/kernel/random/boot_id; }
+
+# The post actions of the last plan, as one line (e.g. "Reload(mcd-test.service)").
+plan_actions() {
+    st '[.lastPlan.actions[]? | ((.reload // .restart // {}).serviceName) as $s
+        | if $s then "\(.type)(\($s))" else .type end] | join(",")'
+}
+
+# The daemon's own main PID.
+mcd_pid() { main_pid "$MCD_UNIT"; }
+
+# No reboot pending or recorded.
+assert_no_reboot() {
+    [ ! -e "$MCD_STATE_DIR/reboot-pending" ] || fail "a reboot was recorded: $(cat "$MCD_STATE_DIR/reboot-pending")"
+    assert_eq "$1" "$(boot_id)" "boot id (no reboot)"
+    assert_eq "" "$(st '.postConfigAction // ""')" "postConfigAction"
+}
+
+# The test service of the daemon's scenarios: it records the config file it saw when it started
+# (/run/mcd-test-started) and when it was reloaded (/run/mcd-test-reloaded). $1: a version for
+# its Description; $2: extra [Service] lines.
+test_unit() {
+    cat <<UNIT
+[Unit]
+Description=mcd vm-test service v${1:-1}
+
+[Service]
+ExecStart=/bin/sh -c 'cat /etc/mcd-test/app.conf > /run/mcd-test-started; exec sleep infinity'
+ExecReload=/bin/sh -c 'cat /etc/mcd-test/app.conf > /run/mcd-test-reloaded'
+${2:-}
+
+[Install]
+WantedBy=multi-user.target
+UNIT
+}
