@@ -1,11 +1,19 @@
-//! `machine-config-daemon start`: the long-running daemon in standalone mode.
+//! `machine-config-daemon start`: the long-running daemon, in standalone or cluster mode.
+//!
+//! One code path for both modes; the [`Mode`] decides where the desired config comes from and
+//! where the state goes. Standalone: a local file or directory (watched with inotify) and the
+//! status file. Cluster ([`super::cluster`]): the node's `desiredConfig` annotation (a watch of
+//! the own Node, in the same `select!`) and a GET of that MachineConfig; the state goes to the
+//! node annotations, the MachineConfigNode and events as well as to the status file.
 //!
 //! Start-up (in this order): roll back an interrupted update (the host journal), finish a
 //! reboot the daemon asked for (validate the disk against the config it rebooted into), honour
 //! the force file, read the desired config and apply it if it differs from the current one (or
 //! validate the disk when it does not), then watch. While running it sleeps in one `select!` on
-//! inotify (managed paths, the desired config, the policy and the force file), SIGTERM/SIGINT
-//! and, only when systemd asked for one, the watchdog timer: nothing polls.
+//! inotify (managed paths, the desired config, the policy and the force file; in cluster mode
+//! the node watch instead of the desired config and policy files), SIGTERM/SIGINT and, only
+//! when systemd asked for one, the watchdog timer (and in cluster mode, only while a failed
+//! request waits to be retried, a retry timer): nothing polls.
 //!
 //! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
 //! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
@@ -17,6 +25,7 @@
 //! else `Done`; `Working` while an update runs. Every transition is checked
 //! ([`NodeState::can_go_to`]), logged, counted, and written to the status file.
 
+use super::cluster::{ClusterCtx, ClusterOptions, Snapshot, failure_event};
 use super::metrics::{Metrics, os_release};
 use super::reboot::{RebootRecord, boot_id};
 use super::source::{LocalSource, Wanted};
@@ -24,6 +33,8 @@ use super::state::NodeState;
 use super::status::{ConditionStatus, DETAILS, PHASES, Status, status_path};
 use super::update::{self, Applied, Node, UpdateError, UpdateInput};
 use super::{FORCE_FILE, notify};
+use crate::cluster::ClusterError;
+use crate::cluster::events::EventReason;
 use crate::host::exec::Outcome;
 use crate::host::ondisk::check_record;
 use crate::host::owners::Owners;
@@ -52,8 +63,36 @@ pub struct Options {
     pub systemd_bus: Option<String>,
     /// Where to serve `/metrics` and `/healthz`; None: no endpoint.
     pub metrics_address: Option<SocketAddr>,
-    /// The node's name in the status (host name by default).
+    /// The node's name in the status (host name by default); in cluster mode, the Node.
     pub node_name: String,
+    /// Cluster mode: the desired config and policy come from the API server (`source.desired`
+    /// and `source.policy` are then unused; `source.pool` names the MachineConfigNode's pool).
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// Where the desired config comes from and where the state is reported.
+enum Mode {
+    /// `Options::source` and the status file.
+    Standalone,
+    /// The API server (and the status file).
+    Cluster(Box<ClusterCtx>),
+}
+
+impl Mode {
+    fn cluster(&mut self) -> Option<&mut ClusterCtx> {
+        match self {
+            Mode::Cluster(c) => Some(c),
+            Mode::Standalone => None,
+        }
+    }
+}
+
+/// What the source says the node should run.
+enum Desired {
+    /// A config to compare with the current one and apply if it differs.
+    Config(Box<Wanted>),
+    /// The current config (cluster mode: `desiredConfig` names it, or is not set).
+    Current,
 }
 
 /// Why the daemon could not run.
@@ -63,6 +102,8 @@ pub enum DaemonError {
     Watch(#[from] WatchError),
     #[error("{0}")]
     Host(#[from] HostError),
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -90,7 +131,7 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 }
 
 /// The status and the reboot record, shared with the update's [`Node`] hooks.
-struct LocalNode {
+pub(super) struct LocalNode {
     status: Arc<Mutex<Status>>,
     status_file: PathBuf,
     root: PathBuf,
@@ -140,6 +181,7 @@ struct Daemon {
     rebooting: bool,
     /// The managed paths are watched.
     armed: bool,
+    mode: Mode,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -190,6 +232,7 @@ impl Daemon {
             stop: false,
             rebooting: false,
             armed: false,
+            mode: Mode::Standalone,
             opts,
         })
     }
@@ -234,6 +277,30 @@ impl Daemon {
             self.metrics.set_state(Some(from), to);
         }
         self.write_status();
+    }
+
+    /// Queues an event (cluster mode; standalone has nowhere to send it).
+    fn queue(&mut self, reason: EventReason, note: impl Into<String>) {
+        if let Some(c) = self.mode.cluster() {
+            c.queue(reason, note);
+        }
+    }
+
+    /// Cluster mode: brings the node annotations, the MachineConfigNode and the events in line
+    /// with the status. Called once per handled event.
+    async fn report(&mut self) {
+        let Mode::Cluster(_) = self.mode else {
+            return;
+        };
+        let snap = self.with_status(|s| Snapshot {
+            state: s.state,
+            reason: s.reason.clone(),
+            current_config: s.current_config.clone(),
+            conditions: s.conditions.clone(),
+        });
+        if let Some(c) = self.mode.cluster() {
+            c.report(&snap).await;
+        }
     }
 
     fn write_status(&self) {
@@ -287,6 +354,11 @@ impl Daemon {
             watches = self.watcher.watched_dirs(),
             "drift monitor started"
         );
+        let note = format!(
+            "Config Drift Monitor started, watching against {}",
+            dash(&self.current_name)
+        );
+        self.queue(EventReason::ConfigDriftMonitorStarted, note);
         Ok(())
     }
 
@@ -310,6 +382,7 @@ impl Daemon {
                     if self.drift.get(&p) != Some(&reason) {
                         tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
                         found = true;
+                        self.queue(EventReason::ConfigDriftDetected, reason.clone());
                     }
                     self.drift.insert(p, reason);
                 }
@@ -322,12 +395,25 @@ impl Daemon {
     }
 
     async fn start(&mut self) -> Result<(), DaemonError> {
-        tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+        if let Some(copts) = self.opts.cluster.clone() {
+            tracing::info!(root = %self.opts.root.display(), node = %self.opts.node_name, "starting in cluster mode");
+            let connect = ClusterCtx::connect(copts, &self.opts.node_name, &self.opts.source.pool);
+            let ctx = tokio::select! {
+                c = connect => c?,
+                _ = self.sigterm.recv() => { self.stop = true; return Ok(()) }
+                _ = self.sigint.recv() => { self.stop = true; return Ok(()) }
+            };
+            self.mode = Mode::Cluster(Box::new(ctx));
+        } else {
+            tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+        }
         if let Some(r) = host::recover(&self.root)? {
             tracing::warn!("{r}");
         }
         self.load_current()?;
-        self.finish_reboot();
+        if let Some((config, valid)) = self.finish_reboot() {
+            self.after_reboot(&config, valid).await;
+        }
         self.watch_sources()?;
         if self.force_file_present() {
             self.force().await;
@@ -337,20 +423,51 @@ impl Daemon {
         if !self.armed {
             self.arm_drift()?;
         }
+        self.report().await;
         let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
         notify::ready(&summary);
         Ok(())
     }
 
-    fn watch_sources(&mut self) -> Result<(), WatchError> {
-        let desired = self.opts.source.desired.clone();
-        if desired.is_dir() {
-            self.watcher.watch_tree(&desired, Topic::Desired)?;
-        } else {
-            self.watcher.watch_file(&desired, Topic::Desired)?;
+    /// Cluster mode, after the reboot into `config`: clear `post-config-action`, and once the
+    /// disk is validated, uncordon and say so.
+    async fn after_reboot(&mut self, config: &str, valid: bool) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        c.rebooted().await;
+        if !valid {
+            return;
         }
-        if let Some(p) = self.opts.source.policy.clone() {
-            self.watcher.watch_file(&p, Topic::Policy)?;
+        match c.uncordon(config).await {
+            Ok(()) => {
+                c.queue(
+                    EventReason::NodeDone,
+                    format!(
+                        "Setting node {}, currentConfig {config} to Done",
+                        self.opts.node_name
+                    ),
+                );
+                let now = SystemTime::now();
+                self.with_status(|s| {
+                    s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+                });
+            }
+            Err(e) => self.problem = Some((NodeState::Degraded, e)),
+        }
+    }
+
+    fn watch_sources(&mut self) -> Result<(), WatchError> {
+        if let Mode::Standalone = self.mode {
+            let desired = self.opts.source.desired.clone();
+            if desired.is_dir() {
+                self.watcher.watch_tree(&desired, Topic::Desired)?;
+            } else {
+                self.watcher.watch_file(&desired, Topic::Desired)?;
+            }
+            if let Some(p) = self.opts.source.policy.clone() {
+                self.watcher.watch_file(&p, Topic::Policy)?;
+            }
         }
         let force = self.abs(FORCE_FILE);
         self.watcher.watch_file(&force, Topic::Force)?;
@@ -358,14 +475,13 @@ impl Daemon {
     }
 
     /// After a reboot the daemon asked for: validate the disk against the config it rebooted
-    /// into. A record from this same boot means the reboot has not happened yet.
-    fn finish_reboot(&mut self) {
-        let Some(rec) = RebootRecord::read(&self.opts.root) else {
-            return;
-        };
+    /// into. A record from this same boot means the reboot has not happened yet. Returns the
+    /// config and whether the disk matches it.
+    fn finish_reboot(&mut self) -> Option<(String, bool)> {
+        let rec = RebootRecord::read(&self.opts.root)?;
         if rec.boot_id == boot_id() {
             tracing::warn!(config = %rec.config, "a reboot was requested but this is still the same boot");
-            return;
+            return None;
         }
         self.check_drift(None);
         let now = SystemTime::now();
@@ -401,6 +517,7 @@ impl Daemon {
         });
         tracing::info!(config = %rec.config, valid = ok, "finished the reboot");
         RebootRecord::remove(&self.opts.root);
+        Some((rec.config, ok))
     }
 
     fn force_file_present(&self) -> bool {
@@ -410,10 +527,21 @@ impl Daemon {
     /// Reads the desired config and applies it if it differs from the current one; validates
     /// the disk otherwise.
     async fn sync(&mut self) {
-        let wanted = match self.opts.source.read() {
-            Ok(w) => w,
+        let wanted = match self.read_desired().await {
+            Ok(Desired::Config(w)) => *w,
+            Ok(Desired::Current) => {
+                let name = self.current_name.clone();
+                self.with_status(|s| s.desired_config = name);
+                self.same_config();
+                return;
+            }
             Err(e) => {
-                tracing::error!(desired = %self.opts.source.desired.display(), "{e}");
+                match self.mode {
+                    Mode::Standalone => {
+                        tracing::error!(desired = %self.opts.source.desired.display(), "{e}")
+                    }
+                    Mode::Cluster(_) => tracing::error!("desired config: {e}"),
+                }
                 self.with_status(|s| s.desired_config.clear());
                 self.problem = Some((NodeState::Degraded, e));
                 self.check_drift(None);
@@ -424,15 +552,67 @@ impl Daemon {
         self.with_status(|s| s.desired_config = wanted.config.name.clone());
         let new_digest = digest(&host::state::encode(&wanted.config));
         if self.current_digest == Some(new_digest) {
-            if self.problem.take().is_some() {
-                // The desired config went back to the current one: a (trivial) update.
-                self.transition(NodeState::Working, "");
-            }
-            self.check_drift(None);
-            self.settle();
+            self.same_config();
             return;
         }
         self.apply(wanted, false).await;
+    }
+
+    /// The desired config is the current one: validate the disk.
+    fn same_config(&mut self) {
+        if self.problem.take().is_some() {
+            // The desired config went back to the current one: a (trivial) update.
+            self.transition(NodeState::Working, "");
+        }
+        self.check_drift(None);
+        self.settle();
+    }
+
+    /// What the source wants. Standalone: the desired config file(s) and the policy file.
+    /// Cluster: the node's `desiredConfig`, fetched unless it names the current config (a
+    /// failure arms the retry timer).
+    async fn read_desired(&mut self) -> Result<Desired, String> {
+        let current = self.current_name.clone();
+        let has_current = self.current_digest.is_some();
+        match &mut self.mode {
+            Mode::Standalone => self
+                .opts
+                .source
+                .read()
+                .map(|w| Desired::Config(Box::new(w))),
+            Mode::Cluster(c) => {
+                let desired = c.desired();
+                c.synced = desired.clone();
+                c.sync_pending = false;
+                match desired {
+                    None => {
+                        tracing::info!("the node has no desiredConfig annotation yet");
+                        Ok(Desired::Current)
+                    }
+                    Some(d) if has_current && d == current => Ok(Desired::Current),
+                    Some(d) => {
+                        let r = c.fetch(&d).await;
+                        if r.is_err() {
+                            c.sync_pending = true;
+                            c.retry_later();
+                        }
+                        r.map(|w| Desired::Config(Box::new(w)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The policy the force file re-applies with.
+    async fn read_policy(&mut self) -> crate::model::policy::Policy {
+        let r = match &mut self.mode {
+            Mode::Standalone => self.opts.source.read().map(|w| w.policy),
+            Mode::Cluster(c) => c.policy().await,
+        };
+        r.unwrap_or_else(|e| {
+            tracing::warn!("{e}; using the default policy");
+            crate::model::policy::defaults()
+        })
     }
 
     /// The force file: re-apply the whole current config, reboot, and delete the file.
@@ -455,10 +635,7 @@ impl Daemon {
             self.sync().await;
             return;
         };
-        let policy = match self.opts.source.read() {
-            Ok(w) => w.policy,
-            Err(_) => crate::model::policy::defaults(),
-        };
+        let policy = self.read_policy().await;
         self.apply(Wanted { config, policy }, true).await;
     }
 
@@ -524,15 +701,24 @@ impl Daemon {
         });
         self.write_status();
         tracing::info!(from = %self.current_name, config = %new_name, force, "update started");
+        self.queue(
+            EventReason::ConfigDriftMonitorStopped,
+            format!("Config Drift Monitor stopped for the update to {new_name}"),
+        );
+        self.report().await;
 
-        let node = LocalNode {
+        let local = LocalNode {
             status: self.status.clone(),
             status_file: self.status_file.clone(),
             root: self.opts.root.clone(),
         };
+        let node: Box<dyn Node> = match &self.mode {
+            Mode::Cluster(c) => Box::new(c.update_node(local)),
+            Mode::Standalone => Box::new(local),
+        };
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
         let result = {
-            let fut = update::update(&self.opts.root, input, systemd, &node);
+            let fut = update::update(&self.opts.root, input, systemd, node.as_ref());
             tokio::pin!(fut);
             loop {
                 tokio::select! {
@@ -552,6 +738,7 @@ impl Daemon {
             self.remove_force_file();
         }
         let took = started.elapsed();
+        let drained = matches!(&result, Ok(a) if a.steps.iter().any(|s| s.what == "drain" && s.outcome == Outcome::Done));
         match result {
             Ok(applied) => self.applied(&new_name, applied, took),
             Err(e) => self.failed(&new_name, e, took),
@@ -564,13 +751,42 @@ impl Daemon {
         if let Err(e) = self.arm_drift() {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
+        if drained && !self.rebooting {
+            self.uncordon(&new_name).await;
+        }
         if self.rebooting {
             // Working until the node is back: the next start validates and reports.
             self.write_status();
         } else {
             self.settle();
+            if self.with_status(|s| s.state) == NodeState::Done {
+                let note = format!(
+                    "Setting node {}, currentConfig {new_name} to Done",
+                    self.opts.node_name
+                );
+                self.queue(EventReason::NodeDone, note);
+            }
         }
         crate::daemon::trim_memory();
+    }
+
+    /// Cluster mode, after a rebootless update that drained: make the node schedulable again.
+    async fn uncordon(&mut self, config: &str) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        let now = SystemTime::now();
+        match c.uncordon(config).await {
+            Ok(()) => self.with_status(|s| {
+                s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+            }),
+            Err(e) => {
+                self.with_status(|s| {
+                    s.set_condition("Uncordoned", ConditionStatus::False, "Failed", &e, now)
+                });
+                self.problem = Some((NodeState::Degraded, e));
+            }
+        }
     }
 
     fn applied(&mut self, name: &str, applied: Applied, took: std::time::Duration) {
@@ -587,6 +803,23 @@ impl Daemon {
             .collect();
         let reboot_pending = applied.reboot && self.systemd.is_some();
         self.rebooting = reboot_pending;
+        let cluster = matches!(self.mode, Mode::Cluster(_));
+        let drain = applied
+            .steps
+            .iter()
+            .find(|s| s.what == "drain")
+            .map(|s| s.outcome.clone());
+        if applied.reboot && !reboot_pending {
+            self.queue(
+                EventReason::SkipReboot,
+                "Reboot skipped: no systemd (--no-systemd)",
+            );
+        } else if !applied.reboot {
+            self.queue(
+                EventReason::SkipReboot,
+                "Config changes do not require reboot",
+            );
+        }
         let crio = applied
             .steps
             .iter()
@@ -603,14 +836,28 @@ impl Daemon {
                 now,
             );
             s.set_condition("UpdateExecuted", t, "Executed", "", now);
-            for c in ["Cordoned", "Drained", "Uncordoned"] {
-                s.set_condition(
-                    c,
-                    ConditionStatus::False,
-                    "Standalone",
-                    "standalone mode: no cluster",
-                    now,
-                );
+            if cluster {
+                let f = ConditionStatus::False;
+                let (st, reason, msg) = match &drain {
+                    Some(Outcome::Done) => (t, "Drained", ""),
+                    Some(Outcome::Skipped(why)) => (f, "Skipped", why.as_str()),
+                    None => (f, "NotNeeded", "the change needs no drain"),
+                };
+                s.set_condition("Cordoned", st, reason, msg, now);
+                s.set_condition("Drained", st, reason, msg, now);
+                if st == f {
+                    s.set_condition("Uncordoned", f, reason, msg, now);
+                }
+            } else {
+                for c in ["Cordoned", "Drained", "Uncordoned"] {
+                    s.set_condition(
+                        c,
+                        ConditionStatus::False,
+                        "Standalone",
+                        "standalone mode: no cluster",
+                        now,
+                    );
+                }
             }
             if crio {
                 s.set_condition("ReloadedCRIO", t, "Reloaded", "", now);
@@ -659,6 +906,9 @@ impl Daemon {
         let reason = e.to_string();
         tracing::error!(config = %name, "update failed: {reason}");
         self.metrics.update_done(name, &reason, took, now);
+        if let Some(event) = failure_event(&e) {
+            self.queue(event, reason.clone());
+        }
         let state = match e {
             UpdateError::Unreconcilable(_) => NodeState::Unreconcilable,
             _ => NodeState::Degraded,
@@ -689,7 +939,23 @@ impl Daemon {
     async fn serve(&mut self) {
         let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
         while !self.stop {
+            let retry_at = match &self.mode {
+                Mode::Cluster(c) => c.retry_at,
+                Mode::Standalone => None,
+            };
+            let node_rx = match &mut self.mode {
+                Mode::Cluster(c) => Some(&mut c.rx),
+                Mode::Standalone => None,
+            };
             tokio::select! {
+                ok = node_changed(node_rx) => {
+                    if !ok {
+                        tracing::error!("the node watch stopped");
+                        break;
+                    }
+                    self.on_node_change().await;
+                }
+                _ = sleep_until(retry_at) => self.on_retry().await,
                 changes = self.watcher.next() => match changes {
                     Some(Ok(c)) => self.on_changes(c).await,
                     Some(Err(e)) => {
@@ -703,6 +969,34 @@ impl Daemon {
                 _ = self.sigint.recv() => { tracing::info!("SIGINT: stopping"); break }
                 _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => notify::watchdog(),
             }
+            self.report().await;
+        }
+    }
+
+    /// Cluster mode: the node changed. A new `desiredConfig` is synced; anything else (our own
+    /// writes, the drain annotations, other fields of the view) is no news.
+    async fn on_node_change(&mut self) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        let desired = c.desired();
+        if desired != c.synced {
+            tracing::info!(
+                desired = desired.as_deref().unwrap_or("-"),
+                "desiredConfig changed"
+            );
+            self.sync().await;
+        }
+    }
+
+    /// Cluster mode: the retry timer fired (a fetch or a report failed earlier).
+    async fn on_retry(&mut self) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        c.retry_at = None;
+        if c.sync_pending {
+            self.sync().await;
         }
     }
 
@@ -729,6 +1023,24 @@ impl Daemon {
             self.check_drift(Some(paths));
         }
         self.settle();
+    }
+}
+
+/// Waits for a change of the node watch (never, in standalone mode). False: the watch ended.
+async fn node_changed(
+    rx: Option<&mut tokio::sync::watch::Receiver<crate::cluster::node::Observed>>,
+) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at` (forever when None).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

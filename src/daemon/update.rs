@@ -186,7 +186,9 @@ pub async fn update(
     if let Some(sm) = systemd
         && (!unit_ops.is_empty() || !actions.is_empty())
     {
-        sm.unit_properties("init.scope").await.map_err(UpdateError::Unavailable)?;
+        sm.unit_properties("init.scope")
+            .await
+            .map_err(UpdateError::Unavailable)?;
     }
     let mut steps = Vec::new();
     if plan.as_ref().is_some_and(|p| p.drain) {
