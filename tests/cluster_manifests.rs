@@ -113,7 +113,16 @@ fn daemonset_runs_privileged_on_every_node() {
     assert_eq!(c["resources"]["requests"]["memory"], "50Mi");
     assert_eq!(
         c["args"],
-        serde_json::json!(["start", "--root", "/rootfs", "--node-name", "$(NODE_NAME)"])
+        serde_json::json!([
+            "start",
+            "--cluster",
+            "--root",
+            "/rootfs",
+            "--node-name",
+            "$(NODE_NAME)",
+            "--systemd-bus",
+            "unix:path=/rootfs/run/dbus/system_bus_socket"
+        ])
     );
     assert_eq!(c["env"][0]["name"], "NODE_NAME");
     assert_eq!(

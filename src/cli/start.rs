@@ -1,16 +1,36 @@
-//! The `start` command: the long-running daemon (standalone mode).
+//! The `start` command: the long-running daemon, standalone (the default) or cluster mode.
 
+use machine_config_daemon::cluster::drain::{DrainMode, DrainOptions};
+use machine_config_daemon::daemon::cluster::ClusterOptions;
 use machine_config_daemon::daemon::run::{self, Options};
 use machine_config_daemon::daemon::source::LocalSource;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
+
+const MODES: &str = "\
+Modes:
+  standalone (default)  The desired config is --desired-config (a file or a directory, watched)
+                        and --policy; the state goes to the status file (see `status`).
+  cluster               Chosen by --cluster, or by --kubeconfig (which implies it). The desired
+                        config is the Node's machineconfiguration.openshift.io/desiredConfig
+                        annotation (the node is --node-name, default $NODE_NAME), fetched from
+                        the API server by name; the policy is MachineConfiguration/cluster. The
+                        state goes to the node annotations, the MachineConfigNode and events (and
+                        the status file). Credentials: --kubeconfig, else in-cluster (the
+                        DaemonSet), else $KUBECONFIG or ~/.kube/config.";
 
 #[derive(clap::Args)]
+#[command(after_help = MODES)]
 pub struct Args {
     /// The root of the node to manage.
     #[arg(long, default_value = "/")]
     root: PathBuf,
+    /// The daemon's state directory on the node (current config, update journal, backups,
+    /// reboot record); under /etc or /var.
+    #[arg(long, value_name = "DIR", default_value = "/etc/machine-config-daemon")]
+    state_dir: String,
     /// The desired config: a rendered MachineConfig file, or a directory of MachineConfigs
     /// rendered on the fly for --pool. Watched: a change is applied as soon as it is written.
     #[arg(
@@ -35,12 +55,36 @@ pub struct Args {
     /// Where to serve /metrics and /healthz; `none` turns the endpoint off.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8797")]
     metrics_address: String,
-    /// The node's name in the status (default: the host name).
+    /// The node's name: the Node in cluster mode, the name in the status (default: the host
+    /// name).
     #[arg(long, env = "NODE_NAME")]
     node_name: Option<String>,
+    /// Cluster mode: the desired config comes from the node's desiredConfig annotation and the
+    /// state is reported to the API server.
+    #[arg(long)]
+    cluster: bool,
+    /// Cluster mode with the credentials of this kubeconfig file (implies --cluster).
+    #[arg(long, value_name = "FILE")]
+    kubeconfig: Option<PathBuf>,
+    /// Cluster mode: who drains the node, the machine-config controller (by annotation) or
+    /// the daemon itself (cordon and evict).
+    #[arg(long, value_enum, default_value = "controller")]
+    drain_mode: DrainModeArg,
+    /// Cluster mode: longest wait for a drain (e.g. `1h`, `90s`).
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+    drain_timeout: Duration,
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DrainModeArg {
+    /// Hand the drain to the machine-config controller (desiredDrain / lastAppliedDrain).
+    Controller,
+    /// Cordon and evict the pods here.
+    #[value(name = "self")]
+    SelfDrain,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -63,8 +107,21 @@ pub fn run(args: Args) -> ExitCode {
             .and_then(|h| h.into_string().ok())
             .unwrap_or_else(|| "localhost".into())
     });
+    let cluster = (args.cluster || args.kubeconfig.is_some()).then(|| ClusterOptions {
+        kubeconfig: args.kubeconfig,
+        drain: DrainOptions {
+            mode: match args.drain_mode {
+                DrainModeArg::Controller => DrainMode::Controller,
+                DrainModeArg::SelfDrain => DrainMode::SelfDrain,
+            },
+            timeout: args.drain_timeout,
+            ..DrainOptions::default()
+        },
+        api: Default::default(),
+    });
     let opts = Options {
         root: args.root,
+        state_dir: args.state_dir,
         source: LocalSource {
             desired: args.desired_config,
             policy: args.policy,
@@ -74,6 +131,7 @@ pub fn run(args: Args) -> ExitCode {
         systemd_bus: args.systemd_bus,
         metrics_address,
         node_name,
+        cluster,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -2,12 +2,14 @@
 //! file, signals, sd-notify and metrics.
 //!
 //! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
-//! - [`run`]: `start` in standalone mode: start-up, the event loop, drift, force file.
+//! - [`run`]: `start`: start-up, the event loop, drift, force file (both modes).
+//! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`source`]: the desired config and policy files of standalone mode.
 //! - [`state`]: the node state machine; [`status`]: the standalone status file.
 //! - [`reboot`]: the record of a requested reboot, checked after boot.
 //! - [`metrics`], [`notify`]: Prometheus metrics and sd-notify.
 
+pub mod cluster;
 pub mod metrics;
 pub mod notify;
 pub mod reboot;

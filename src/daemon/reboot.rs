@@ -1,13 +1,13 @@
-//! The record of a reboot the daemon asked for: `/etc/machine-config-daemon/reboot-pending`
-//! (under the root), written just before the reboot with the config and the boot id. On the
+//! The record of a reboot the daemon asked for: `reboot-pending` in the state directory
+//! (`/etc/machine-config-daemon` under the root by default), written just before the reboot with the config and the boot id. On the
 //! next start a different boot id means the reboot happened: the daemon validates the disk
 //! against that config and reports the result; the same boot id means it has not happened yet.
 
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// The record's path, relative to the root.
-pub const REBOOT_RECORD: &str = "etc/machine-config-daemon/reboot-pending";
+/// The record's file name in the state directory.
+pub const REBOOT_RECORD: &str = "reboot-pending";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebootRecord {
@@ -15,28 +15,29 @@ pub struct RebootRecord {
     pub boot_id: String,
 }
 
-fn path(root: &Path) -> PathBuf {
-    root.join(REBOOT_RECORD)
+/// The record's path: `state_dir` is a path on the node, beneath `root`.
+pub fn record_path(root: &Path, state_dir: &str) -> PathBuf {
+    root.join(state_dir.trim_start_matches('/'))
+        .join(REBOOT_RECORD)
 }
 
 impl RebootRecord {
     /// Writes the record atomically (and durably: the reboot follows).
-    pub fn write(&self, root: &Path) -> std::io::Result<()> {
+    pub fn write(&self, p: &Path) -> std::io::Result<()> {
         use std::io::Write;
-        let p = path(root);
-        let dir = p.parent().unwrap_or(root);
+        let dir = p.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
         serde_json::to_writer(&mut tmp, self)?;
         tmp.write_all(b"\n")?;
         tmp.as_file().sync_all()?;
-        tmp.persist(&p).map_err(|e| e.error)?;
+        tmp.persist(p).map_err(|e| e.error)?;
         std::fs::File::open(dir)?.sync_all()
     }
 
     /// The record, if any (an unreadable record is logged and ignored).
-    pub fn read(root: &Path) -> Option<RebootRecord> {
-        let bytes = std::fs::read(path(root)).ok()?;
+    pub fn read(p: &Path) -> Option<RebootRecord> {
+        let bytes = std::fs::read(p).ok()?;
         match serde_json::from_slice(&bytes) {
             Ok(r) => Some(r),
             Err(e) => {
@@ -46,8 +47,8 @@ impl RebootRecord {
         }
     }
 
-    pub fn remove(root: &Path) {
-        let _ = std::fs::remove_file(path(root));
+    pub fn remove(p: &Path) {
+        let _ = std::fs::remove_file(p);
     }
 }
 

@@ -1,11 +1,19 @@
-//! `machine-config-daemon start`: the long-running daemon in standalone mode.
+//! `machine-config-daemon start`: the long-running daemon, in standalone or cluster mode.
+//!
+//! One code path for both modes; the [`Mode`] decides where the desired config comes from and
+//! where the state goes. Standalone: a local file or directory (watched with inotify) and the
+//! status file. Cluster ([`super::cluster`]): the node's `desiredConfig` annotation (a watch of
+//! the own Node, in the same `select!`) and a GET of that MachineConfig; the state goes to the
+//! node annotations, the MachineConfigNode and events as well as to the status file.
 //!
 //! Start-up (in this order): roll back an interrupted update (the host journal), finish a
 //! reboot the daemon asked for (validate the disk against the config it rebooted into), honour
 //! the force file, read the desired config and apply it if it differs from the current one (or
 //! validate the disk when it does not), then watch. While running it sleeps in one `select!` on
-//! inotify (managed paths, the desired config, the policy and the force file), SIGTERM/SIGINT
-//! and, only when systemd asked for one, the watchdog timer: nothing polls.
+//! inotify (managed paths, the desired config, the policy and the force file; in cluster mode
+//! the node watch instead of the desired config and policy files), SIGTERM/SIGINT and, only
+//! when systemd asked for one, the watchdog timer (and in cluster mode, only while a failed
+//! request waits to be retried, a retry timer): nothing polls.
 //!
 //! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
 //! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
@@ -17,17 +25,20 @@
 //! else `Done`; `Working` while an update runs. Every transition is checked
 //! ([`NodeState::can_go_to`]), logged, counted, and written to the status file.
 
+use super::cluster::{ClusterCtx, ClusterOptions, Snapshot};
 use super::metrics::{Metrics, os_release};
-use super::reboot::{RebootRecord, boot_id};
+use super::reboot::{RebootRecord, boot_id, record_path};
 use super::source::{LocalSource, Wanted};
 use super::state::NodeState;
-use super::status::{ConditionStatus, DETAILS, PHASES, Status, status_path};
-use super::update::{self, Applied, Node, UpdateError, UpdateInput};
+use super::status::{ConditionStatus, Status, status_path};
+use super::update::Node;
 use super::{FORCE_FILE, notify};
+use crate::cluster::ClusterError;
+use crate::cluster::events::EventReason;
 use crate::host::exec::Outcome;
 use crate::host::ondisk::check_record;
 use crate::host::owners::Owners;
-use crate::host::systemd::{Bus, ServiceManager, SystemdClient, SystemdOptions};
+use crate::host::systemd::{Bus, SystemdClient, SystemdOptions};
 use crate::host::{self, HostError, Manifest, Root};
 use crate::model::MachineConfig;
 use crate::watch::{Changes, PathWatcher, Topic, WatchError};
@@ -39,11 +50,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
+mod apply;
+
 /// How the daemon is run.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// The root of the node (`/`; a DaemonSet mounts the host elsewhere; tests use a tempdir).
     pub root: PathBuf,
+    /// The state directory on the node (current config, journal, backups, reboot record).
+    pub state_dir: String,
     pub source: LocalSource,
     /// No systemd: post actions and unit operations are skipped (and said so), reboots are
     /// recorded, not performed.
@@ -52,8 +67,36 @@ pub struct Options {
     pub systemd_bus: Option<String>,
     /// Where to serve `/metrics` and `/healthz`; None: no endpoint.
     pub metrics_address: Option<SocketAddr>,
-    /// The node's name in the status (host name by default).
+    /// The node's name in the status (host name by default); in cluster mode, the Node.
     pub node_name: String,
+    /// Cluster mode: the desired config and policy come from the API server (`source.desired`
+    /// and `source.policy` are then unused; `source.pool` names the MachineConfigNode's pool).
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// Where the desired config comes from and where the state is reported.
+enum Mode {
+    /// `Options::source` and the status file.
+    Standalone,
+    /// The API server (and the status file).
+    Cluster(Box<ClusterCtx>),
+}
+
+impl Mode {
+    fn cluster(&mut self) -> Option<&mut ClusterCtx> {
+        match self {
+            Mode::Cluster(c) => Some(c),
+            Mode::Standalone => None,
+        }
+    }
+}
+
+/// What the source says the node should run.
+enum Desired {
+    /// A config to compare with the current one and apply if it differs.
+    Config(Box<Wanted>),
+    /// The current config (cluster mode: `desiredConfig` names it, or is not set).
+    Current,
 }
 
 /// Why the daemon could not run.
@@ -63,6 +106,8 @@ pub enum DaemonError {
     Watch(#[from] WatchError),
     #[error("{0}")]
     Host(#[from] HostError),
+    #[error("{0}")]
+    Cluster(#[from] ClusterError),
     #[error("{what}: {source}")]
     Io {
         what: String,
@@ -90,10 +135,11 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
 }
 
 /// The status and the reboot record, shared with the update's [`Node`] hooks.
-struct LocalNode {
+pub(super) struct LocalNode {
     status: Arc<Mutex<Status>>,
     status_file: PathBuf,
-    root: PathBuf,
+    /// Where the reboot record goes.
+    record: PathBuf,
 }
 
 #[async_trait::async_trait]
@@ -109,7 +155,7 @@ impl Node for LocalNode {
             config: config.to_string(),
             boot_id: boot_id(),
         };
-        rec.write(&self.root).map_err(|e| e.to_string())?;
+        rec.write(&self.record).map_err(|e| e.to_string())?;
         let mut st = self.status.lock().map_err(|e| e.to_string())?;
         st.post_config_action = Some("Rebooting".into());
         st.write(&self.status_file).map_err(|e| e.to_string())
@@ -140,6 +186,7 @@ struct Daemon {
     rebooting: bool,
     /// The managed paths are watched.
     armed: bool,
+    mode: Mode,
 }
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
@@ -148,7 +195,7 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 
 impl Daemon {
     fn new(opts: Options) -> Result<Self, DaemonError> {
-        let root = Root::open(&opts.root)?;
+        let root = Root::open(&opts.root)?.with_state_dir(&opts.state_dir)?;
         let status_file = status_path(&opts.root);
         let mut status = Status::new(&opts.node_name, &opts.source.pool, SystemTime::now());
         if let Ok(old) = Status::read(&status_file) {
@@ -190,8 +237,13 @@ impl Daemon {
             stop: false,
             rebooting: false,
             armed: false,
+            mode: Mode::Standalone,
             opts,
         })
+    }
+
+    fn reboot_record(&self) -> PathBuf {
+        record_path(&self.opts.root, &self.opts.state_dir)
     }
 
     fn abs(&self, node_path: &str) -> PathBuf {
@@ -234,6 +286,30 @@ impl Daemon {
             self.metrics.set_state(Some(from), to);
         }
         self.write_status();
+    }
+
+    /// Queues an event (cluster mode; standalone has nowhere to send it).
+    fn queue(&mut self, reason: EventReason, note: impl Into<String>) {
+        if let Some(c) = self.mode.cluster() {
+            c.queue(reason, note);
+        }
+    }
+
+    /// Cluster mode: brings the node annotations, the MachineConfigNode and the events in line
+    /// with the status. Called once per handled event.
+    async fn report(&mut self) {
+        let Mode::Cluster(_) = self.mode else {
+            return;
+        };
+        let snap = self.with_status(|s| Snapshot {
+            state: s.state,
+            reason: s.reason.clone(),
+            current_config: s.current_config.clone(),
+            conditions: s.conditions.clone(),
+        });
+        if let Some(c) = self.mode.cluster() {
+            c.report(&snap).await;
+        }
     }
 
     fn write_status(&self) {
@@ -287,6 +363,11 @@ impl Daemon {
             watches = self.watcher.watched_dirs(),
             "drift monitor started"
         );
+        let note = format!(
+            "Config Drift Monitor started, watching against {}",
+            dash(&self.current_name)
+        );
+        self.queue(EventReason::ConfigDriftMonitorStarted, note);
         Ok(())
     }
 
@@ -310,6 +391,7 @@ impl Daemon {
                     if self.drift.get(&p) != Some(&reason) {
                         tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
                         found = true;
+                        self.queue(EventReason::ConfigDriftDetected, reason.clone());
                     }
                     self.drift.insert(p, reason);
                 }
@@ -322,12 +404,25 @@ impl Daemon {
     }
 
     async fn start(&mut self) -> Result<(), DaemonError> {
-        tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+        if let Some(copts) = self.opts.cluster.clone() {
+            tracing::info!(root = %self.opts.root.display(), node = %self.opts.node_name, "starting in cluster mode");
+            let connect = ClusterCtx::connect(copts, &self.opts.node_name, &self.opts.source.pool);
+            let ctx = tokio::select! {
+                c = connect => c?,
+                _ = self.sigterm.recv() => { self.stop = true; return Ok(()) }
+                _ = self.sigint.recv() => { self.stop = true; return Ok(()) }
+            };
+            self.mode = Mode::Cluster(Box::new(ctx));
+        } else {
+            tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+        }
         if let Some(r) = host::recover(&self.root)? {
             tracing::warn!("{r}");
         }
         self.load_current()?;
-        self.finish_reboot();
+        if let Some((config, valid)) = self.finish_reboot() {
+            self.after_reboot(&config, valid).await;
+        }
         self.watch_sources()?;
         if self.force_file_present() {
             self.force().await;
@@ -337,20 +432,51 @@ impl Daemon {
         if !self.armed {
             self.arm_drift()?;
         }
+        self.report().await;
         let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
         notify::ready(&summary);
         Ok(())
     }
 
-    fn watch_sources(&mut self) -> Result<(), WatchError> {
-        let desired = self.opts.source.desired.clone();
-        if desired.is_dir() {
-            self.watcher.watch_tree(&desired, Topic::Desired)?;
-        } else {
-            self.watcher.watch_file(&desired, Topic::Desired)?;
+    /// Cluster mode, after the reboot into `config`: clear `post-config-action`, and once the
+    /// disk is validated, uncordon and say so.
+    async fn after_reboot(&mut self, config: &str, valid: bool) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        c.rebooted().await;
+        if !valid {
+            return;
         }
-        if let Some(p) = self.opts.source.policy.clone() {
-            self.watcher.watch_file(&p, Topic::Policy)?;
+        match c.uncordon(config).await {
+            Ok(()) => {
+                c.queue(
+                    EventReason::NodeDone,
+                    format!(
+                        "Setting node {}, currentConfig {config} to Done",
+                        self.opts.node_name
+                    ),
+                );
+                let now = SystemTime::now();
+                self.with_status(|s| {
+                    s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+                });
+            }
+            Err(e) => self.problem = Some((NodeState::Degraded, e)),
+        }
+    }
+
+    fn watch_sources(&mut self) -> Result<(), WatchError> {
+        if let Mode::Standalone = self.mode {
+            let desired = self.opts.source.desired.clone();
+            if desired.is_dir() {
+                self.watcher.watch_tree(&desired, Topic::Desired)?;
+            } else {
+                self.watcher.watch_file(&desired, Topic::Desired)?;
+            }
+            if let Some(p) = self.opts.source.policy.clone() {
+                self.watcher.watch_file(&p, Topic::Policy)?;
+            }
         }
         let force = self.abs(FORCE_FILE);
         self.watcher.watch_file(&force, Topic::Force)?;
@@ -358,14 +484,13 @@ impl Daemon {
     }
 
     /// After a reboot the daemon asked for: validate the disk against the config it rebooted
-    /// into. A record from this same boot means the reboot has not happened yet.
-    fn finish_reboot(&mut self) {
-        let Some(rec) = RebootRecord::read(&self.opts.root) else {
-            return;
-        };
+    /// into. A record from this same boot means the reboot has not happened yet. Returns the
+    /// config and whether the disk matches it.
+    fn finish_reboot(&mut self) -> Option<(String, bool)> {
+        let rec = RebootRecord::read(&self.reboot_record())?;
         if rec.boot_id == boot_id() {
             tracing::warn!(config = %rec.config, "a reboot was requested but this is still the same boot");
-            return;
+            return None;
         }
         self.check_drift(None);
         let now = SystemTime::now();
@@ -400,7 +525,8 @@ impl Daemon {
             });
         });
         tracing::info!(config = %rec.config, valid = ok, "finished the reboot");
-        RebootRecord::remove(&self.opts.root);
+        RebootRecord::remove(&self.reboot_record());
+        Some((rec.config, ok))
     }
 
     fn force_file_present(&self) -> bool {
@@ -410,10 +536,21 @@ impl Daemon {
     /// Reads the desired config and applies it if it differs from the current one; validates
     /// the disk otherwise.
     async fn sync(&mut self) {
-        let wanted = match self.opts.source.read() {
-            Ok(w) => w,
+        let wanted = match self.read_desired().await {
+            Ok(Desired::Config(w)) => *w,
+            Ok(Desired::Current) => {
+                let name = self.current_name.clone();
+                self.with_status(|s| s.desired_config = name);
+                self.same_config();
+                return;
+            }
             Err(e) => {
-                tracing::error!(desired = %self.opts.source.desired.display(), "{e}");
+                match self.mode {
+                    Mode::Standalone => {
+                        tracing::error!(desired = %self.opts.source.desired.display(), "{e}")
+                    }
+                    Mode::Cluster(_) => tracing::error!("desired config: {e}"),
+                }
                 self.with_status(|s| s.desired_config.clear());
                 self.problem = Some((NodeState::Degraded, e));
                 self.check_drift(None);
@@ -424,15 +561,67 @@ impl Daemon {
         self.with_status(|s| s.desired_config = wanted.config.name.clone());
         let new_digest = digest(&host::state::encode(&wanted.config));
         if self.current_digest == Some(new_digest) {
-            if self.problem.take().is_some() {
-                // The desired config went back to the current one: a (trivial) update.
-                self.transition(NodeState::Working, "");
-            }
-            self.check_drift(None);
-            self.settle();
+            self.same_config();
             return;
         }
         self.apply(wanted, false).await;
+    }
+
+    /// The desired config is the current one: validate the disk.
+    fn same_config(&mut self) {
+        if self.problem.take().is_some() {
+            // The desired config went back to the current one: a (trivial) update.
+            self.transition(NodeState::Working, "");
+        }
+        self.check_drift(None);
+        self.settle();
+    }
+
+    /// What the source wants. Standalone: the desired config file(s) and the policy file.
+    /// Cluster: the node's `desiredConfig`, fetched unless it names the current config (a
+    /// failure arms the retry timer).
+    async fn read_desired(&mut self) -> Result<Desired, String> {
+        let current = self.current_name.clone();
+        let has_current = self.current_digest.is_some();
+        match &mut self.mode {
+            Mode::Standalone => self
+                .opts
+                .source
+                .read()
+                .map(|w| Desired::Config(Box::new(w))),
+            Mode::Cluster(c) => {
+                let desired = c.desired();
+                c.synced = desired.clone();
+                c.sync_pending = false;
+                match desired {
+                    None => {
+                        tracing::info!("the node has no desiredConfig annotation yet");
+                        Ok(Desired::Current)
+                    }
+                    Some(d) if has_current && d == current => Ok(Desired::Current),
+                    Some(d) => {
+                        let r = c.fetch(&d).await;
+                        if r.is_err() {
+                            c.sync_pending = true;
+                            c.retry_later();
+                        }
+                        r.map(|w| Desired::Config(Box::new(w)))
+                    }
+                }
+            }
+        }
+    }
+
+    /// The policy the force file re-applies with.
+    async fn read_policy(&mut self) -> crate::model::policy::Policy {
+        let r = match &mut self.mode {
+            Mode::Standalone => self.opts.source.read().map(|w| w.policy),
+            Mode::Cluster(c) => c.policy().await,
+        };
+        r.unwrap_or_else(|e| {
+            tracing::warn!("{e}; using the default policy");
+            crate::model::policy::defaults()
+        })
     }
 
     /// The force file: re-apply the whole current config, reboot, and delete the file.
@@ -455,10 +644,7 @@ impl Daemon {
             self.sync().await;
             return;
         };
-        let policy = match self.opts.source.read() {
-            Ok(w) => w.policy,
-            Err(_) => crate::model::policy::defaults(),
-        };
+        let policy = self.read_policy().await;
         self.apply(Wanted { config, policy }, true).await;
     }
 
@@ -471,226 +657,27 @@ impl Daemon {
         }
     }
 
-    /// The update flow, with drift detection paused and the status kept in step.
-    async fn apply(&mut self, wanted: Wanted, force: bool) {
-        let started = Instant::now();
-        let now = SystemTime::now();
-        let old = match self.load_current() {
-            Ok(o) => o,
-            Err(e) => {
-                self.problem = Some((NodeState::Degraded, e.to_string()));
-                self.settle();
-                return;
-            }
-        };
-        // A full validation before the update: a drifted node is not updated over its drift
-        // (unless forced, which rewrites everything).
-        self.check_drift(None);
-        if !force && !self.drift.is_empty() {
-            tracing::error!(config = %wanted.config.name, "not updating: the node has drifted from its current config");
-            self.problem = None;
-            self.settle();
-            return;
-        }
-        self.watcher.forget(Topic::Managed);
-        self.armed = false;
-        let new_name = wanted.config.name.clone();
-        self.transition(NodeState::Working, "");
-        self.with_status(|s| {
-            s.desired_config = new_name.clone();
-            s.last_outcome = None;
-            for c in PHASES.iter().chain(DETAILS.iter()) {
-                if *c != "NodeDegraded" {
-                    s.set_condition(c, ConditionStatus::Unknown, "Updating", "", now);
-                }
-            }
-            s.set_condition(
-                "Updated",
-                ConditionStatus::False,
-                "Updating",
-                &format!("{} -> {}", dash(&self.current_name), new_name),
-                now,
-            );
-        });
-        let input = UpdateInput {
-            old,
-            new: wanted.config,
-            policy: wanted.policy,
-            force,
-            state_dir: None,
-        };
-        let plan = update::plan_for(&input);
-        self.with_status(|s| {
-            s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
-        });
-        self.write_status();
-        tracing::info!(from = %self.current_name, config = %new_name, force, "update started");
-
-        let node = LocalNode {
-            status: self.status.clone(),
-            status_file: self.status_file.clone(),
-            root: self.opts.root.clone(),
-        };
-        let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
-        let result = {
-            let fut = update::update(&self.opts.root, input, systemd, &node);
-            tokio::pin!(fut);
-            loop {
-                tokio::select! {
-                    r = &mut fut => break r,
-                    _ = self.sigterm.recv() => {
-                        tracing::warn!("SIGTERM during an update: exiting once it has finished");
-                        self.stop = true;
-                    }
-                    _ = self.sigint.recv() => {
-                        tracing::warn!("SIGINT during an update: exiting once it has finished");
-                        self.stop = true;
-                    }
-                }
-            }
-        };
-        if force {
-            self.remove_force_file();
-        }
-        let took = started.elapsed();
-        match result {
-            Ok(applied) => self.applied(&new_name, applied, took),
-            Err(e) => self.failed(&new_name, e, took),
-        }
-        if let Err(e) = self.load_current() {
-            self.problem = Some((NodeState::Degraded, e.to_string()));
-        }
-        self.drift.clear();
-        self.check_drift(None);
-        if let Err(e) = self.arm_drift() {
-            self.problem = Some((NodeState::Degraded, e.to_string()));
-        }
-        if self.rebooting {
-            // Working until the node is back: the next start validates and reports.
-            self.write_status();
-        } else {
-            self.settle();
-        }
-        crate::daemon::trim_memory();
-    }
-
-    fn applied(&mut self, name: &str, applied: Applied, took: std::time::Duration) {
-        let now = SystemTime::now();
-        self.problem = None;
-        self.metrics.update_done(name, "", took, now);
-        let skipped: Vec<String> = applied
-            .steps
-            .iter()
-            .filter_map(|s| match &s.outcome {
-                Outcome::Skipped(why) => Some(format!("{} ({why})", s.what)),
-                Outcome::Done => None,
-            })
-            .collect();
-        let reboot_pending = applied.reboot && self.systemd.is_some();
-        self.rebooting = reboot_pending;
-        let crio = applied
-            .steps
-            .iter()
-            .any(|s| s.what == "reload crio.service");
-        self.with_status(|s| {
-            let t = ConditionStatus::True;
-            s.set_condition("UpdateCompatible", t, "Compatible", "", now);
-            s.set_condition("UpdatePrepared", t, "Prepared", "", now);
-            s.set_condition(
-                "UpdateFilesAndOS",
-                t,
-                "Written",
-                &format!("{} steps", applied.report.steps.len()),
-                now,
-            );
-            s.set_condition("UpdateExecuted", t, "Executed", "", now);
-            for c in ["Cordoned", "Drained", "Uncordoned"] {
-                s.set_condition(
-                    c,
-                    ConditionStatus::False,
-                    "Standalone",
-                    "standalone mode: no cluster",
-                    now,
-                );
-            }
-            if crio {
-                s.set_condition("ReloadedCRIO", t, "Reloaded", "", now);
-            }
-            s.set_condition(
-                "UpdatePostActionComplete",
-                t,
-                "Done",
-                &skipped.join("; "),
-                now,
-            );
-            if reboot_pending {
-                s.set_condition(
-                    "RebootedNode",
-                    ConditionStatus::Unknown,
-                    "Rebooting",
-                    "",
-                    now,
-                );
-                s.last_outcome = Some(format!("applied {name}; rebooting"));
-            } else {
-                if applied.reboot {
-                    s.set_condition(
-                        "RebootedNode",
-                        ConditionStatus::False,
-                        "Skipped",
-                        "no systemd (--no-systemd)",
-                        now,
-                    );
-                }
-                s.set_condition("UpdateComplete", t, "Complete", "", now);
-                s.set_condition("Resumed", t, "Resumed", "", now);
-                s.set_condition("Updated", t, "Updated", name, now);
-                s.last_outcome = Some(if skipped.is_empty() {
-                    format!("applied {name}")
-                } else {
-                    format!("applied {name}; skipped: {}", skipped.join("; "))
-                });
-            }
-        });
-        tracing::info!(config = %name, took_ms = took.as_millis() as u64, reboot = applied.reboot, "update applied");
-    }
-
-    fn failed(&mut self, name: &str, e: UpdateError, took: std::time::Duration) {
-        let now = SystemTime::now();
-        let reason = e.to_string();
-        tracing::error!(config = %name, "update failed: {reason}");
-        self.metrics.update_done(name, &reason, took, now);
-        let state = match e {
-            UpdateError::Unreconcilable(_) => NodeState::Unreconcilable,
-            _ => NodeState::Degraded,
-        };
-        self.with_status(|s| {
-            if state == NodeState::Unreconcilable {
-                s.set_condition(
-                    "UpdateCompatible",
-                    ConditionStatus::False,
-                    "Unreconcilable",
-                    &reason,
-                    now,
-                );
-            }
-            s.set_condition(
-                "UpdateComplete",
-                ConditionStatus::False,
-                "Failed",
-                &reason,
-                now,
-            );
-            s.last_outcome = Some(format!("failed: {reason}"));
-        });
-        self.problem = Some((state, reason));
-    }
-
     /// The event loop.
     async fn serve(&mut self) {
         let mut watchdog = notify::watchdog_interval().map(tokio::time::interval);
         while !self.stop {
+            let retry_at = match &self.mode {
+                Mode::Cluster(c) => c.retry_at,
+                Mode::Standalone => None,
+            };
+            let node_rx = match &mut self.mode {
+                Mode::Cluster(c) => Some(&mut c.rx),
+                Mode::Standalone => None,
+            };
             tokio::select! {
+                ok = node_changed(node_rx) => {
+                    if !ok {
+                        tracing::error!("the node watch stopped");
+                        break;
+                    }
+                    self.on_node_change().await;
+                }
+                _ = sleep_until(retry_at) => self.on_retry().await,
                 changes = self.watcher.next() => match changes {
                     Some(Ok(c)) => self.on_changes(c).await,
                     Some(Err(e)) => {
@@ -704,6 +691,34 @@ impl Daemon {
                 _ = self.sigint.recv() => { tracing::info!("SIGINT: stopping"); break }
                 _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => notify::watchdog(),
             }
+            self.report().await;
+        }
+    }
+
+    /// Cluster mode: the node changed. A new `desiredConfig` is synced; anything else (our own
+    /// writes, the drain annotations, other fields of the view) is no news.
+    async fn on_node_change(&mut self) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        let desired = c.desired();
+        if desired != c.synced {
+            tracing::info!(
+                desired = desired.as_deref().unwrap_or("-"),
+                "desiredConfig changed"
+            );
+            self.sync().await;
+        }
+    }
+
+    /// Cluster mode: the retry timer fired (a fetch or a report failed earlier).
+    async fn on_retry(&mut self) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        c.retry_at = None;
+        if c.sync_pending {
+            self.sync().await;
         }
     }
 
@@ -730,6 +745,24 @@ impl Daemon {
             self.check_drift(Some(paths));
         }
         self.settle();
+    }
+}
+
+/// Waits for a change of the node watch (never, in standalone mode). False: the watch ended.
+async fn node_changed(
+    rx: Option<&mut tokio::sync::watch::Receiver<crate::cluster::node::Observed>>,
+) -> bool {
+    match rx {
+        Some(rx) => rx.changed().await.is_ok(),
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `at` (forever when None).
+async fn sleep_until(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -1,0 +1,540 @@
+//! Cluster mode of `start` (SPEC §8–§10): the same daemon and update flow as standalone mode,
+//! with the API server as the source of the desired config and the place the state goes.
+//!
+//! [`ClusterCtx`] is what [`super::run`] holds in cluster mode (its [`super::run::Mode`]):
+//!
+//! - **Source.** The node's `desiredConfig` annotation, seen through one watch of the daemon's
+//!   own Node (its receiver sits in the daemon's `select!` where standalone mode has the inotify
+//!   topic of the desired-config file); the MachineConfig of that name is fetched by GET and
+//!   parsed like a file; the policy comes from the `MachineConfiguration/cluster` watch.
+//! - **Reporting.** [`ClusterCtx::report`] brings the cluster in line with the daemon's status:
+//!   the `state`/`reason`/`currentConfig` annotations (one patch, only when they differ from
+//!   what was last written), the MachineConfigNode conditions (mirrored from the status
+//!   conditions; unchanged ones send nothing), `status.configVersion` once the desired config
+//!   is validated, and the queued events. The daemon calls it once per handled event, so a
+//!   burst of state changes costs one round of writes, and an idle daemon writes nothing.
+//! - **Update hooks.** [`ClusterNode`] is the update flow's [`Node`]: drain through
+//!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip),
+//!   and before a reboot the local reboot record, `post-config-action: Rebooting` and a
+//!   `Reboot` event.
+//!
+//! Failures to talk to the API server never stop the daemon: requests retry with backoff
+//! inside [`crate::cluster`]; what still fails (the desired config cannot be fetched, a report
+//! cannot be written) is retried later on a timer with exponential backoff (1 s to 5 min),
+//! armed only while something is pending.
+
+use super::run::LocalNode;
+use super::source::Wanted;
+use super::state::NodeState;
+use super::status::{Condition, ConditionStatus};
+use super::update::{Node, UpdateError};
+use crate::cluster::drain::{self, DrainOptions, DrainOutcome};
+use crate::cluster::events::{EventReason, NodeEvents};
+use crate::cluster::machineconfig::fetch_machine_config_bytes;
+use crate::cluster::mcn::{self, MachineConfigNodes};
+use crate::cluster::node::{self as knode, KubeNode, NodeView, Observed};
+use crate::cluster::policy::{ClusterPolicy, PolicyWatch};
+use crate::cluster::{self, Client, ClusterError};
+use crate::host::exec::Outcome;
+use crate::host::systemd::{Operation, SystemdError};
+use crate::model::{self, policy};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+/// Shortest and longest delay before retrying what failed (fetch, report).
+const RETRY_MIN: Duration = Duration::from_secs(1);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How to reach the cluster and drain.
+#[derive(Debug, Clone)]
+pub struct ClusterOptions {
+    /// A kubeconfig file; None: in-cluster credentials (then `KUBECONFIG`, `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    pub drain: DrainOptions,
+    /// Request retries and waits of the API client.
+    pub api: cluster::Options,
+}
+
+/// The annotations as last written (or as found at start).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Annotations {
+    state: String,
+    reason: String,
+    current: Option<String>,
+}
+
+/// What [`ClusterCtx::report`] mirrors: the parts of the status the cluster sees.
+#[derive(Debug, Clone)]
+pub(super) struct Snapshot {
+    pub state: NodeState,
+    pub reason: String,
+    pub current_config: String,
+    pub conditions: Vec<Condition>,
+}
+
+/// The daemon's connection to its cluster.
+pub(super) struct ClusterCtx {
+    client: Client,
+    node: Arc<KubeNode>,
+    events: Arc<NodeEvents>,
+    policy: PolicyWatch,
+    mcn: MachineConfigNodes,
+    /// The MachineConfigNode exists (ensured); None: not yet; Some(false): not served.
+    mcn_ready: Option<bool>,
+    opts: ClusterOptions,
+    pool: String,
+    /// The node watch: the daemon sleeps on `changed()`.
+    pub(super) rx: watch::Receiver<Observed>,
+    written: Annotations,
+    outbox: Vec<(EventReason, String)>,
+    /// The desiredConfig the last sync was for (a node change with the same one is no news).
+    pub(super) synced: Option<String>,
+    /// Getting the desired config failed: sync again when the retry timer fires.
+    pub(super) sync_pending: bool,
+    /// When to retry what failed; None: nothing pending.
+    pub(super) retry_at: Option<Instant>,
+    backoff: Duration,
+}
+
+impl ClusterCtx {
+    /// Connects, starts the node and policy watches and waits until the node has been seen.
+    pub(super) async fn connect(
+        opts: ClusterOptions,
+        node_name: &str,
+        pool: &str,
+    ) -> Result<Self, ClusterError> {
+        let client = cluster::connect(opts.kubeconfig.as_deref()).await?;
+        let node = Arc::new(KubeNode::new(client.clone(), node_name, opts.api.clone()));
+        let policy = PolicyWatch::new(client.clone(), opts.api.clone());
+        let mut rx = node.subscribe();
+        let mut warned = false;
+        let view = loop {
+            let seen = rx
+                .wait_for(|o| !matches!(o, Observed::Pending))
+                .await
+                .map_err(|_| ClusterError::WatchStopped(format!("node {node_name}")))?
+                .clone();
+            match seen {
+                Observed::Present(v) => break *v,
+                _ if !warned => {
+                    tracing::warn!(
+                        node = node_name,
+                        "node not found; waiting for it to be registered"
+                    );
+                    warned = true;
+                }
+                _ => {}
+            }
+            rx.changed()
+                .await
+                .map_err(|_| ClusterError::WatchStopped(format!("node {node_name}")))?;
+        };
+        rx.borrow_and_update();
+        tracing::info!(
+            node = node_name,
+            desired = view.desired_config.as_deref().unwrap_or("-"),
+            current = view.current_config.as_deref().unwrap_or("-"),
+            state = view.state.as_deref().unwrap_or("-"),
+            "connected to the cluster"
+        );
+        let events = Arc::new(NodeEvents::new(
+            client.clone(),
+            node_name,
+            view.uid.as_deref(),
+            opts.api.clone(),
+        ));
+        let mcn = MachineConfigNodes::new(client.clone(), node_name, opts.api.clone());
+        Ok(ClusterCtx {
+            client,
+            node,
+            events,
+            policy,
+            mcn,
+            mcn_ready: None,
+            pool: pool.to_string(),
+            rx,
+            written: Annotations {
+                state: view.state.clone().unwrap_or_default(),
+                reason: view.reason.clone().unwrap_or_default(),
+                current: view.current_config.clone(),
+            },
+            outbox: Vec::new(),
+            synced: None,
+            sync_pending: false,
+            retry_at: None,
+            backoff: RETRY_MIN,
+            opts,
+        })
+    }
+
+    /// The node as last seen.
+    pub(super) fn view(&self) -> Option<NodeView> {
+        self.node.view()
+    }
+
+    /// The node's `desiredConfig` annotation.
+    pub(super) fn desired(&self) -> Option<String> {
+        match &*self.rx.borrow() {
+            Observed::Present(v) => v.desired_config.clone(),
+            _ => None,
+        }
+    }
+
+    /// Fetches and parses MachineConfig `name`, and reads the policy. The error is the reason
+    /// the node reports.
+    pub(super) async fn fetch(&mut self, name: &str) -> Result<Wanted, String> {
+        self.ensure_mcn(name).await;
+        let bytes = fetch_machine_config_bytes(&self.client, name, &self.opts.api)
+            .await
+            .map_err(|e| e.to_string())?;
+        let origin = format!("MachineConfig {name}");
+        let mut loaded =
+            model::parse_machine_configs(&bytes, &origin).map_err(|e| e.to_string())?;
+        for w in &loaded.warnings {
+            tracing::warn!(config = name, "{w}");
+        }
+        if loaded.configs.len() != 1 {
+            return Err(format!(
+                "{origin}: expected one MachineConfig, found {}",
+                loaded.configs.len()
+            ));
+        }
+        let config = loaded.configs.remove(0);
+        let policy = self.policy().await?;
+        Ok(Wanted { config, policy })
+    }
+
+    /// The effective node disruption policy of the cluster.
+    pub(super) async fn policy(&self) -> Result<policy::Policy, String> {
+        match self.policy.current().await {
+            Ok(ClusterPolicy::Effective { policy, stale }) => {
+                if stale {
+                    tracing::warn!(
+                        "using a node disruption policy the operator has not updated yet"
+                    );
+                }
+                Ok(policy)
+            }
+            Ok(ClusterPolicy::Spec(spec)) => spec_policy(spec),
+            Ok(ClusterPolicy::Defaults) => Ok(policy::defaults()),
+            Err(e) => Err(format!("node disruption policy: {e}")),
+        }
+    }
+
+    /// Makes sure the MachineConfigNode exists with `desired` in its spec. A cluster without
+    /// the resource (404) gets no MachineConfigNode reporting; other failures retry later.
+    async fn ensure_mcn(&mut self, desired: &str) {
+        if self.mcn_ready == Some(false) {
+            return;
+        }
+        match self.mcn.ensure(&self.pool, desired).await {
+            Ok(()) => self.mcn_ready = Some(true),
+            Err(e) if e.status_code() == Some(404) => {
+                tracing::warn!(error = %e, "machineconfignodes not served: no MachineConfigNode reporting");
+                self.mcn_ready = Some(false);
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot create the MachineConfigNode; retrying later");
+                self.mcn_ready = None;
+            }
+        }
+    }
+
+    /// Queues an event for the next [`ClusterCtx::report`].
+    pub(super) fn queue(&mut self, reason: EventReason, note: impl Into<String>) {
+        self.outbox.push((reason, note.into()));
+    }
+
+    /// Writes what changed since the last report: annotations, MachineConfigNode, events.
+    /// Something that could not be written is retried on the retry timer.
+    pub(super) async fn report(&mut self, s: &Snapshot) {
+        let mut ok = true;
+        let done = s.state == NodeState::Done;
+        let current = (done && !s.current_config.is_empty()).then(|| s.current_config.clone());
+        let reason = knode::clip_reason(&s.reason).to_string();
+        let want = Annotations {
+            state: s.state.as_str().to_string(),
+            reason: if done { String::new() } else { reason.clone() },
+            current: current.clone().or_else(|| self.written.current.clone()),
+        };
+        if want != self.written {
+            match self
+                .node
+                .report(kube_state(s.state), &reason, current.as_deref())
+                .await
+            {
+                Ok(()) => self.written = want,
+                Err(e) => {
+                    tracing::warn!(error = %e, state = %s.state, "cannot report the node state");
+                    ok = false;
+                }
+            }
+        }
+        if self.mcn_ready.is_none() {
+            let desired = self.desired().unwrap_or_else(|| s.current_config.clone());
+            self.ensure_mcn(&desired).await;
+        }
+        if self.mcn_ready == Some(true) && !self.mirror_conditions(s, done).await {
+            ok = false;
+        }
+        for (reason, note) in std::mem::take(&mut self.outbox) {
+            if let Err(e) = self.events.publish(reason, &note).await {
+                // Events are informative: a lost one is logged, not retried.
+                tracing::warn!(error = %e, reason = reason.as_str(), "cannot publish an event");
+            }
+        }
+        if ok {
+            if !self.sync_pending {
+                self.retry_at = None;
+                self.backoff = RETRY_MIN;
+            }
+        } else {
+            self.retry_later();
+        }
+    }
+
+    /// The status conditions as MachineConfigNode conditions, and `configVersion` once the node
+    /// is `Done` on its desired config (the update is validated).
+    async fn mirror_conditions(&mut self, s: &Snapshot, done: bool) -> bool {
+        let conditions: Vec<mcn::Condition> = s
+            .conditions
+            .iter()
+            .filter_map(|c| {
+                Some(mcn::Condition::new(
+                    condition_type(&c.type_)?,
+                    match c.status {
+                        ConditionStatus::True => mcn::ConditionStatus::True,
+                        ConditionStatus::False => mcn::ConditionStatus::False,
+                        ConditionStatus::Unknown => mcn::ConditionStatus::Unknown,
+                    },
+                    &c.reason,
+                    &c.message,
+                ))
+            })
+            .collect();
+        if let Err(e) = self.mcn.set_conditions(&conditions).await {
+            tracing::warn!(error = %e, "cannot write the MachineConfigNode conditions");
+            return false;
+        }
+        if done
+            && !s.current_config.is_empty()
+            && self.desired().as_deref() == Some(&s.current_config)
+        {
+            for r in [
+                self.mcn.set_validated_desired(&s.current_config).await,
+                self.mcn.set_current(&s.current_config).await,
+            ] {
+                if let Err(e) = r {
+                    tracing::warn!(error = %e, "cannot write the MachineConfigNode config version");
+                    return false;
+                }
+            }
+        }
+        true
+    }
+
+    /// Arms the retry timer with the next backoff delay.
+    pub(super) fn retry_later(&mut self) {
+        let at = Instant::now() + self.backoff;
+        self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
+        tracing::info!(after = ?self.backoff, "retrying later");
+        self.backoff = (self.backoff * 2).min(RETRY_MAX);
+    }
+
+    /// The update flow's [`Node`] for this cluster.
+    pub(super) fn update_node(&self, local: LocalNode) -> ClusterNode {
+        ClusterNode {
+            node: self.node.clone(),
+            events: self.events.clone(),
+            drain: self.opts.drain.clone(),
+            local,
+        }
+    }
+
+    /// Makes the node schedulable again after `config` (a failure is an event and the error).
+    pub(super) async fn uncordon(&mut self, config: &str) -> Result<(), String> {
+        match drain::uncordon(&self.node, config, &self.opts.drain).await {
+            Ok(()) => {
+                tracing::info!(config, "uncordoned");
+                Ok(())
+            }
+            Err(e) => {
+                let reason = format!("uncordon after {config}: {e}");
+                self.queue(EventReason::FailedToUncordon, reason.clone());
+                Err(reason)
+            }
+        }
+    }
+
+    /// After the reboot into `config`: clears `post-config-action`.
+    pub(super) async fn rebooted(&mut self) {
+        if self.view().is_some_and(|v| v.post_config_action.is_some())
+            && let Err(e) = self.node.set_post_config_action(None).await
+        {
+            tracing::warn!(error = %e, "cannot clear post-config-action");
+        }
+    }
+}
+
+/// The update flow's hooks in cluster mode.
+pub(super) struct ClusterNode {
+    node: Arc<KubeNode>,
+    events: Arc<NodeEvents>,
+    drain: DrainOptions,
+    local: LocalNode,
+}
+
+#[async_trait::async_trait]
+impl Node for ClusterNode {
+    async fn drain(&self, config: &str) -> Result<Outcome, String> {
+        match drain::drain(&self.node, config, &self.drain).await {
+            Ok(DrainOutcome::SkippedSingleNode) => {
+                Ok(Outcome::Skipped("single-node cluster".into()))
+            }
+            Ok(DrainOutcome::AlreadyDone | DrainOutcome::DrainedByController) => Ok(Outcome::Done),
+            Ok(DrainOutcome::Drained { evicted, warnings }) => {
+                for w in warnings {
+                    tracing::warn!(config, "{w}");
+                }
+                tracing::info!(config, evicted = evicted.len(), "drained");
+                Ok(Outcome::Done)
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    async fn before_reboot(&self, config: &str) -> Result<(), String> {
+        self.local.before_reboot(config).await?;
+        if let Err(e) = self.node.set_post_config_action(Some("Rebooting")).await {
+            tracing::warn!(error = %e, "cannot set post-config-action");
+        }
+        let note = format!("Node will reboot into config {config}");
+        if let Err(e) = self.events.publish(EventReason::Reboot, &note).await {
+            tracing::warn!(error = %e, "cannot publish the Reboot event");
+        }
+        Ok(())
+    }
+}
+
+/// The event a failed update is reported with, beyond the Degraded state.
+pub(super) fn failure_event(e: &UpdateError) -> Option<EventReason> {
+    if matches!(e, UpdateError::Drain(_)) {
+        return Some(EventReason::FailedToDrain);
+    }
+    let op = match e.systemd()? {
+        SystemdError::CannotReload { .. } => Operation::Reload,
+        SystemdError::JobFailed { op, .. }
+        | SystemdError::JobTimeout { op, .. }
+        | SystemdError::NoSuchUnit { op, .. }
+        | SystemdError::Masked { op, .. }
+        | SystemdError::Refused { op, .. }
+        | SystemdError::DBus { op, .. } => *op,
+        _ => return None,
+    };
+    match op {
+        Operation::Reload => Some(EventReason::FailedServiceReload),
+        Operation::Restart => Some(EventReason::FailedServiceRestart),
+        _ => None,
+    }
+}
+
+/// `spec.nodeDisruptionPolicy` of a MachineConfiguration without operator status: validated
+/// like a policy file, and merged over the defaults.
+fn spec_policy(spec: serde_json::Value) -> Result<policy::Policy, String> {
+    let doc = serde_json::json!({
+        "apiVersion": policy::parse::API_VERSION,
+        "kind": policy::parse::KIND,
+        "metadata": {"name": cluster::policy::MACHINE_CONFIGURATION_NAME},
+        "spec": {"nodeDisruptionPolicy": spec},
+    });
+    let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
+    policy::parse_machine_configuration(&bytes, "MachineConfiguration/cluster")
+        .map(|mc| mc.effective_policy())
+        .map_err(|e| format!("MachineConfiguration/cluster: {e}"))
+}
+
+fn kube_state(s: NodeState) -> knode::NodeState {
+    match s {
+        NodeState::Done => knode::NodeState::Done,
+        NodeState::Working => knode::NodeState::Working,
+        NodeState::Degraded => knode::NodeState::Degraded,
+        NodeState::Unreconcilable => knode::NodeState::Unreconcilable,
+    }
+}
+
+fn condition_type(name: &str) -> Option<mcn::ConditionType> {
+    use mcn::ConditionType as T;
+    Some(match name {
+        "Updated" => T::Updated,
+        "UpdatePrepared" => T::UpdatePrepared,
+        "UpdateExecuted" => T::UpdateExecuted,
+        "UpdatePostActionComplete" => T::UpdatePostActionComplete,
+        "UpdateComplete" => T::UpdateComplete,
+        "Resumed" => T::Resumed,
+        "UpdateCompatible" => T::UpdateCompatible,
+        "UpdateFilesAndOS" => T::UpdateFilesAndOS,
+        "Drained" => T::Drained,
+        "Cordoned" => T::Cordoned,
+        "RebootedNode" => T::RebootedNode,
+        "ReloadedCRIO" => T::ReloadedCRIO,
+        "Uncordoned" => T::Uncordoned,
+        "NodeDegraded" => T::NodeDegraded,
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::host::systemd::JobResult;
+
+    #[test]
+    fn every_status_condition_has_a_machine_config_node_type() {
+        for c in super::super::status::PHASES
+            .iter()
+            .chain(super::super::status::DETAILS.iter())
+        {
+            assert!(condition_type(c).is_some(), "{c}");
+        }
+    }
+
+    #[test]
+    fn systemd_failures_map_to_upstream_event_reasons() {
+        let e = UpdateError::Action {
+            source: SystemdError::CannotReload {
+                unit: "a.service".into(),
+            },
+            old: "old".into(),
+        };
+        assert_eq!(failure_event(&e), Some(EventReason::FailedServiceReload));
+        let e = UpdateError::FirstApply(SystemdError::JobFailed {
+            op: Operation::Restart,
+            unit: "a.service".into(),
+            result: JobResult::Failed,
+            hint: Default::default(),
+        });
+        assert_eq!(failure_event(&e), Some(EventReason::FailedServiceRestart));
+        assert_eq!(
+            failure_event(&UpdateError::Drain("x".into())),
+            Some(EventReason::FailedToDrain)
+        );
+        assert_eq!(
+            failure_event(&UpdateError::Unreconcilable("x".into())),
+            None
+        );
+    }
+
+    #[test]
+    fn spec_policy_is_validated_and_merged() {
+        let p = spec_policy(serde_json::json!({})).unwrap();
+        assert_eq!(p, policy::defaults());
+        let err = spec_policy(
+            serde_json::json!({"files": [{"path": "relative", "actions": [{"type": "None"}]}]}),
+        )
+        .unwrap_err();
+        assert!(err.contains("MachineConfiguration/cluster"), "{err}");
+    }
+}

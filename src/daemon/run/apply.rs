@@ -1,0 +1,305 @@
+//! The update step of the daemon: [`Daemon::apply`] runs the update flow with drift detection
+//! paused, keeps the status (and, in cluster mode, the cluster) in step with its phases, and
+//! uncordons after a rebootless update that drained.
+
+use super::{Daemon, LocalNode, Mode, dash};
+use crate::cluster::events::EventReason;
+use crate::daemon::cluster::failure_event;
+use crate::daemon::source::Wanted;
+use crate::daemon::state::NodeState;
+use crate::daemon::status::{ConditionStatus, DETAILS, PHASES};
+use crate::daemon::update::{self, Applied, Node, UpdateError, UpdateInput};
+use crate::host::exec::Outcome;
+use crate::host::systemd::ServiceManager;
+use crate::watch::Topic;
+use std::time::{Instant, SystemTime};
+
+impl Daemon {
+    /// The update flow, with drift detection paused and the status kept in step.
+    pub(super) async fn apply(&mut self, wanted: Wanted, force: bool) {
+        let started = Instant::now();
+        let now = SystemTime::now();
+        let old = match self.load_current() {
+            Ok(o) => o,
+            Err(e) => {
+                self.problem = Some((NodeState::Degraded, e.to_string()));
+                self.settle();
+                return;
+            }
+        };
+        // A full validation before the update: a drifted node is not updated over its drift
+        // (unless forced, which rewrites everything).
+        self.check_drift(None);
+        if !force && !self.drift.is_empty() {
+            tracing::error!(config = %wanted.config.name, "not updating: the node has drifted from its current config");
+            self.problem = None;
+            self.settle();
+            return;
+        }
+        self.watcher.forget(Topic::Managed);
+        self.armed = false;
+        let new_name = wanted.config.name.clone();
+        self.transition(NodeState::Working, "");
+        self.with_status(|s| {
+            s.desired_config = new_name.clone();
+            s.last_outcome = None;
+            for c in PHASES.iter().chain(DETAILS.iter()) {
+                if *c != "NodeDegraded" {
+                    s.set_condition(c, ConditionStatus::Unknown, "Updating", "", now);
+                }
+            }
+            s.set_condition(
+                "Updated",
+                ConditionStatus::False,
+                "Updating",
+                &format!("{} -> {}", dash(&self.current_name), new_name),
+                now,
+            );
+        });
+        let input = UpdateInput {
+            old,
+            new: wanted.config,
+            policy: wanted.policy,
+            force,
+            state_dir: Some(self.opts.state_dir.clone()),
+        };
+        let plan = update::plan_for(&input);
+        self.with_status(|s| {
+            s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
+        });
+        self.write_status();
+        tracing::info!(from = %self.current_name, config = %new_name, force, "update started");
+        self.queue(
+            EventReason::ConfigDriftMonitorStopped,
+            format!("Config Drift Monitor stopped for the update to {new_name}"),
+        );
+        self.report().await;
+
+        let local = LocalNode {
+            status: self.status.clone(),
+            status_file: self.status_file.clone(),
+            record: self.reboot_record(),
+        };
+        let node: Box<dyn Node> = match &self.mode {
+            Mode::Cluster(c) => Box::new(c.update_node(local)),
+            Mode::Standalone => Box::new(local),
+        };
+        let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
+        let result = {
+            let fut = update::update(&self.opts.root, input, systemd, node.as_ref());
+            tokio::pin!(fut);
+            loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    _ = self.sigterm.recv() => {
+                        tracing::warn!("SIGTERM during an update: exiting once it has finished");
+                        self.stop = true;
+                    }
+                    _ = self.sigint.recv() => {
+                        tracing::warn!("SIGINT during an update: exiting once it has finished");
+                        self.stop = true;
+                    }
+                }
+            }
+        };
+        if force {
+            self.remove_force_file();
+        }
+        let took = started.elapsed();
+        let drained = matches!(&result, Ok(a) if a.steps.iter().any(|s| s.what == "drain" && s.outcome == Outcome::Done));
+        match result {
+            Ok(applied) => self.applied(&new_name, applied, took),
+            Err(e) => self.failed(&new_name, e, took),
+        }
+        if let Err(e) = self.load_current() {
+            self.problem = Some((NodeState::Degraded, e.to_string()));
+        }
+        self.drift.clear();
+        self.check_drift(None);
+        if let Err(e) = self.arm_drift() {
+            self.problem = Some((NodeState::Degraded, e.to_string()));
+        }
+        if drained && !self.rebooting {
+            self.uncordon(&new_name).await;
+        }
+        if self.rebooting {
+            // Working until the node is back: the next start validates and reports.
+            self.write_status();
+        } else {
+            self.settle();
+            if self.with_status(|s| s.state) == NodeState::Done {
+                let note = format!(
+                    "Setting node {}, currentConfig {new_name} to Done",
+                    self.opts.node_name
+                );
+                self.queue(EventReason::NodeDone, note);
+            }
+        }
+        crate::daemon::trim_memory();
+    }
+
+    /// Cluster mode, after a rebootless update that drained: make the node schedulable again.
+    async fn uncordon(&mut self, config: &str) {
+        let Some(c) = self.mode.cluster() else {
+            return;
+        };
+        let now = SystemTime::now();
+        match c.uncordon(config).await {
+            Ok(()) => self.with_status(|s| {
+                s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+            }),
+            Err(e) => {
+                self.with_status(|s| {
+                    s.set_condition("Uncordoned", ConditionStatus::False, "Failed", &e, now)
+                });
+                self.problem = Some((NodeState::Degraded, e));
+            }
+        }
+    }
+
+    fn applied(&mut self, name: &str, applied: Applied, took: std::time::Duration) {
+        let now = SystemTime::now();
+        self.problem = None;
+        self.metrics.update_done(name, "", took, now);
+        let skipped: Vec<String> = applied
+            .steps
+            .iter()
+            .filter_map(|s| match &s.outcome {
+                Outcome::Skipped(why) => Some(format!("{} ({why})", s.what)),
+                Outcome::Done => None,
+            })
+            .collect();
+        let reboot_pending = applied.reboot && self.systemd.is_some();
+        self.rebooting = reboot_pending;
+        let cluster = matches!(self.mode, Mode::Cluster(_));
+        let drain = applied
+            .steps
+            .iter()
+            .find(|s| s.what == "drain")
+            .map(|s| s.outcome.clone());
+        if applied.reboot && !reboot_pending {
+            self.queue(
+                EventReason::SkipReboot,
+                "Reboot skipped: no systemd (--no-systemd)",
+            );
+        } else if !applied.reboot {
+            self.queue(
+                EventReason::SkipReboot,
+                "Config changes do not require reboot",
+            );
+        }
+        let crio = applied
+            .steps
+            .iter()
+            .any(|s| s.what == "reload crio.service");
+        self.with_status(|s| {
+            let t = ConditionStatus::True;
+            s.set_condition("UpdateCompatible", t, "Compatible", "", now);
+            s.set_condition("UpdatePrepared", t, "Prepared", "", now);
+            s.set_condition(
+                "UpdateFilesAndOS",
+                t,
+                "Written",
+                &format!("{} steps", applied.report.steps.len()),
+                now,
+            );
+            s.set_condition("UpdateExecuted", t, "Executed", "", now);
+            if cluster {
+                let f = ConditionStatus::False;
+                let (st, reason, msg) = match &drain {
+                    Some(Outcome::Done) => (t, "Drained", ""),
+                    Some(Outcome::Skipped(why)) => (f, "Skipped", why.as_str()),
+                    None => (f, "NotNeeded", "the change needs no drain"),
+                };
+                s.set_condition("Cordoned", st, reason, msg, now);
+                s.set_condition("Drained", st, reason, msg, now);
+                if st == f {
+                    s.set_condition("Uncordoned", f, reason, msg, now);
+                }
+            } else {
+                for c in ["Cordoned", "Drained", "Uncordoned"] {
+                    s.set_condition(
+                        c,
+                        ConditionStatus::False,
+                        "Standalone",
+                        "standalone mode: no cluster",
+                        now,
+                    );
+                }
+            }
+            if crio {
+                s.set_condition("ReloadedCRIO", t, "Reloaded", "", now);
+            }
+            s.set_condition(
+                "UpdatePostActionComplete",
+                t,
+                "Done",
+                &skipped.join("; "),
+                now,
+            );
+            if reboot_pending {
+                s.set_condition(
+                    "RebootedNode",
+                    ConditionStatus::Unknown,
+                    "Rebooting",
+                    "",
+                    now,
+                );
+                s.last_outcome = Some(format!("applied {name}; rebooting"));
+            } else {
+                if applied.reboot {
+                    s.set_condition(
+                        "RebootedNode",
+                        ConditionStatus::False,
+                        "Skipped",
+                        "no systemd (--no-systemd)",
+                        now,
+                    );
+                }
+                s.set_condition("UpdateComplete", t, "Complete", "", now);
+                s.set_condition("Resumed", t, "Resumed", "", now);
+                s.set_condition("Updated", t, "Updated", name, now);
+                s.last_outcome = Some(if skipped.is_empty() {
+                    format!("applied {name}")
+                } else {
+                    format!("applied {name}; skipped: {}", skipped.join("; "))
+                });
+            }
+        });
+        tracing::info!(config = %name, took_ms = took.as_millis() as u64, reboot = applied.reboot, "update applied");
+    }
+
+    fn failed(&mut self, name: &str, e: UpdateError, took: std::time::Duration) {
+        let now = SystemTime::now();
+        let reason = e.to_string();
+        tracing::error!(config = %name, "update failed: {reason}");
+        self.metrics.update_done(name, &reason, took, now);
+        if let Some(event) = failure_event(&e) {
+            self.queue(event, reason.clone());
+        }
+        let state = match e {
+            UpdateError::Unreconcilable(_) => NodeState::Unreconcilable,
+            _ => NodeState::Degraded,
+        };
+        self.with_status(|s| {
+            if state == NodeState::Unreconcilable {
+                s.set_condition(
+                    "UpdateCompatible",
+                    ConditionStatus::False,
+                    "Unreconcilable",
+                    &reason,
+                    now,
+                );
+            }
+            s.set_condition(
+                "UpdateComplete",
+                ConditionStatus::False,
+                "Failed",
+                &reason,
+                now,
+            );
+            s.last_outcome = Some(format!("failed: {reason}"));
+        });
+        self.problem = Some((state, reason));
+    }
+}

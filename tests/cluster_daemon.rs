@@ -1,0 +1,462 @@
+//! Cluster mode of `start`, end to end: the real binary with `--kubeconfig` pointing at the test
+//! API server (tests/support/), a tempdir root and `--no-systemd`. The daemon learns its desired
+//! config from its Node's annotations and reports there, on its MachineConfigNode and in events.
+//! Run with `--nocapture` for the request counts and the RSS that docs/cluster.md quotes.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use machine_config_daemon::cluster::node::{
+    CONTROL_PLANE_TOPOLOGY, CURRENT_CONFIG, DESIRED_CONFIG, DESIRED_DRAIN, LAST_APPLIED_DRAIN,
+    REASON, STATE,
+};
+use serde_json::{Value, json};
+use support::{EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, NODES, TestApiServer, eventually, node};
+
+const BIN: &str = env!("CARGO_BIN_EXE_machine-config-daemon");
+const NODE: &str = "worker-0";
+const WAIT: Duration = Duration::from_secs(20);
+const FILE: &str = "/etc/mco-test-file";
+
+/// A MachineConfig writing `FILE` with `contents` (0644).
+fn machine_config(name: &str, contents: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {"config": {
+            "ignition": {"version": "3.4.0"},
+            "storage": {"files": [{
+                "path": FILE, "mode": 420,
+                "contents": {"source": format!("data:,{contents}")},
+            }]},
+        }},
+    })
+}
+
+/// The test API server, a node root and the daemon process (SIGTERM and reaped on drop).
+struct Cluster {
+    server: TestApiServer,
+    dir: tempfile::TempDir,
+    root: PathBuf,
+    daemon: Option<Child>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(child.id() as i32),
+                nix::sys::signal::Signal::SIGTERM,
+            );
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    /// A server holding node `NODE` with `annotations`, and the given MachineConfigs.
+    async fn new(annotations: Value, configs: &[Value]) -> Cluster {
+        let server = TestApiServer::start().await;
+        server.bookmarks_every(Duration::from_millis(100));
+        server.put(NODES, node(NODE, annotations));
+        for c in configs {
+            server.put(MACHINECONFIGS, c.clone());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("root");
+        std::fs::create_dir_all(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/passwd"),
+            "root:x:0:0:root:/root:/bin/bash\ncore:x:1000:1000:core:/home/core:/bin/bash\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("etc/group"), "root:x:0:\ncore:x:1000:\n").unwrap();
+        Cluster {
+            server,
+            dir,
+            root,
+            daemon: None,
+        }
+    }
+
+    fn start_daemon(&mut self) {
+        let kubeconfig = self.dir.path().join("kubeconfig");
+        std::fs::write(
+            &kubeconfig,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+                 current-context: test\nusers:\n- name: test\n  user: {{}}\n",
+                self.server.addr
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(self.log_path()).unwrap();
+        // MCD_TEST_BIN: another build of the binary (the release one, to measure its RSS).
+        let bin = std::env::var("MCD_TEST_BIN").unwrap_or_else(|_| BIN.to_string());
+        let child = Command::new(bin)
+            .arg("start")
+            .arg("--kubeconfig")
+            .arg(&kubeconfig)
+            .arg("--root")
+            .arg(&self.root)
+            .args(["--no-systemd", "--metrics-address", "none"])
+            .args(["--node-name", NODE, "--drain-timeout", "30s"])
+            .env_remove("NODE_NAME")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.daemon = Some(child);
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("daemon.log")
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.daemon.as_ref().unwrap().id()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.daemon.as_mut().unwrap().try_wait(), Ok(None))
+    }
+
+    fn annotation(&self, key: &str) -> Option<String> {
+        self.server.get(NODES, NODE).unwrap()["metadata"]["annotations"][key]
+            .as_str()
+            .map(String::from)
+    }
+
+    fn annotate(&self, annotations: Value) {
+        self.server.merge(
+            NODES,
+            "",
+            NODE,
+            json!({"metadata": {"annotations": annotations}}),
+        );
+    }
+
+    /// Waits until the node is `state` (and, for `Done`, on `current`).
+    async fn wait_state(&mut self, state: &str, current: Option<&str>) {
+        let ok = eventually(WAIT, || {
+            self.annotation(STATE).as_deref() == Some(state)
+                && (current.is_none() || self.annotation(CURRENT_CONFIG).as_deref() == current)
+        })
+        .await;
+        assert!(
+            ok,
+            "node not {state} on {current:?}: state {:?} reason {:?} current {:?}\n{}",
+            self.annotation(STATE),
+            self.annotation(REASON),
+            self.annotation(CURRENT_CONFIG),
+            self.log()
+        );
+    }
+
+    fn file(&self, node_path: &str) -> Option<String> {
+        std::fs::read_to_string(self.root.join(node_path.trim_start_matches('/'))).ok()
+    }
+
+    fn write_file(&self, node_path: &str, contents: &str) {
+        std::fs::write(self.root.join(node_path.trim_start_matches('/')), contents).unwrap();
+    }
+
+    fn event_reasons(&self) -> Vec<String> {
+        self.server
+            .list(EVENTS)
+            .iter()
+            .filter_map(|e| e["reason"].as_str().map(String::from))
+            .collect()
+    }
+
+    fn requests_by_verb(&self, skip: usize) -> BTreeMap<String, usize> {
+        let mut m = BTreeMap::new();
+        for r in self.server.requests().into_iter().skip(skip) {
+            let resource = r
+                .path
+                .split('/')
+                .nth_back(0)
+                .unwrap_or_default()
+                .to_string();
+            *m.entry(format!("{} {}", r.verb, resource)).or_default() += 1;
+        }
+        m
+    }
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+fn single_node() -> (&'static str, &'static str) {
+    (CONTROL_PLANE_TOPOLOGY, "SingleReplica")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn desired_config_change_is_applied_reported_and_idle_is_quiet() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    assert_eq!(c.annotation(REASON).as_deref(), Some(""));
+    let startup = c.requests_by_verb(0);
+    println!("start-up and first apply: {startup:?}");
+
+    // Idle: nothing but the open watches.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = c.server.requests().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = c.requests_by_verb(before);
+    println!("idle requests over 2 s: {idle:?}");
+    assert!(idle.is_empty(), "idle daemon made requests: {idle:?}");
+
+    // One update.
+    let before = c.server.requests().len();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("two"));
+    // The MachineConfigNode's validated desired config follows once Done.
+    let ok = eventually(WAIT, || {
+        c.server.get(MACHINECONFIGNODES, NODE).is_some_and(|m| {
+            m["status"]["configVersion"]["desired"] == "rendered-worker-2"
+                && m["spec"]["configVersion"]["desired"] == "rendered-worker-2"
+        })
+    })
+    .await;
+    assert!(ok, "{:?}", c.server.get(MACHINECONFIGNODES, NODE));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let update = c.requests_by_verb(before);
+    println!(
+        "one update (single node, no drain): {update:?} = {}",
+        update.values().sum::<usize>()
+    );
+    let mcn = c.server.get(MACHINECONFIGNODES, NODE).unwrap();
+    let conditions: BTreeMap<String, String> = mcn["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap().to_string(),
+                c["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(conditions["Updated"], "True", "{conditions:?}");
+    assert_eq!(conditions["UpdateComplete"], "True", "{conditions:?}");
+    assert_eq!(conditions["NodeDegraded"], "False", "{conditions:?}");
+    let reasons = c.event_reasons();
+    for r in [
+        "NodeDone",
+        "ConfigDriftMonitorStarted",
+        "ConfigDriftMonitorStopped",
+    ] {
+        assert!(reasons.iter().any(|e| e == r), "{r} missing: {reasons:?}");
+    }
+
+    // Idle again after the update; memory.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = c.server.requests().len();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = c.requests_by_verb(before);
+    assert!(idle.is_empty(), "idle daemon made requests: {idle:?}");
+    println!("VmRSS after Done and idle: {} KiB", vm_rss_kib(c.pid()));
+    assert!(c.alive());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_drain_handoff() {
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1"}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.start_daemon();
+    // The first apply writes everything and needs no drain.
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    let before = c.server.requests().len();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    let asked = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("drain-rendered-worker-2")
+    })
+    .await;
+    assert!(asked, "no drain request\n{}", c.log());
+    assert_eq!(c.annotation(STATE).as_deref(), Some("Working"));
+    // Nothing is written until the controller has drained.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    c.annotate(json!({LAST_APPLIED_DRAIN: "drain-rendered-worker-2"}));
+    let uncordon = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("uncordon-rendered-worker-2")
+    })
+    .await;
+    assert!(uncordon, "no uncordon request\n{}", c.log());
+    assert_eq!(c.file(FILE).as_deref(), Some("two"));
+    c.annotate(json!({LAST_APPLIED_DRAIN: "uncordon-rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let update = c.requests_by_verb(before);
+    println!(
+        "one update with a controller drain: {update:?} = {}",
+        update.values().sum::<usize>()
+    );
+    let mcn = c.server.get(MACHINECONFIGNODES, NODE).unwrap();
+    let drained = mcn["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["type"] == "Drained")
+        .unwrap()
+        .clone();
+    assert_eq!(drained["status"], "True", "{drained}");
+    // --no-systemd: the reboot the change needs is skipped, and said so.
+    assert!(c.event_reasons().iter().any(|r| r == "SkipReboot"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_machine_config_degrades_then_a_valid_one_recovers() {
+    let (topology, single) = single_node();
+    let bad = json!({
+        "metadata": {"name": "rendered-bad"},
+        "spec": {"config": {
+            "ignition": {"version": "3.4.0"},
+            "storage": {"files": [{"path": "etc/relative", "contents": {"source": "data:,x"}}]},
+        }},
+    });
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[machine_config("rendered-worker-1", "one"), bad],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-bad"}));
+    c.wait_state("Degraded", None).await;
+    let reason = c.annotation(REASON).unwrap();
+    assert!(
+        reason.contains("rendered-bad") && reason.contains("etc/relative"),
+        "{reason}"
+    );
+    // The node stays on its current config.
+    assert_eq!(
+        c.annotation(CURRENT_CONFIG).as_deref(),
+        Some("rendered-worker-1")
+    );
+    assert!(c.file("/etc/relative").is_none());
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+
+    // A MachineConfig that does not exist yet: Degraded, then applied once it appears.
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-3"}));
+    let ok = eventually(WAIT, || {
+        c.annotation(REASON)
+            .is_some_and(|r| r.contains("rendered-worker-3") && r.contains("not found"))
+    })
+    .await;
+    assert!(ok, "{:?}\n{}", c.annotation(REASON), c.log());
+    c.server
+        .put(MACHINECONFIGS, machine_config("rendered-worker-3", "three"));
+    c.wait_state("Done", Some("rendered-worker-3")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("three"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_degrades_with_an_event_and_restoring_recovers() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[machine_config("rendered-worker-1", "one")],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.write_file(FILE, "edited by hand");
+    c.wait_state("Degraded", None).await;
+    assert_eq!(
+        c.annotation(REASON).as_deref(),
+        Some(format!("content mismatch for file {FILE:?}").as_str())
+    );
+    let event = eventually(WAIT, || {
+        c.server.list(EVENTS).iter().any(|e| {
+            e["reason"] == "ConfigDriftDetected"
+                && e["type"] == "Warning"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.contains("content mismatch"))
+        })
+    })
+    .await;
+    assert!(event, "{:?}", c.server.list(EVENTS));
+    // The daemon does not overwrite the file.
+    assert_eq!(c.file(FILE).as_deref(), Some("edited by hand"));
+
+    c.write_file(FILE, "one");
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert_eq!(c.annotation(REASON).as_deref(), Some(""));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_errors_and_dropped_watches_lose_no_update() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+            machine_config("rendered-worker-3", "three"),
+        ],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    // The watch is cut and the server fails the next requests (the re-watch, the GET...);
+    // the desired config changes meanwhile.
+    c.server.fail_next(3);
+    c.server.drop_watches();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("two"));
+    assert!(c.alive(), "{}", c.log());
+
+    // 500s on the requests of an update itself (GET of the config, reports).
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-3"}));
+    c.server.fail_next(4);
+    c.wait_state("Done", Some("rendered-worker-3")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("three"));
+
+    // Again, with the history compacted (410 on re-watch: a fresh list).
+    c.server.compact();
+    c.server.drop_watches();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    assert!(c.alive(), "{}", c.log());
+}
