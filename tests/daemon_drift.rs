@@ -262,7 +262,6 @@ fn metrics_endpoint_reports_state_and_drift() {
 /// The status says Done only once drift detection is armed: a change made right after `Done`
 /// is seen. With many files the arming takes long enough to show the race.
 #[test]
-#[ignore = "bug (race): src/daemon/run.rs start() -> sync() runs check_drift(None) and settle() (status Done) before arm_drift(); a change in between is never seen. Fails 5 of 6 runs here"]
 fn drift_right_after_a_restart_is_detected() {
     // /dev/shm when there is one: the first apply fsyncs every file.
     let shm = std::path::Path::new("/dev/shm");

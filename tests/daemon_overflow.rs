@@ -101,7 +101,6 @@ fn queue_overflow_triggers_a_full_validation() {
 }
 
 #[test]
-#[ignore = "bug: src/daemon/run.rs on_changes: Changes::touches() is true for every topic on overflow, so the overflow goes to sync() and the 'inotify queue overflow' warning is never logged"]
 fn queue_overflow_is_logged() {
     let _turn = SYSCTL_LOCK.lock().unwrap_or_else(|p| p.into_inner());
     let Some((node, d, mut control)) = daemon_with_a_small_queue() else {

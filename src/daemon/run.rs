@@ -420,6 +420,9 @@ impl Daemon {
             tracing::warn!("{r}");
         }
         self.load_current()?;
+        // Watch the managed paths before any check of them, so that a change made right after
+        // a check is never missed.
+        self.arm_drift()?;
         if let Some((config, valid)) = self.finish_reboot() {
             self.after_reboot(&config, valid).await;
         }
@@ -723,6 +726,10 @@ impl Daemon {
     }
 
     async fn on_changes(&mut self, c: Changes) {
+        if c.overflow {
+            // Events were lost: everything is re-read and re-checked below.
+            tracing::warn!("inotify queue overflow: validating every managed path");
+        }
         if c.touches(Topic::Force) && self.force_file_present() {
             self.force().await;
             return;
@@ -732,7 +739,6 @@ impl Daemon {
             return;
         }
         if c.overflow {
-            tracing::warn!("inotify queue overflow: validating every managed path");
             self.check_drift(None);
         } else {
             let paths: Vec<String> = c

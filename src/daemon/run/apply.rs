@@ -114,11 +114,12 @@ impl Daemon {
         if let Err(e) = self.load_current() {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
-        self.drift.clear();
-        self.check_drift(None);
+        // Watch first, then check: a change made in between is seen by one or the other.
         if let Err(e) = self.arm_drift() {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
+        self.drift.clear();
+        self.check_drift(None);
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
         }
