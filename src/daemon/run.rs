@@ -282,7 +282,7 @@ impl Daemon {
             s.set_condition("NodeDegraded", st, to.as_str(), reason, now);
         });
         if from != to {
-            tracing::info!(from = %from, state = %to, config = %self.current_name, reason, "state");
+            tracing::info!(from = %from, state = %to, config = %self.current_name, reason, "state {from} -> {to} on {}{}", dash(&self.current_name), if reason.is_empty() { String::new() } else { format!(": {reason}") });
             self.metrics.set_state(Some(from), to);
         }
         self.write_status();
@@ -315,7 +315,7 @@ impl Daemon {
     fn write_status(&self) {
         let summary = self.with_status(|s| {
             if let Err(e) = s.write(&self.status_file) {
-                tracing::error!(error = %e, path = %self.status_file.display(), "cannot write status");
+                tracing::error!(error = %e, path = %self.status_file.display(), "cannot write status {}: {e}", self.status_file.display());
             }
             if s.reason.is_empty() {
                 format!("{} {}", s.state, dash(&s.current_config))
@@ -361,7 +361,9 @@ impl Daemon {
         tracing::info!(
             paths = self.manifest.records.len(),
             watches = self.watcher.watched_dirs(),
-            "drift monitor started"
+            "drift monitor started: {} managed paths of {}",
+            self.manifest.records.len(),
+            dash(&self.current_name)
         );
         let note = format!(
             "Config Drift Monitor started, watching against {}",
@@ -383,7 +385,7 @@ impl Daemon {
             match check_record(&self.root, &p, *tree, rec) {
                 Ok(()) => {
                     if self.drift.remove(&p).is_some() {
-                        tracing::info!(path = %p, "drift cleared: the file matches the config again");
+                        tracing::info!(path = %p, "drift cleared: {p} matches the config again");
                     }
                 }
                 Err(m) => {
@@ -405,7 +407,7 @@ impl Daemon {
 
     async fn start(&mut self) -> Result<(), DaemonError> {
         if let Some(copts) = self.opts.cluster.clone() {
-            tracing::info!(root = %self.opts.root.display(), node = %self.opts.node_name, "starting in cluster mode");
+            tracing::info!(root = %self.opts.root.display(), node = %self.opts.node_name, "starting in cluster mode: node {}, root {}", self.opts.node_name, self.opts.root.display());
             let connect = ClusterCtx::connect(copts, &self.opts.node_name, &self.opts.source.pool);
             let ctx = tokio::select! {
                 c = connect => c?,
@@ -414,7 +416,7 @@ impl Daemon {
             };
             self.mode = Mode::Cluster(Box::new(ctx));
         } else {
-            tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting");
+            tracing::info!(root = %self.opts.root.display(), desired = %self.opts.source.desired.display(), "starting: root {}, desired config {}", self.opts.root.display(), self.opts.source.desired.display());
         }
         if let Some(r) = host::recover(&self.root)? {
             tracing::warn!("{r}");
@@ -492,7 +494,7 @@ impl Daemon {
     fn finish_reboot(&mut self) -> Option<(String, bool)> {
         let rec = RebootRecord::read(&self.reboot_record())?;
         if rec.boot_id == boot_id() {
-            tracing::warn!(config = %rec.config, "a reboot was requested but this is still the same boot");
+            tracing::warn!(config = %rec.config, "a reboot into {} was requested but this is still the same boot", rec.config);
             return None;
         }
         self.check_drift(None);
@@ -527,7 +529,7 @@ impl Daemon {
                 format!("applied {}; rebooted, validation failed", rec.config)
             });
         });
-        tracing::info!(config = %rec.config, valid = ok, "finished the reboot");
+        tracing::info!(config = %rec.config, valid = ok, "finished the reboot into {}: the disk {} it", rec.config, if ok { "matches" } else { "does not match" });
         RebootRecord::remove(&self.reboot_record());
         Some((rec.config, ok))
     }
@@ -708,7 +710,8 @@ impl Daemon {
         if desired != c.synced {
             tracing::info!(
                 desired = desired.as_deref().unwrap_or("-"),
-                "desiredConfig changed"
+                "desiredConfig changed to {}",
+                desired.as_deref().unwrap_or("-")
             );
             self.sync().await;
         }

@@ -229,7 +229,7 @@ pub async fn update(
         input.force,
     )
     .await?;
-    tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written");
+    tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written for {}: {} steps", input.new.name, report.steps.len());
 
     let result = async {
         for op in &unit_ops.after_files {
@@ -244,9 +244,9 @@ pub async fn update(
                 && systemd.is_some()
                 && let Err(e) = node.before_reboot(&input.new.name).await
             {
-                tracing::warn!(error = %e, "cannot record the coming reboot");
+                tracing::warn!(error = %e, "cannot record the coming reboot: {e}");
             }
-            tracing::info!(action = %action, config = %input.new.name, "post action");
+            tracing::info!(action = %action, config = %input.new.name, "post action {action} for {}", input.new.name);
             let outcome = run_post_action(systemd, action).await?;
             steps.push(Step {
                 what: action.to_string(),
@@ -257,7 +257,7 @@ pub async fn update(
     }
     .await;
     if let Err(e) = result {
-        tracing::error!(error = %e, config = %input.new.name, "post action failed; rolling back");
+        tracing::error!(error = %e, config = %input.new.name, "post action failed, rolling back {}: {e}", input.new.name);
         let Some(old) = input.old else {
             return Err(UpdateError::FirstApply(e));
         };

@@ -1,4 +1,3 @@
-# XFAIL: the journal MESSAGE of the daemon's events carries no field values (src/cli/logging.rs: tracing-journald puts them in separate journal fields only), so `journalctl -u machine-config-daemon` shows "state" and "update started" without state or config
 # What an operator sees with `journalctl -u machine-config-daemon` (the issue: the daemon is
 # diagnosed that way): each state transition names the state and the config; the structured
 # fields let `journalctl -u machine-config-daemon CONFIG=<name>` select an update's lines; the

@@ -31,7 +31,7 @@ impl Daemon {
         // (unless forced, which rewrites everything).
         self.check_drift(None);
         if !force && !self.drift.is_empty() {
-            tracing::error!(config = %wanted.config.name, "not updating: the node has drifted from its current config");
+            tracing::error!(config = %wanted.config.name, "not updating to {}: the node has drifted from its current config", wanted.config.name);
             self.problem = None;
             self.settle();
             return;
@@ -68,7 +68,7 @@ impl Daemon {
             s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
         });
         self.write_status();
-        tracing::info!(from = %self.current_name, config = %new_name, force, "update started");
+        tracing::info!(from = %self.current_name, config = %new_name, force, "update started: {} -> {new_name}{}", dash(&self.current_name), if force { " (force file)" } else { "" });
         self.queue(
             EventReason::ConfigDriftMonitorStopped,
             format!("Config Drift Monitor stopped for the update to {new_name}"),
@@ -267,7 +267,7 @@ impl Daemon {
                 });
             }
         });
-        tracing::info!(config = %name, took_ms = took.as_millis() as u64, reboot = applied.reboot, "update applied");
+        tracing::info!(config = %name, took_ms = took.as_millis() as u64, reboot = applied.reboot, "update applied: {name} in {} ms{}", took.as_millis(), if applied.reboot { ", reboot" } else { "" });
     }
 
     fn failed(&mut self, name: &str, e: UpdateError, took: std::time::Duration) {
