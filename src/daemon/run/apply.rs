@@ -10,6 +10,7 @@ use crate::daemon::state::NodeState;
 use crate::daemon::status::{ConditionStatus, DETAILS, PHASES};
 use crate::daemon::update::{self, Applied, Node, UpdateError, UpdateInput};
 use crate::host::exec::Outcome;
+use crate::host::systemd::Operation;
 use crate::host::systemd::ServiceManager;
 use crate::watch::Topic;
 use std::time::{Instant, SystemTime};
@@ -275,6 +276,11 @@ impl Daemon {
         let reason = e.to_string();
         tracing::error!(config = %name, "update failed: {reason}");
         self.metrics.update_done(name, &reason, took, now);
+        if e.systemd()
+            .is_some_and(|s| s.operation() == Operation::Reboot)
+        {
+            self.metrics.reboot_failed();
+        }
         if let Some(event) = failure_event(&e) {
             self.queue(event, reason.clone());
         }

@@ -256,6 +256,23 @@ impl SystemdError {
     }
 
     /// True when systemd itself could not be reached (as opposed to an operation it refused).
+    /// The operation that failed.
+    pub fn operation(&self) -> Operation {
+        match self {
+            SystemdError::NoBus { op, .. }
+            | SystemdError::NotSystemd { op, .. }
+            | SystemdError::NoSuchUnit { op, .. }
+            | SystemdError::Masked { op, .. }
+            | SystemdError::JobFailed { op, .. }
+            | SystemdError::JobTimeout { op, .. }
+            | SystemdError::UnitFiles { op, .. }
+            | SystemdError::Refused { op, .. }
+            | SystemdError::DBus { op, .. } => *op,
+            SystemdError::CannotReload { .. } => Operation::Reload,
+            SystemdError::ReloadTimeout { .. } => Operation::DaemonReload,
+        }
+    }
+
     pub fn is_unreachable(&self) -> bool {
         matches!(
             self,
