@@ -66,10 +66,7 @@ fn sigterm_during_an_update_waits_for_it_then_exits_0() {
         2,
         "both signals are logged:\n{log}"
     );
-    assert!(
-        log.contains("update applied config=rendered-worker-b"),
-        "{log}"
-    );
+    assert!(log.contains("update applied: rendered-worker-b"), "{log}");
     // Nothing left to recover: the journal is gone.
     assert!(!log.contains("rolled back"), "{log}");
 }
