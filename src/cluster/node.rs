@@ -40,29 +40,9 @@ pub const LAST_APPLIED_DRAIN: &str = "machineconfiguration.openshift.io/lastAppl
 /// `machineconfiguration.openshift.io/controlPlaneTopology`
 pub const CONTROL_PLANE_TOPOLOGY: &str = "machineconfiguration.openshift.io/controlPlaneTopology";
 
-/// Longest `reason` annotation, in characters.
-pub const MAX_REASON_CHARS: usize = 2000;
-
-/// The node states of SPEC §8, spelled as in the `state` annotation.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum NodeState {
-    Done,
-    Working,
-    Degraded,
-    Unreconcilable,
-}
-
-impl NodeState {
-    /// The annotation value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            NodeState::Done => "Done",
-            NodeState::Working => "Working",
-            NodeState::Degraded => "Degraded",
-            NodeState::Unreconcilable => "Unreconcilable",
-        }
-    }
-}
+/// The node states of SPEC §8 (one type for the daemon and the annotations), the longest
+/// `reason` in characters, and the clipping of a reason to it.
+pub use crate::daemon::state::{MAX_REASON as MAX_REASON_CHARS, NodeState, clip_reason};
 
 /// What the daemon needs to know about its Node, as last seen by the watch. Changes of other
 /// fields (kubelet status updates) leave it equal, so they do not wake the daemon.
@@ -124,14 +104,6 @@ pub enum Observed {
     Missing,
     /// The node as last seen.
     Present(Box<NodeView>),
-}
-
-/// `reason` clipped to [`MAX_REASON_CHARS`] characters (never splitting a character).
-pub fn clip_reason(reason: &str) -> &str {
-    match reason.char_indices().nth(MAX_REASON_CHARS) {
-        Some((byte, _)) => &reason[..byte],
-        None => reason,
-    }
 }
 
 /// The daemon's handle on its own Node. Dropping it stops the watch.

@@ -261,11 +261,7 @@ impl ClusterCtx {
             current: current.clone().or_else(|| self.written.current.clone()),
         };
         if want != self.written {
-            match self
-                .node
-                .report(kube_state(s.state), &reason, current.as_deref())
-                .await
-            {
+            match self.node.report(s.state, &reason, current.as_deref()).await {
                 Ok(()) => self.written = want,
                 Err(e) => {
                     tracing::warn!(error = %e, state = %s.state, "cannot report the node state");
@@ -454,15 +450,6 @@ fn spec_policy(spec: serde_json::Value) -> Result<policy::Policy, String> {
     policy::parse_machine_configuration(&bytes, "MachineConfiguration/cluster")
         .map(|mc| mc.effective_policy())
         .map_err(|e| format!("MachineConfiguration/cluster: {e}"))
-}
-
-fn kube_state(s: NodeState) -> knode::NodeState {
-    match s {
-        NodeState::Done => knode::NodeState::Done,
-        NodeState::Working => knode::NodeState::Working,
-        NodeState::Degraded => knode::NodeState::Degraded,
-        NodeState::Unreconcilable => knode::NodeState::Unreconcilable,
-    }
 }
 
 fn condition_type(name: &str) -> Option<mcn::ConditionType> {

@@ -66,10 +66,10 @@ impl fmt::Display for NodeState {
 /// Maximum length of the reason, as the annotation allows.
 pub const MAX_REASON: usize = 2000;
 
-/// Cuts `reason` to [`MAX_REASON`] characters (on a character boundary).
-pub fn clip_reason(reason: &str) -> String {
+/// `reason` cut to [`MAX_REASON`] characters (never splitting a character).
+pub fn clip_reason(reason: &str) -> &str {
     match reason.char_indices().nth(MAX_REASON) {
-        Some((i, _)) => reason[..i].to_string(),
-        None => reason.to_string(),
+        Some((i, _)) => &reason[..i],
+        None => reason,
     }
 }

@@ -155,7 +155,7 @@ impl Status {
         self.reason = if state == NodeState::Done {
             String::new()
         } else {
-            clip_reason(reason)
+            clip_reason(reason).to_string()
         };
     }
 
