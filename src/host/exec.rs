@@ -1,9 +1,6 @@
-//! How post actions and unit operations reach systemd: the [`Executor`] trait. The systemd
-//! D-Bus client implements it; [`Skip`] (`--no-systemd`) reports everything as skipped, never
-//! as done.
-
-use super::HostError;
-use super::units::UnitOp;
+//! The post actions of an update and what became of each. They are carried out over D-Bus by
+//! the update flow (`crate::daemon::update`); without systemd they are reported as skipped,
+//! never as done.
 
 /// A post action of a plan (SPEC §5 step 10), in execution order.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -32,22 +29,4 @@ impl std::fmt::Display for PostAction {
 pub enum Outcome {
     Done,
     Skipped(String),
-}
-
-/// Performs unit operations and post actions. The first error stops the sequence.
-pub trait Executor {
-    fn unit_op(&mut self, op: &UnitOp) -> Result<Outcome, HostError>;
-    fn post_action(&mut self, action: &PostAction) -> Result<Outcome, HostError>;
-}
-
-/// The executor without systemd: every operation is skipped with a reason.
-pub struct Skip(pub String);
-
-impl Executor for Skip {
-    fn unit_op(&mut self, _op: &UnitOp) -> Result<Outcome, HostError> {
-        Ok(Outcome::Skipped(self.0.clone()))
-    }
-    fn post_action(&mut self, _action: &PostAction) -> Result<Outcome, HostError> {
-        Ok(Outcome::Skipped(self.0.clone()))
-    }
 }

@@ -10,7 +10,7 @@
 //! - [`users`]: the `core` user's ssh keys file and password hash.
 //! - [`state`]: the stored current config.
 //! - [`txn`]: an update as one transaction: journal, pre-images, fail points, rollback, recovery.
-//! - [`exec`]: the [`exec::Executor`] trait through which post actions and unit operations run.
+//! - [`exec`]: post actions ([`exec::PostAction`]) and their outcomes.
 //! - [`systemd`]: the systemd D-Bus client (jobs awaited, clear errors).
 
 pub mod backup;
