@@ -11,7 +11,8 @@
 //! - rebootless update: a new desired config (renamed into place; the policy maps the changed
 //!   file to `None`) to `Done` with the new config recorded, 5 and 1,000 files.
 //!
-//! `cargo bench --bench daemon`. Prints figures; asserts nothing.
+//! `cargo bench --bench daemon`. Prints figures; asserts nothing. `MCD_BENCH_ONLY=updates` runs
+//! only the rebootless updates.
 
 #[path = "../tests/daemon_common/mod.rs"]
 mod daemon_common;
@@ -193,7 +194,12 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
 
+    // MCD_BENCH_ONLY=updates skips the drift and idle parts (for profiling the updates).
+    let only_updates = std::env::var("MCD_BENCH_ONLY").is_ok_and(|v| v == "updates");
     for n in [100usize, 1_000, 10_000] {
+        if only_updates {
+            break;
+        }
         let (node, d, paths, took) = node_with(n, &base);
         println!("\nN = {n} files: first apply to Done in {}", ms(took));
         if n == 10_000 {
