@@ -129,6 +129,21 @@ fn contents_are_decoded() {
             b"hello".to_vec(),
         ),
         (
+            "base64 with half its padding",
+            json!({"source": "data:;base64,QQ="}),
+            b"A".to_vec(),
+        ),
+        (
+            "base64 wrapped over lines",
+            json!({"source": "data:;base64,aGVs\nbG8g\r\nd29y bGQ="}),
+            b"hello world".to_vec(),
+        ),
+        (
+            "base64 with percent-encoded characters",
+            json!({"source": "data:;base64,aGVsbG8%3D"}),
+            b"hello".to_vec(),
+        ),
+        (
             "gzip base64",
             json!({"source": format!("data:;base64,{}", b64(&gzip(text))), "compression": "gzip"}),
             text.to_vec(),
@@ -166,6 +181,11 @@ fn bad_contents_name_the_field_and_reason() {
         (
             "bad base64",
             json!({"source": "data:;base64,!!!not base64"}),
+            format!("{at}.source: invalid base64 in data URL"),
+        ),
+        (
+            "base64 with stray bits after the last byte",
+            json!({"source": "data:;base64,QR=="}),
             format!("{at}.source: invalid base64 in data URL"),
         ),
         (

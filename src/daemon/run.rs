@@ -193,6 +193,28 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// The digest of `config` as stored (`currentconfig`'s bytes), streamed: the encoding is never
+/// held in memory.
+fn config_digest(config: &MachineConfig) -> [u8; 32] {
+    struct Hasher(Sha256);
+    impl std::io::Write for Hasher {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.update(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut h = Hasher(Sha256::new());
+    {
+        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut h);
+        host::state::write_encoded(config, &mut w).expect("hashing cannot fail");
+        std::io::Write::flush(&mut w).expect("hashing cannot fail");
+    }
+    h.0.finalize().into()
+}
+
 impl Daemon {
     fn new(opts: Options) -> Result<Self, DaemonError> {
         let root = Root::open(&opts.root)?.with_state_dir(&opts.state_dir)?;
@@ -350,19 +372,28 @@ impl Daemon {
         Ok(Some(mc))
     }
 
+    /// Makes `config` (just applied) the current config without reading it back from disk:
+    /// `digest` is its stored digest when known.
+    fn adopt(&mut self, config: &MachineConfig, digest: Option<[u8; 32]>) -> Result<(), HostError> {
+        self.current_name = config.name.clone();
+        self.current_digest = Some(digest.unwrap_or_else(|| config_digest(config)));
+        self.manifest = Manifest::build(config, &Owners::load(&self.root)?)?;
+        Ok(())
+    }
+
     /// Watches the managed paths of the current config.
     fn arm_drift(&mut self) -> Result<(), WatchError> {
         self.watcher.forget(Topic::Managed);
         self.armed = true;
-        let paths: Vec<PathBuf> = self.manifest.records.keys().map(|p| self.abs(p)).collect();
+        let paths: Vec<PathBuf> = self.manifest.paths().map(|p| self.abs(p)).collect();
         for p in paths {
             self.watcher.watch_file(&p, Topic::Managed)?;
         }
         tracing::info!(
-            paths = self.manifest.records.len(),
+            paths = self.manifest.len(),
             watches = self.watcher.watched_dirs(),
             "drift monitor started: {} managed paths of {}",
-            self.manifest.records.len(),
+            self.manifest.len(),
             dash(&self.current_name)
         );
         let note = format!(
@@ -376,28 +407,55 @@ impl Daemon {
     /// Checks `paths` (node paths), or every managed path when None.
     fn check_drift(&mut self, paths: Option<Vec<String>>) {
         let started = Instant::now();
-        let paths = paths.unwrap_or_else(|| self.manifest.records.keys().cloned().collect());
-        let mut found = false;
-        for p in paths {
-            let Some((rec, tree)) = self.manifest.records.get(&p) else {
-                continue;
-            };
-            match check_record(&self.root, &p, *tree, rec) {
-                Ok(()) => {
-                    if self.drift.remove(&p).is_some() {
-                        tracing::info!(path = %p, "drift cleared: {p} matches the config again");
+        // (path, reason) of every mismatch, and the paths found clean.
+        let (bad, clean): (Vec<(String, String)>, Vec<String>) = match paths {
+            Some(paths) => {
+                let mut bad = Vec::new();
+                let mut clean = Vec::new();
+                for p in paths {
+                    let Some((rec, tree)) = self.manifest.get_with_tree(&p) else {
+                        continue;
+                    };
+                    match check_record(&self.root, &p, tree, rec) {
+                        Ok(()) => clean.push(p),
+                        Err(m) => bad.push((p, m.to_string())),
                     }
                 }
-                Err(m) => {
-                    let reason = m.to_string();
-                    if self.drift.get(&p) != Some(&reason) {
-                        tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
-                        found = true;
-                        self.queue(EventReason::ConfigDriftDetected, reason.clone());
-                    }
-                    self.drift.insert(p, reason);
-                }
+                (bad, clean)
             }
+            None => {
+                // The whole config (two threads for large ones); every drifted path not found
+                // again is clean now.
+                let bad: Vec<(String, String)> = self
+                    .manifest
+                    .mismatches(&self.root)
+                    .into_iter()
+                    .map(|m| (m.path().to_string(), m.to_string()))
+                    .collect();
+                let found: std::collections::HashSet<&str> =
+                    bad.iter().map(|(p, _)| p.as_str()).collect();
+                let clean = self
+                    .drift
+                    .keys()
+                    .filter(|p| !found.contains(p.as_str()))
+                    .cloned()
+                    .collect();
+                (bad, clean)
+            }
+        };
+        for p in clean {
+            if self.drift.remove(&p).is_some() {
+                tracing::info!(path = %p, "drift cleared: {p} matches the config again");
+            }
+        }
+        let mut found = false;
+        for (p, reason) in bad {
+            if self.drift.get(&p) != Some(&reason) {
+                tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
+                found = true;
+                self.queue(EventReason::ConfigDriftDetected, reason.clone());
+            }
+            self.drift.insert(p, reason);
         }
         self.metrics.drift_checked(started.elapsed());
         if found {
@@ -564,12 +622,12 @@ impl Daemon {
             }
         };
         self.with_status(|s| s.desired_config = wanted.config.name.clone());
-        let new_digest = digest(&host::state::encode(&wanted.config));
+        let new_digest = config_digest(&wanted.config);
         if self.current_digest == Some(new_digest) {
             self.same_config();
             return;
         }
-        self.apply(wanted, false).await;
+        self.apply(wanted, false, Some(new_digest)).await;
     }
 
     /// The desired config is the current one: validate the disk.
@@ -650,7 +708,7 @@ impl Daemon {
             return;
         };
         let policy = self.read_policy().await;
-        self.apply(Wanted { config, policy }, true).await;
+        self.apply(Wanted { config, policy }, true, None).await;
     }
 
     fn remove_force_file(&self) {

@@ -25,6 +25,7 @@ use crate::model::MachineConfig;
 use crate::model::policy::{Action, Policy};
 use crate::plan::{self, Plan, PlanOptions};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// What to update.
 #[derive(Debug, Clone)]
@@ -57,6 +58,8 @@ pub struct Applied {
     pub steps: Vec<Step>,
     /// The plan ends in a reboot (performed, or skipped without systemd).
     pub reboot: bool,
+    /// The config now current (the input's `new`).
+    pub config: Arc<MachineConfig>,
 }
 
 /// Why an update did not happen, or was undone.
@@ -221,15 +224,10 @@ pub async fn update(
     }
 
     let sd = input.state_dir.clone();
-    let report = write(
-        root,
-        sd.clone(),
-        input.old.clone(),
-        input.new.clone(),
-        input.force,
-    )
-    .await?;
-    tracing::info!(config = %input.new.name, steps = report.steps.len(), "files written for {}: {} steps", input.new.name, report.steps.len());
+    let old = input.old.map(Arc::new);
+    let new = Arc::new(input.new);
+    let report = write(root, sd.clone(), old.clone(), new.clone(), input.force).await?;
+    tracing::info!(config = %new.name, steps = report.steps.len(), "files written for {}: {} steps", new.name, report.steps.len());
 
     let result = async {
         for op in &unit_ops.after_files {
@@ -242,11 +240,11 @@ pub async fn update(
         for action in &actions {
             if *action == PostAction::Reboot
                 && systemd.is_some()
-                && let Err(e) = node.before_reboot(&input.new.name).await
+                && let Err(e) = node.before_reboot(&new.name).await
             {
                 tracing::warn!(error = %e, "cannot record the coming reboot: {e}");
             }
-            tracing::info!(action = %action, config = %input.new.name, "post action {action} for {}", input.new.name);
+            tracing::info!(action = %action, config = %new.name, "post action {action} for {}", new.name);
             let outcome = run_post_action(systemd, action).await?;
             steps.push(Step {
                 what: action.to_string(),
@@ -257,12 +255,12 @@ pub async fn update(
     }
     .await;
     if let Err(e) = result {
-        tracing::error!(error = %e, config = %input.new.name, "post action failed, rolling back {}: {e}", input.new.name);
-        let Some(old) = input.old else {
+        tracing::error!(error = %e, config = %new.name, "post action failed, rolling back {}: {e}", new.name);
+        let Some(old) = old else {
             return Err(UpdateError::FirstApply(e));
         };
         let old_name = old.name.clone();
-        return match rollback(root, sd, input.new, old, systemd).await {
+        return match rollback(root, sd, new, old, systemd).await {
             Ok(()) => Err(UpdateError::Action {
                 source: e,
                 old: old_name,
@@ -280,6 +278,7 @@ pub async fn update(
         report,
         steps,
         reboot,
+        config: new,
     })
 }
 
@@ -287,8 +286,8 @@ pub async fn update(
 async fn write(
     root: &Path,
     state_dir: Option<String>,
-    old: Option<MachineConfig>,
-    new: MachineConfig,
+    old: Option<Arc<MachineConfig>>,
+    new: Arc<MachineConfig>,
     force: bool,
 ) -> Result<ApplyReport, HostError> {
     let root: PathBuf = root.to_path_buf();
@@ -299,7 +298,7 @@ async fn write(
         }
         host::apply(
             &root,
-            old.as_ref(),
+            old.as_deref(),
             &new,
             &ApplyOptions {
                 force,
@@ -320,8 +319,8 @@ async fn write(
 async fn rollback(
     root: &Path,
     state_dir: Option<String>,
-    new: MachineConfig,
-    old: MachineConfig,
+    new: Arc<MachineConfig>,
+    old: Arc<MachineConfig>,
     systemd: Option<&dyn ServiceManager>,
 ) -> Result<(), String> {
     let units_changed = new.spec.config.units != old.spec.config.units;

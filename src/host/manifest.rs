@@ -14,7 +14,6 @@ use super::root::{Root, Tree};
 use crate::model::MachineConfig;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 
 /// Where units and dropins are written.
 pub const UNIT_DIR: &str = "/etc/systemd/system";
@@ -50,32 +49,95 @@ pub struct Record {
 
 /// One managed path with the bytes to write there.
 pub struct Desired<'a> {
-    pub path: String,
+    pub path: Cow<'a, str>,
     pub tree: Tree,
     pub record: Record,
     pub data: Cow<'a, [u8]>,
 }
 
 /// The records of every managed path of a config, sorted by path.
+///
+/// Kept for as long as the config is current (drift checks need nothing else), so it is laid
+/// out in three allocations whatever the number of paths: the paths concatenated in one string,
+/// and one fixed-size entry per path (its record, its tree and where its path is in that
+/// string), looked up by binary search. About 100 bytes a path, with no per-path allocation to
+/// scatter over the heap.
 #[derive(Debug, Default, Clone)]
 pub struct Manifest {
-    pub records: BTreeMap<String, (Record, Tree)>,
+    paths: String,
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    start: u32,
+    len: u32,
+    record: Record,
+    tree: Tree,
 }
 
 impl Manifest {
     /// Builds the manifest of `config` (owner names resolved with `owners`).
     pub fn build(config: &MachineConfig, owners: &Owners) -> Result<Manifest, HostError> {
-        Ok(Manifest {
-            records: desired(config, owners)?
-                .into_iter()
-                .map(|d| (d.path, (d.record, d.tree)))
-                .collect(),
-        })
+        let desired = desired(config, owners)?;
+        let mut m = Manifest {
+            paths: String::with_capacity(desired.iter().map(|d| d.path.len()).sum()),
+            entries: Vec::with_capacity(desired.len()),
+        };
+        for d in desired {
+            let entry = Entry {
+                start: m.paths.len() as u32,
+                len: d.path.len() as u32,
+                record: d.record,
+                tree: d.tree,
+            };
+            m.paths.push_str(&d.path);
+            m.entries.push(entry);
+        }
+        Ok(m)
+    }
+
+    fn path_of(&self, e: &Entry) -> &str {
+        &self.paths[e.start as usize..(e.start + e.len) as usize]
+    }
+
+    fn find(&self, path: &str) -> Option<&Entry> {
+        self.entries
+            .binary_search_by(|e| self.path_of(e).cmp(path))
+            .ok()
+            .map(|i| &self.entries[i])
     }
 
     /// The record of `path`, if managed.
     pub fn get(&self, path: &str) -> Option<&Record> {
-        self.records.get(path).map(|r| &r.0)
+        self.find(path).map(|e| &e.record)
+    }
+
+    /// The record of `path` and the tree it is written in, if managed.
+    pub fn get_with_tree(&self, path: &str) -> Option<(&Record, Tree)> {
+        self.find(path).map(|e| (&e.record, e.tree))
+    }
+
+    /// Every managed path with its record and tree, in path order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Record, Tree)> + Clone {
+        self.entries
+            .iter()
+            .map(|e| (self.path_of(e), &e.record, e.tree))
+    }
+
+    /// Every managed path, in path order.
+    pub fn paths(&self) -> impl ExactSizeIterator<Item = &str> {
+        self.entries.iter().map(|e| self.path_of(e))
+    }
+
+    /// Number of managed paths.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// True when the config manages no path.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }
 
@@ -139,7 +201,7 @@ pub fn desired_with<'a>(
         }
         let data = f.data();
         let d = Desired {
-            path: f.path.clone(),
+            path: Cow::Borrowed(&f.path),
             tree: Tree::Etc,
             record: record(hash, Kind::File, data, mode, uid, gid),
             data: Cow::Borrowed(data),
@@ -161,7 +223,7 @@ pub fn desired_with<'a>(
         };
         if let Some((kind, data)) = entry {
             let d = Desired {
-                path: path.clone(),
+                path: Cow::Owned(path.clone()),
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
@@ -178,7 +240,7 @@ pub fn desired_with<'a>(
                 Kind::File
             };
             let e = Desired {
-                path: dpath,
+                path: Cow::Owned(dpath),
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
@@ -201,7 +263,7 @@ pub fn desired_with<'a>(
             }
             let data = text.into_bytes();
             let d = Desired {
-                path: SSH_KEYS_PATH.to_string(),
+                path: Cow::Borrowed(SSH_KEYS_PATH),
                 tree: Tree::Home { uid, gid },
                 record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
@@ -209,16 +271,37 @@ pub fn desired_with<'a>(
             out.push(d);
         }
     }
-    // Stable sort, then of each run of equal paths keep the last one.
-    out.sort_by(|a, b| a.path.cmp(&b.path));
-    out.dedup_by(|later, kept| {
-        let same = later.path == kept.path;
-        if same {
-            std::mem::swap(later, kept);
+    Ok(sort_last_wins(out))
+}
+
+/// Sorts by path and, of each run of equal paths, keeps the last one given. The records are
+/// large, so indices are sorted rather than the records themselves (and a list already sorted
+/// without duplicates is returned as it is).
+fn sort_last_wins(out: Vec<Desired<'_>>) -> Vec<Desired<'_>> {
+    if out.windows(2).all(|w| w[0].path < w[1].path) {
+        return out;
+    }
+    // Stable: equal paths stay in the order given.
+    let mut keyed: Vec<(&str, u32)> = out
+        .iter()
+        .enumerate()
+        .map(|(i, d)| (&*d.path, i as u32))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(b.0));
+    let order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
+    let mut slots: Vec<Option<Desired<'_>>> = out.into_iter().map(Some).collect();
+    let mut sorted = Vec::with_capacity(order.len());
+    for (k, &i) in order.iter().enumerate() {
+        let shadowed = order.get(k + 1).is_some_and(|&j| {
+            let (a, b) = (&slots[i as usize], &slots[j as usize]);
+            matches!((a, b), (Some(a), Some(b)) if a.path == b.path)
+        });
+        if shadowed {
+            continue;
         }
-        same
-    });
-    Ok(out)
+        sorted.extend(slots[i as usize].take());
+    }
+    sorted
 }
 
 /// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,

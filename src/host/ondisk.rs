@@ -38,6 +38,19 @@ pub enum Mismatch {
     NotMasked { path: String },
 }
 
+impl Mismatch {
+    /// The path the mismatch concerns.
+    pub fn path(&self) -> &str {
+        match self {
+            Mismatch::Content(path)
+            | Mismatch::Mode { path, .. }
+            | Mismatch::Stat { path, .. }
+            | Mismatch::Read { path, .. }
+            | Mismatch::NotMasked { path } => path,
+        }
+    }
+}
+
 const S_IFMT: u32 = 0o170000;
 const S_IFREG: u32 = 0o100000;
 const S_IFLNK: u32 = 0o120000;
@@ -87,8 +100,8 @@ pub fn go_mode(st_mode: u32) -> String {
 impl Manifest {
     /// Checks one path against its record; an unmanaged path is fine.
     pub fn check_path(&self, root: &Root, path: &str) -> Result<(), Mismatch> {
-        match self.records.get(path) {
-            Some((rec, tree)) => check_record(root, path, *tree, rec),
+        match self.get_with_tree(path) {
+            Some((rec, tree)) => check_record(root, path, tree, rec),
             None => Ok(()),
         }
     }
@@ -110,11 +123,11 @@ impl Manifest {
     /// are checked by two threads, each over one half of the paths (in order), so the result is
     /// the same as one pass in order.
     fn scan(&self, root: &Root, first: bool) -> Vec<Mismatch> {
-        let records: Vec<(&String, &(Record, Tree))> = self.records.iter().collect();
-        let run = |part: &[(&String, &(Record, Tree))]| {
+        let records: Vec<(&str, &Record, Tree)> = self.iter().collect();
+        let run = |part: &[(&str, &Record, Tree)]| {
             let mut c = Checker::default();
             let mut out = Vec::new();
-            for (path, (rec, tree)) in part {
+            for (path, rec, tree) in part {
                 if let Err(m) = c.check(root, path, *tree, rec) {
                     out.push(m);
                     if first {

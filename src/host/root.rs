@@ -95,7 +95,11 @@ pub fn check_clean(path: &str) -> Result<(), HostError> {
     if rest.is_empty() || path.contains('\0') {
         return Err(HostError::refused(path, "not a file path"));
     }
-    if rest.split('/').any(|c| matches!(c, "" | "." | "..")) {
+    let bad_component = rest
+        .as_bytes()
+        .split(|b| *b == b'/')
+        .any(|c| matches!(c, b"" | b"." | b".."));
+    if bad_component {
         return Err(HostError::refused(
             path,
             "path is not clean (empty, `.` or `..` component)",

@@ -115,7 +115,7 @@ impl Step<'_> {
             Step::Stamp(p) => vec![(noorig_path(root, p), Tree::Etc, true)],
             Step::Write(d) => {
                 let w = matches!(d.record.kind, Kind::File | Kind::MaskLink);
-                vec![(d.path.clone(), d.tree, w)]
+                vec![(d.path.to_string(), d.tree, w)]
             }
             Step::Restore(p, t) => vec![
                 (p.clone(), *t, true),
@@ -237,8 +237,8 @@ fn plan_steps<'a>(
             && root.probe(&noorig_path(root, &d.path), Tree::Etc)? == Probe::Absent
         {
             steps.push(match disk {
-                Entry::Absent => Step::Stamp(d.path.clone()),
-                _ => Step::Backup(d.path.clone(), d.tree),
+                Entry::Absent => Step::Stamp(d.path.to_string()),
+                _ => Step::Backup(d.path.to_string(), d.tree),
             });
         }
         if opts.force || !matches_disk(&disk, d) {
@@ -248,7 +248,7 @@ fn plan_steps<'a>(
                     _ => (None, None),
                 };
                 report.writes.push(WriteDetail {
-                    path: d.path.clone(),
+                    path: d.path.to_string(),
                     old: o,
                     old_mode: m,
                     new: d.data.to_vec(),
@@ -260,8 +260,8 @@ fn plan_steps<'a>(
     }
     let mut k = 0;
     for od in old_desired {
-        let (path, tree) = (od.path.as_str(), &od.tree);
-        while new_desired.get(k).is_some_and(|n| n.path.as_str() < path) {
+        let (path, tree) = (&*od.path, &od.tree);
+        while new_desired.get(k).is_some_and(|n| &*n.path < path) {
             k += 1;
         }
         if new_desired.get(k).is_some_and(|n| n.path == path) {

@@ -91,21 +91,18 @@ pub fn parse_config(value: &Value, at: &str) -> Result<(Config, Vec<String>), Ve
         )]);
     }
 
-    let bytes = serde_json::to_vec(value).unwrap_or_default();
-    let (typed, crate_warnings) = match ignition_config::Config::parse_slice(&bytes) {
-        Ok(parsed) => parsed,
+    // The crate's typed config of the declared version, deserialised straight from the value
+    // (unknown keys collected as warnings), then back to a value holding only the keys that
+    // version knows.
+    let mut unknown: Vec<String> = Vec::new();
+    let typed = match typed_value(value, &version, &mut unknown) {
+        Ok(v) => v,
         Err(e) => return Err(vec![locate_structure_error(value, &version, at, &e)]),
     };
-    let warnings = crate_warnings
+    let warnings = unknown
         .iter()
-        .map(|w| match w {
-            ignition_config::Warning::UnusedKey(p) => {
-                format!("{}: unknown key, ignored", join(at, &crate_path(p)))
-            }
-            other => format!("{at}: {other}"),
-        })
+        .map(|p| format!("{}: unknown key, ignored", join(at, &crate_path(p))))
         .collect();
-    let typed = serde_json::to_value(&typed).unwrap_or(Value::Null);
 
     let mut n = Normaliser {
         errors: Vec::new(),
@@ -119,13 +116,52 @@ pub fn parse_config(value: &Value, at: &str) -> Result<(Config, Vec<String>), Ve
     }
 }
 
+/// Deserialises `value` as the `ignition-config` type of `version` (pushing the path of each
+/// unknown key, `$.storage.files.0.foo`, to `unknown`) and serialises it back to a value.
+fn typed_value(
+    value: &Value,
+    version: &str,
+    unknown: &mut Vec<String>,
+) -> Result<Value, serde_json::Error> {
+    fn typed<T: serde::de::DeserializeOwned + serde::Serialize>(
+        value: &Value,
+        unknown: &mut Vec<String>,
+    ) -> Result<Value, serde_json::Error> {
+        let t: T = serde_ignored::deserialize(value, |path| unknown.push(path_string(&path)))?;
+        serde_json::to_value(&t)
+    }
+    use ignition_config as ic;
+    match version {
+        "3.0.0" => typed::<ic::v3_0::Config>(value, unknown),
+        "3.1.0" => typed::<ic::v3_1::Config>(value, unknown),
+        "3.2.0" => typed::<ic::v3_2::Config>(value, unknown),
+        "3.3.0" => typed::<ic::v3_3::Config>(value, unknown),
+        "3.4.0" => typed::<ic::v3_4::Config>(value, unknown),
+        "3.5.0" => typed::<ic::v3_5::Config>(value, unknown),
+        _ => typed::<ic::v3_6::Config>(value, unknown),
+    }
+}
+
+/// `$.a.0.b` for a `serde_ignored` path (no `?` for options).
+fn path_string(path: &serde_ignored::Path<'_>) -> String {
+    use serde_ignored::Path;
+    match path {
+        Path::Root => "$".into(),
+        Path::Seq { parent, index } => format!("{}.{index}", path_string(parent)),
+        Path::Map { parent, key } => format!("{}.{key}", path_string(parent)),
+        Path::Some { parent }
+        | Path::NewtypeStruct { parent }
+        | Path::NewtypeVariant { parent } => path_string(parent),
+    }
+}
+
 /// Finds the field a structural error of the crate concerns by deserialising again with path
 /// tracking, so the message names `spec.config.storage.files[0].mode` rather than a byte offset.
 fn locate_structure_error(
     value: &Value,
     version: &str,
     at: &str,
-    fallback: &ignition_config::Error,
+    fallback: &serde_json::Error,
 ) -> FieldError {
     fn tracked<T: serde::de::DeserializeOwned>(v: &Value) -> Option<(String, String)> {
         serde_path_to_error::deserialize::<_, T>(v).err().map(|e| {
@@ -245,6 +281,15 @@ pub fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
             return Err(format!("invalid parameter {p:?} in data URL"));
         }
     }
+    // The common case, a plain base64 payload (no percent-encoding, no whitespace): decoded
+    // straight from the URL. Anything else, or anything it refuses, takes the general path below
+    // (which also words the error).
+    if base64 && let Some(bytes) = decode_base64_plain(payload.as_bytes()) {
+        return Ok(bytes);
+    }
+    if !base64 && !payload.contains('%') {
+        return Ok(payload.as_bytes().to_vec());
+    }
     let bytes = percent_decode_strict(payload)?;
     if !base64 {
         return Ok(bytes);
@@ -261,6 +306,17 @@ pub fn decode_data_url(url: &str) -> Result<Vec<u8>, String> {
     engine
         .decode(&cleaned)
         .map_err(|_| "invalid base64 in data URL".to_string())
+}
+
+/// Decodes canonical base64 (padded, or unpadded) with the SIMD decoder; None when the input
+/// holds anything else (percent-encoding, whitespace, invalid characters or trailing bits).
+fn decode_base64_plain(b: &[u8]) -> Option<Vec<u8>> {
+    let engine = if b.len().is_multiple_of(4) {
+        base64_simd::STANDARD
+    } else {
+        base64_simd::STANDARD_NO_PAD
+    };
+    engine.decode_to_vec(b).ok()
 }
 
 fn is_token(s: &str) -> bool {
@@ -969,10 +1025,10 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
                 self.key(true, l + 1, "source")?;
                 self.w.write_all(b"\"data:;base64,")?;
                 self.scratch
-                    .resize(base64::encoded_len(c.len(), true).expect("size"), 0);
-                let n = base64::engine::general_purpose::STANDARD
-                    .encode_slice(c, &mut self.scratch)
-                    .expect("buffer sized");
+                    .resize(base64_simd::STANDARD.encoded_length(c.len()), 0);
+                let n = base64_simd::STANDARD
+                    .encode(c, base64_simd::Out::from_slice(&mut self.scratch))
+                    .len();
                 self.w.write_all(&self.scratch[..n])?;
                 self.w.write_all(b"\"")?;
                 self.close(l, b"}")?;

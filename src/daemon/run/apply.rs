@@ -17,7 +17,8 @@ use std::time::{Instant, SystemTime};
 
 impl Daemon {
     /// The update flow, with drift detection paused and the status kept in step.
-    pub(super) async fn apply(&mut self, wanted: Wanted, force: bool) {
+    /// `digest`: the stored digest of the wanted config, when the caller has it.
+    pub(super) async fn apply(&mut self, wanted: Wanted, force: bool, digest: Option<[u8; 32]>) {
         let started = Instant::now();
         let now = SystemTime::now();
         let old = match self.load_current() {
@@ -108,11 +109,20 @@ impl Daemon {
         }
         let took = started.elapsed();
         let drained = matches!(&result, Ok(a) if a.steps.iter().any(|s| s.what == "drain" && s.outcome == Outcome::Done));
-        match result {
-            Ok(applied) => self.applied(&new_name, applied, took),
-            Err(e) => self.failed(&new_name, e, took),
-        }
-        if let Err(e) = self.load_current() {
+        // The current config: the new one on success (as written, no need to read it back),
+        // else whatever the rollback left stored.
+        let current = match result {
+            Ok(applied) => {
+                let config = applied.config.clone();
+                self.applied(&new_name, applied, took);
+                self.adopt(&config, digest)
+            }
+            Err(e) => {
+                self.failed(&new_name, e, took);
+                self.load_current().map(drop)
+            }
+        };
+        if let Err(e) = current {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
         // Watch first, then check: a change made in between is seen by one or the other.
