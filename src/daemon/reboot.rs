@@ -28,8 +28,9 @@ impl RebootRecord {
         let dir = p.parent().unwrap_or(Path::new("/"));
         std::fs::create_dir_all(dir)?;
         let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
-        serde_json::to_writer(&mut tmp, self)?;
-        tmp.write_all(b"\n")?;
+        let mut bytes = serde_json::to_vec(self)?;
+        bytes.push(b'\n');
+        tmp.write_all(&bytes)?;
         tmp.as_file().sync_all()?;
         tmp.persist(p).map_err(|e| e.error)?;
         std::fs::File::open(dir)?.sync_all()

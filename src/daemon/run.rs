@@ -186,8 +186,15 @@ struct Daemon {
     rebooting: bool,
     /// The managed paths are watched.
     armed: bool,
+    /// When to hand freed memory back to the system (set by an update; see [`TRIM_DELAY`]).
+    trim_at: Option<tokio::time::Instant>,
     mode: Mode,
 }
+
+/// How long after an update the allocator's free memory is returned to the system. Not at once:
+/// updates often come in bursts (several MachineConfigs rolled out in a row), and each would
+/// otherwise fault the same pages in again.
+const TRIM_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -259,6 +266,7 @@ impl Daemon {
             stop: false,
             rebooting: false,
             armed: false,
+            trim_at: None,
             mode: Mode::Standalone,
             opts,
         })
@@ -741,6 +749,10 @@ impl Daemon {
                     self.on_node_change().await;
                 }
                 _ = sleep_until(retry_at) => self.on_retry().await,
+                _ = sleep_until(self.trim_at) => {
+                    self.trim_at = None;
+                    crate::daemon::trim_memory();
+                }
                 changes = self.watcher.next() => match changes {
                     Some(Ok(c)) => self.on_changes(c).await,
                     Some(Err(e)) => {

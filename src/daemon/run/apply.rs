@@ -147,7 +147,7 @@ impl Daemon {
                 self.queue(EventReason::NodeDone, note);
             }
         }
-        crate::daemon::trim_memory();
+        self.trim_at = Some(tokio::time::Instant::now() + super::TRIM_DELAY);
     }
 
     /// Cluster mode, after a rebootless update that drained: make the node schedulable again.
