@@ -156,3 +156,154 @@ fn tree_and_topics_are_kept_apart_and_forget_stops_reports() {
         }
     });
 }
+
+/// Every path reported until a second passes with nothing new.
+async fn drain(w: &mut PathWatcher) -> Vec<(Topic, PathBuf)> {
+    let mut all = Vec::new();
+    while let Some(c) = next(w).await {
+        all.extend(c.paths);
+    }
+    all
+}
+
+#[test]
+fn re_adding_a_path_watches_it_once() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let f = tmp.path().join("f");
+        fs::write(&f, "a").unwrap();
+        let mut w = PathWatcher::new().unwrap();
+        w.watch_file(&f, Topic::Managed).unwrap();
+        w.watch_file(&f, Topic::Managed).unwrap();
+        assert_eq!(w.len(), 1);
+        assert_eq!(w.watched_dirs(), 1);
+        // Re-added under another topic: reported under that one only.
+        w.watch_file(&f, Topic::Force).unwrap();
+        assert_eq!(w.len(), 1);
+        fs::write(&f, "b").unwrap();
+        assert_eq!(drain(&mut w).await, vec![(Topic::Force, f.clone())]);
+        w.forget(Topic::Force);
+        assert!(w.is_empty());
+        assert_eq!(w.watched_dirs(), 0);
+    });
+}
+
+#[test]
+fn a_file_under_a_created_ancestor_is_reported_at_each_step() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let a = tmp.path().join("a");
+        let f = a.join("b/f");
+        let mut w = PathWatcher::new().unwrap();
+        w.watch_file(&f, Topic::Managed).unwrap();
+        assert_eq!((w.len(), w.watched_dirs()), (1, 1));
+
+        fs::create_dir(&a).unwrap();
+        assert!(
+            wait_for(&mut w, Topic::Managed, &f).await,
+            "ancestor created"
+        );
+        fs::create_dir(a.join("b")).unwrap();
+        assert!(wait_for(&mut w, Topic::Managed, &f).await, "parent created");
+        // The watch moved down to the parent; the directories above are unwatched.
+        assert_eq!((w.len(), w.watched_dirs()), (1, 1));
+
+        fs::write(&f, "x").unwrap();
+        assert!(wait_for(&mut w, Topic::Managed, &f).await, "file written");
+        fs::remove_dir_all(&a).unwrap();
+        assert!(
+            wait_for(&mut w, Topic::Managed, &f).await,
+            "ancestor removed"
+        );
+        drain(&mut w).await;
+        assert_eq!((w.len(), w.watched_dirs()), (1, 1));
+    });
+}
+
+#[test]
+fn a_missing_tree_is_reported_when_created_then_watched_itself() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let desired = tmp.path().join("desired.d");
+        let mut w = PathWatcher::new().unwrap();
+        w.watch_tree(&desired, Topic::Desired).unwrap();
+        fs::create_dir(&desired).unwrap();
+        assert!(
+            wait_for(&mut w, Topic::Desired, &desired).await,
+            "tree created"
+        );
+        drain(&mut w).await;
+        fs::write(desired.join("50-x.yaml"), "x").unwrap();
+        assert!(
+            wait_for(&mut w, Topic::Desired, &desired).await,
+            "tree entry"
+        );
+        assert_eq!((w.len(), w.watched_dirs()), (1, 1));
+    });
+}
+
+#[test]
+fn forgetting_a_topic_keeps_another_topics_path_in_the_same_directory() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let m = tmp.path().join("managed");
+        let f = tmp.path().join("force");
+        let deep = tmp.path().join("missing/managed");
+        fs::write(&m, "a").unwrap();
+        let mut w = PathWatcher::new().unwrap();
+        w.watch_file(&m, Topic::Managed).unwrap();
+        w.watch_file(&deep, Topic::Managed).unwrap();
+        w.watch_file(&f, Topic::Force).unwrap();
+        assert_eq!((w.len(), w.watched_dirs()), (3, 1));
+
+        w.forget(Topic::Managed);
+        assert_eq!((w.len(), w.watched_dirs()), (1, 1));
+        fs::write(&m, "b").unwrap();
+        fs::create_dir(tmp.path().join("missing")).unwrap();
+        fs::write(&f, "").unwrap();
+        assert_eq!(drain(&mut w).await, vec![(Topic::Force, f.clone())]);
+    });
+}
+
+#[test]
+fn one_change_among_many_files_of_a_directory_reports_exactly_that_path() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let files: Vec<PathBuf> = (0..2000)
+            .map(|i| tmp.path().join(format!("f{i:04}.conf")))
+            .collect();
+        let mut w = PathWatcher::new().unwrap();
+        for f in &files {
+            fs::write(f, "a").unwrap();
+            w.watch_file(f, Topic::Managed).unwrap();
+        }
+        drain(&mut w).await;
+        assert_eq!((w.len(), w.watched_dirs()), (2000, 1));
+        fs::write(&files[1234], "b").unwrap();
+        let mut seen = drain(&mut w).await;
+        seen.dedup();
+        assert_eq!(seen, vec![(Topic::Managed, files[1234].clone())]);
+    });
+}
+
+#[test]
+fn a_directory_watched_under_two_names_reports_under_each() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let real = tmp.path().join("real");
+        let link = tmp.path().join("link");
+        fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let a = real.join("a");
+        let b = link.join("b");
+        let mut w = PathWatcher::new().unwrap();
+        w.watch_file(&a, Topic::Managed).unwrap();
+        w.watch_file(&b, Topic::Managed).unwrap();
+        // One inode, one inotify watch.
+        assert_eq!((w.len(), w.watched_dirs()), (2, 1));
+        fs::write(&a, "x").unwrap();
+        assert_eq!(drain(&mut w).await, vec![(Topic::Managed, a.clone())]);
+        fs::write(real.join("b"), "x").unwrap();
+        assert_eq!(drain(&mut w).await, vec![(Topic::Managed, b.clone())]);
+    });
+}
