@@ -289,6 +289,31 @@ impl PathWatcher {
         }
     }
 
+    /// Makes `paths` (files) the paths of interest of `topic`: new ones are added, the others
+    /// of that topic dropped, and a directory that still stands for something keeps its watch
+    /// (and the events already queued for it) throughout.
+    pub fn replace(&mut self, topic: Topic, paths: &[PathBuf]) -> Result<(), WatchError> {
+        let keep: std::collections::HashSet<&Path> = paths.iter().map(PathBuf::as_path).collect();
+        let mut gone: Vec<PathBuf> = Vec::new();
+        for dir in self.dirs.values().flatten() {
+            gone.extend(
+                dir.interests()
+                    .filter(|(p, i)| i.topic == topic && (i.tree || !keep.contains(p.as_path())))
+                    .map(|(p, _)| p),
+            );
+        }
+        for p in &gone {
+            if let Some(dir) = self.take(p) {
+                let dir = dir.to_path_buf();
+                self.prune(&dir);
+            }
+        }
+        for p in paths {
+            self.add(p, Interest { topic, tree: false })?;
+        }
+        Ok(())
+    }
+
     fn dir_mut(&mut self, path: &Path) -> Option<&mut Dir> {
         let wd = self.wds.get(path)?;
         self.dirs.get_mut(wd)?.iter_mut().find(|d| d.path == path)

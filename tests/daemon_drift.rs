@@ -287,3 +287,39 @@ fn drift_right_after_a_restart_is_detected() {
     });
     assert!(st.reason.contains("/etc/zz-last.conf"), "{}", st.reason);
 }
+
+/// Drift detection is paused during an update, not blind: a path the update does not touch,
+/// changed while the update runs (held open 1.5 s by a fail point), is reported once the node is
+/// on the new config. (Needs `--features failpoints`.)
+#[cfg(feature = "failpoints")]
+#[test]
+fn drift_made_during_an_update_is_reported_after_it() {
+    let node = Node::new();
+    node.set_desired(&config());
+    let d = Daemon::start(
+        &node,
+        StartOpts {
+            env: vec![("FAILPOINTS", "host::after_journal=1*off->sleep(1500)")],
+            ..Default::default()
+        },
+    );
+    d.wait_done("rendered-worker-a");
+
+    let mut b = config();
+    b.name = "rendered-worker-b".into();
+    b.spec.config.files[1] = file("/etc/x", "x changed\n");
+    node.set_desired(&b);
+    d.wait("Working on rendered-worker-b", |s| {
+        s.state == NodeState::Working && s.desired_config == "rendered-worker-b"
+    });
+    chmod(&node.path("/etc/mco-test-file"), 0o755);
+
+    let st = d.wait("Degraded on rendered-worker-b", |s| {
+        s.state == NodeState::Degraded && s.current_config == "rendered-worker-b"
+    });
+    assert_eq!(
+        st.reason,
+        "mode mismatch for file: \"/etc/mco-test-file\"; expected: -rw-r--r--/420/0644; received: -rwxr-xr-x/493/0755"
+    );
+    assert_eq!(node.read("/etc/x"), "x changed\n");
+}

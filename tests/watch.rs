@@ -307,3 +307,36 @@ fn a_directory_watched_under_two_names_reports_under_each() {
         assert_eq!(drain(&mut w).await, vec![(Topic::Managed, b.clone())]);
     });
 }
+
+#[test]
+fn replace_keeps_the_events_queued_for_the_paths_it_keeps() {
+    rt().block_on(async {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b, c) = (
+            tmp.path().join("a"),
+            tmp.path().join("b"),
+            tmp.path().join("c"),
+        );
+        for p in [&a, &b, &c] {
+            fs::write(p, "x").unwrap();
+        }
+        let mut w = PathWatcher::new().unwrap();
+        w.replace(Topic::Managed, &[a.clone(), b.clone()]).unwrap();
+        assert_eq!((w.len(), w.watched_dirs()), (2, 1));
+        // Changed while nobody reads the watcher, then the set changes: `a` stays, `b` goes,
+        // `c` comes.
+        fs::write(&a, "changed").unwrap();
+        fs::write(&b, "changed").unwrap();
+        w.replace(Topic::Managed, &[a.clone(), c.clone()]).unwrap();
+        assert_eq!((w.len(), w.watched_dirs()), (2, 1));
+        let mut seen = std::collections::BTreeSet::new();
+        while let Some(ch) = next(&mut w).await {
+            seen.extend(ch.of(Topic::Managed).map(Path::to_path_buf));
+        }
+        assert_eq!(seen, [a.clone()].into_iter().collect());
+        fs::write(&c, "changed").unwrap();
+        assert!(wait_for(&mut w, Topic::Managed, &c).await, "the added path");
+        w.replace(Topic::Managed, &[]).unwrap();
+        assert_eq!((w.len(), w.watched_dirs()), (0, 0));
+    });
+}

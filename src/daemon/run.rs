@@ -18,7 +18,10 @@
 //! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
 //! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
 //! makes it `Done` again. A queue overflow re-checks everything. Drift detection is paused
-//! during an update and re-armed for the new config.
+//! during an update, but the watches stay in place: their events queue up meanwhile and are
+//! looked at against the new config once it is current. So after an update only the paths it
+//! added or changed need a check (they may sit in directories that did not exist to be
+//! watched); the whole config is checked before every update, and after a forced or failed one.
 //!
 //! The node state is derived, in this order of precedence: a failed update or unreadable desired
 //! config (`Degraded`), a refused change (`Unreconcilable`), the first drifted path (`Degraded`),
@@ -391,12 +394,9 @@ impl Daemon {
 
     /// Watches the managed paths of the current config.
     fn arm_drift(&mut self) -> Result<(), WatchError> {
-        self.watcher.forget(Topic::Managed);
         self.armed = true;
         let paths: Vec<PathBuf> = self.manifest.paths().map(|p| self.abs(p)).collect();
-        for p in paths {
-            self.watcher.watch_file(&p, Topic::Managed)?;
-        }
+        self.watcher.replace(Topic::Managed, &paths)?;
         tracing::info!(
             paths = self.manifest.len(),
             watches = self.watcher.watched_dirs(),

@@ -130,6 +130,23 @@ impl Manifest {
         self.entries.iter().map(|e| self.path_of(e))
     }
 
+    /// The paths of this manifest that `old` does not have, or has with another record or tree,
+    /// in path order.
+    pub fn changed_since(&self, old: &Manifest) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut olds = old.iter().peekable();
+        for (path, rec, tree) in self.iter() {
+            while olds.next_if(|(p, _, _)| *p < path).is_some() {}
+            let same = olds
+                .next_if(|(p, _, _)| *p == path)
+                .is_some_and(|(_, r, t)| r == rec && t == tree);
+            if !same {
+                out.push(path.to_string());
+            }
+        }
+        out
+    }
+
     /// Number of managed paths.
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -154,7 +154,7 @@ impl Manifest {
 }
 
 /// Below this many records, validation runs on the calling thread only.
-const PARALLEL_MIN: usize = 1024;
+const PARALLEL_MIN: usize = 256;
 
 fn stat_err(path: &str, e: impl std::fmt::Display) -> Mismatch {
     Mismatch::Stat {

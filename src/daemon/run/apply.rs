@@ -12,7 +12,6 @@ use crate::daemon::update::{self, Applied, Node, UpdateError, UpdateInput};
 use crate::host::exec::Outcome;
 use crate::host::systemd::Operation;
 use crate::host::systemd::ServiceManager;
-use crate::watch::Topic;
 use std::time::{Instant, SystemTime};
 
 impl Daemon {
@@ -38,8 +37,8 @@ impl Daemon {
             self.settle();
             return;
         }
-        self.watcher.forget(Topic::Managed);
-        self.armed = false;
+        // The watches stay: their events queue up while the update runs (detection is paused,
+        // nothing reads them) and are looked at against the new config afterwards.
         let new_name = wanted.config.name.clone();
         self.transition(NodeState::Working, "");
         self.with_status(|s| {
@@ -111,15 +110,16 @@ impl Daemon {
         let drained = matches!(&result, Ok(a) if a.steps.iter().any(|s| s.what == "drain" && s.outcome == Outcome::Done));
         // The current config: the new one on success (as written, no need to read it back),
         // else whatever the rollback left stored.
-        let current = match result {
+        let before = std::mem::take(&mut self.manifest);
+        let (current, full_check) = match result {
             Ok(applied) => {
                 let config = applied.config.clone();
                 self.applied(&new_name, applied, took);
-                self.adopt(&config, digest)
+                (self.adopt(&config, digest), force)
             }
             Err(e) => {
                 self.failed(&new_name, e, took);
-                self.load_current().map(drop)
+                (self.load_current().map(drop), true)
             }
         };
         if let Err(e) = current {
@@ -130,7 +130,14 @@ impl Daemon {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
         self.drift.clear();
-        self.check_drift(None);
+        if full_check {
+            self.check_drift(None);
+        } else {
+            // Every path was valid before the update and has been watched since, except the
+            // paths the update added or changed (possibly in directories that were not there to
+            // watch): those are checked now; any other change is in the queued events.
+            self.check_drift(Some(self.manifest.changed_since(&before)));
+        }
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
         }
