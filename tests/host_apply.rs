@@ -549,3 +549,46 @@ fn a_custom_state_directory_holds_the_state_and_backups() {
     };
     assert!(e.to_string().contains("must be under /etc or /var"), "{e}");
 }
+
+#[test]
+fn a_unit_also_given_as_a_file_is_written_from_the_unit_and_steps_are_in_path_order() {
+    let t = make_root();
+    let r = t.path();
+    let m = with_units(
+        mc(
+            "a",
+            vec![
+                file("/etc/z.conf", "z\n", 0o644),
+                file("/etc/systemd/system/app.service", "from files\n", 0o600),
+                file("/etc/a.conf", "a\n", 0o644),
+            ],
+        ),
+        vec![Unit {
+            name: "app.service".into(),
+            contents: Some("[Service]\nExecStart=/bin/true\n".into()),
+            ..Unit::default()
+        }],
+    );
+    let rep = apply(r, &m).unwrap();
+    // The systemd section wins: its contents, and a unit's mode.
+    assert_eq!(
+        read(r, "/etc/systemd/system/app.service"),
+        "[Service]\nExecStart=/bin/true\n"
+    );
+    assert_eq!(mode_of(r, "/etc/systemd/system/app.service"), 0o100644);
+    let writes: Vec<&String> = rep
+        .steps
+        .iter()
+        .filter(|s| s.starts_with("write "))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "write /etc/a.conf",
+            "write /etc/systemd/system/app.service",
+            "write /etc/z.conf"
+        ]
+    );
+    // Nothing to do the second time: the path is compared with the unit, not the file entry.
+    assert!(apply(r, &m).unwrap().steps.is_empty());
+}

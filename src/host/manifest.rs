@@ -79,7 +79,8 @@ struct Entry {
 impl Manifest {
     /// Builds the manifest of `config` (owner names resolved with `owners`).
     pub fn build(config: &MachineConfig, owners: &Owners) -> Result<Manifest, HostError> {
-        let desired = desired(config, owners)?;
+        let mut desired = desired(config, owners)?;
+        desired.sort_unstable_by(|a, b| a.path.cmp(&b.path));
         let mut m = Manifest {
             paths: String::with_capacity(desired.iter().map(|d| d.path.len()).sum()),
             entries: Vec::with_capacity(desired.len()),
@@ -173,7 +174,8 @@ fn record(hash: bool, kind: Kind, data: &[u8], mode: u32, uid: u32, gid: u32) ->
     }
 }
 
-/// Every managed path of `config` with its contents, sorted by path. Refuses (before anything
+/// Every managed path of `config` with its contents, in config order (a path given twice is
+/// listed once, where its last entry is). Refuses (before anything
 /// is written) paths outside `/etc` and `/var`, unclean paths and the force file.
 pub fn desired<'a>(
     config: &'a MachineConfig,
@@ -189,8 +191,8 @@ pub fn desired_with<'a>(
     owners: &Owners,
     hash: bool,
 ) -> Result<Vec<Desired<'a>>, HostError> {
-    // Collected in config order, then sorted by path; for a path given twice the later entry
-    // wins (units and dropins come after `storage.files`).
+    // Collected in config order; for a path given twice the later entry wins (units and
+    // dropins come after `storage.files`).
     let mut out: Vec<Desired<'a>> = Vec::with_capacity(config.spec.config.files.len());
     let c = &config.spec.config;
     for f in &c.files {
@@ -288,37 +290,33 @@ pub fn desired_with<'a>(
             out.push(d);
         }
     }
-    Ok(sort_last_wins(out))
+    Ok(last_wins(out))
 }
 
-/// Sorts by path and, of each run of equal paths, keeps the last one given. The records are
-/// large, so indices are sorted rather than the records themselves (and a list already sorted
-/// without duplicates is returned as it is).
-fn sort_last_wins(out: Vec<Desired<'_>>) -> Vec<Desired<'_>> {
-    if out.windows(2).all(|w| w[0].path < w[1].path) {
-        return out;
-    }
-    // Stable: equal paths stay in the order given.
-    let mut keyed: Vec<(&str, u32)> = out
-        .iter()
-        .enumerate()
-        .map(|(i, d)| (&*d.path, i as u32))
-        .collect();
-    keyed.sort_by(|a, b| a.0.cmp(b.0));
-    let order: Vec<u32> = keyed.into_iter().map(|(_, i)| i).collect();
-    let mut slots: Vec<Option<Desired<'_>>> = out.into_iter().map(Some).collect();
-    let mut sorted = Vec::with_capacity(order.len());
-    for (k, &i) in order.iter().enumerate() {
-        let shadowed = order.get(k + 1).is_some_and(|&j| {
-            let (a, b) = (&slots[i as usize], &slots[j as usize]);
-            matches!((a, b), (Some(a), Some(b)) if a.path == b.path)
-        });
-        if shadowed {
-            continue;
+/// Drops every entry whose path is given again later in the list (one hash lookup a path; the
+/// order is kept).
+fn last_wins(out: Vec<Desired<'_>>) -> Vec<Desired<'_>> {
+    let keep: Option<Vec<bool>> = {
+        let mut last: std::collections::HashMap<&str, usize> =
+            std::collections::HashMap::with_capacity(out.len());
+        for (i, d) in out.iter().enumerate() {
+            last.insert(&d.path, i);
         }
-        sorted.extend(slots[i as usize].take());
+        (last.len() != out.len()).then(|| {
+            out.iter()
+                .enumerate()
+                .map(|(i, d)| last[&*d.path] == i)
+                .collect()
+        })
+    };
+    match keep {
+        None => out,
+        Some(keep) => out
+            .into_iter()
+            .zip(keep)
+            .filter_map(|(d, k)| k.then_some(d))
+            .collect(),
     }
-    sorted
 }
 
 /// A config path must be clean and literally under `/etc` or `/var` (or the `/opt`,
@@ -369,12 +367,12 @@ fn check_name(name: &str) -> Result<(), HostError> {
 /// directory leading out of the allowed trees), before anything is written.
 ///
 /// [`Root::check`] resolves only a path's parent directory (the last component is never
-/// followed), so it runs once per distinct parent and tree; every path's own components are
-/// still checked for cleanliness.
+/// followed), so it runs once per distinct parent and tree; each path's own components were
+/// checked for cleanliness by [`desired`], which `desired` lists come from.
 pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
     let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
     for d in desired {
-        super::root::check_clean(&d.path)?;
+        // Each path's own components were checked by `desired` already.
         check_reserved(root.state_dir(), &d.path)?;
         let parent = d.path.rsplit_once('/').map_or("", |(p, _)| p);
         if parent.is_empty() || seen.insert((parent, d.tree)) {

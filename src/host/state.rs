@@ -19,7 +19,16 @@ pub const STAGING: &str = "staging";
 
 /// Serialises a config for `currentconfig` (the MachineConfig API object as JSON).
 pub fn encode(config: &MachineConfig) -> Vec<u8> {
-    let mut v = Vec::new();
+    // Sized up front (contents base64-encoded, plus room for each file's JSON), so that a large
+    // config is not copied over and over as the buffer grows.
+    let files: usize = config
+        .spec
+        .config
+        .files
+        .iter()
+        .map(|f| f.path.len() + f.contents.as_ref().map_or(0, |c| c.len().div_ceil(3) * 4) + 256)
+        .sum();
+    let mut v = Vec::with_capacity(files + 64 * 1024);
     write_encoded(config, &mut v).expect("writing to memory");
     v
 }

@@ -42,11 +42,12 @@ use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
 use super::root::{Entry, Probe, Root, Tree};
-use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode, store_current};
+use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
+use std::collections::{HashMap, HashSet};
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -80,6 +81,22 @@ pub struct ApplyReport {
     pub writes: Vec<WriteDetail>,
 }
 
+/// The new config encoded for `currentconfig`: computed on another thread while the update is
+/// planned, staged and written, and waited for only when it is needed.
+struct Encoded<'a> {
+    pending: Option<Box<dyn FnOnce() -> Vec<u8> + 'a>>,
+    bytes: Vec<u8>,
+}
+
+impl Encoded<'_> {
+    fn get(&mut self) -> &[u8] {
+        if let Some(encode) = self.pending.take() {
+            self.bytes = encode();
+        }
+        &self.bytes
+    }
+}
+
 enum Step<'a> {
     Backup(String, Tree),
     Stamp(String),
@@ -87,10 +104,19 @@ enum Step<'a> {
     Restore(String, Tree),
     Delete(String, Tree, bool),
     Password(String),
-    CurrentConfig(&'a MachineConfig),
+    CurrentConfig,
 }
 
 impl Step<'_> {
+    /// The managed path the step is about (empty for the password and the stored config).
+    fn path(&self) -> &str {
+        match self {
+            Step::Backup(p, _) | Step::Stamp(p) | Step::Restore(p, _) | Step::Delete(p, _, _) => p,
+            Step::Write(d) => &d.path,
+            Step::Password(_) | Step::CurrentConfig => "",
+        }
+    }
+
     fn describe(&self, root: &Root) -> String {
         match self {
             Step::Backup(p, _) => format!("back up {p} to {}", orig_path(root, p)),
@@ -104,7 +130,7 @@ impl Step<'_> {
             Step::Delete(p, _, true) => format!("remove {p} and {}", noorig_path(root, p)),
             Step::Delete(p, _, false) => format!("remove {p}"),
             Step::Password(_) => format!("set the password hash of core in {SHADOW}"),
-            Step::CurrentConfig(_) => format!("store {}", root.state_path(CURRENT_CONFIG)),
+            Step::CurrentConfig => format!("store {}", root.state_path(CURRENT_CONFIG)),
         }
     }
 
@@ -129,11 +155,11 @@ impl Step<'_> {
                 v
             }
             Step::Password(_) => vec![(SHADOW.to_string(), Tree::Etc, true)],
-            Step::CurrentConfig(_) => vec![(root.state_path(CURRENT_CONFIG), Tree::Etc, true)],
+            Step::CurrentConfig => vec![(root.state_path(CURRENT_CONFIG), Tree::Etc, true)],
         }
     }
 
-    fn run(&self, root: &Root) -> Result<(), HostError> {
+    fn run(&self, root: &Root, stored: &mut Encoded<'_>) -> Result<(), HostError> {
         match self {
             Step::Backup(p, t) => copy(root, p, *t, &orig_path(root, p), Tree::Etc),
             Step::Stamp(p) => root.write_file(&noorig_path(root, p), Tree::Etc, b"", 0o644, 0, 0),
@@ -157,7 +183,14 @@ impl Step<'_> {
                 Ok(())
             }
             Step::Password(h) => set_password_hash(root, h),
-            Step::CurrentConfig(c) => store_current(root, c),
+            Step::CurrentConfig => root.write_file(
+                &root.state_path(CURRENT_CONFIG),
+                Tree::Etc,
+                stored.get(),
+                0o644,
+                0,
+                0,
+            ),
         }
     }
 }
@@ -215,13 +248,11 @@ fn plan_steps<'a>(
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
-    // Both lists are sorted by path (unique): merge them.
-    let mut j = 0;
+    // Both lists have one entry a path, in config order: the old one is looked up by path.
+    let old_by_path: HashMap<&str, &Desired<'_>> =
+        old_desired.iter().map(|d| (&*d.path, d)).collect();
     for d in new_desired {
-        while old_desired.get(j).is_some_and(|o| o.path < d.path) {
-            j += 1;
-        }
-        let old_d = old_desired.get(j).filter(|o| o.path == d.path);
+        let old_d = old_by_path.get(&*d.path).copied();
         if !opts.force && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
@@ -258,13 +289,15 @@ fn plan_steps<'a>(
             steps.push(Step::Write(d));
         }
     }
-    let mut k = 0;
+    // In path order (stable: a path's backup stays before its write), then the removals, also
+    // in path order.
+    steps.sort_by(|a, b| a.path().cmp(b.path()));
+    report.writes.sort_by(|a, b| a.path.cmp(&b.path));
+    let written = steps.len();
+    let new_paths: HashSet<&str> = new_desired.iter().map(|d| &*d.path).collect();
     for od in old_desired {
         let (path, tree) = (&*od.path, &od.tree);
-        while new_desired.get(k).is_some_and(|n| &*n.path < path) {
-            k += 1;
-        }
-        if new_desired.get(k).is_some_and(|n| n.path == path) {
+        if new_paths.contains(path) {
             continue;
         }
         if never_delete(path) {
@@ -280,18 +313,10 @@ fn plan_steps<'a>(
             }
         }
     }
+    steps[written..].sort_by(|a, b| a.path().cmp(b.path()));
+    report.kept.sort();
     if let Some(h) = password_change(old, new) {
         steps.push(Step::Password(h));
-    }
-    // The stored config is read back (and the new one encoded to compare) only when nothing
-    // else changes; otherwise it is rewritten anyway, streamed straight to its temp file.
-    let stale = !steps.is_empty()
-        || match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
-            Entry::File { data, .. } => data != encode(new),
-            _ => true,
-        };
-    if stale {
-        steps.push(Step::CurrentConfig(new));
     }
     Ok(steps)
 }
@@ -321,6 +346,34 @@ pub fn apply(
     new: &MachineConfig,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, HostError> {
+    if opts.dry_run {
+        let stored = Encoded {
+            pending: Some(Box::new(|| encode(new))),
+            bytes: Vec::new(),
+        };
+        return apply_in(root, old, new, opts, stored);
+    }
+    // Encoding the stored config (the bulk of the work for a large config with a small change)
+    // runs on a second core meanwhile.
+    std::thread::scope(|s| {
+        let encoding = s.spawn(|| encode(new));
+        let stored = Encoded {
+            pending: Some(Box::new(move || {
+                encoding.join().expect("encoding does not panic")
+            })),
+            bytes: Vec::new(),
+        };
+        apply_in(root, old, new, opts, stored)
+    })
+}
+
+fn apply_in(
+    root: &Root,
+    old: Option<&MachineConfig>,
+    new: &MachineConfig,
+    opts: &ApplyOptions,
+    mut stored: Encoded<'_>,
+) -> Result<ApplyReport, HostError> {
     let owners = Owners::load(root)?;
     let new_desired = desired_with(new, &owners, false)?;
     super::manifest::preflight(root, &new_desired)?;
@@ -332,7 +385,16 @@ pub fn apply(
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
     };
-    let steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
+    let mut steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
+    // The stored config is rewritten with any other change, else only if it differs.
+    let stale = !steps.is_empty()
+        || match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
+            Entry::File { data, .. } => data != stored.get(),
+            _ => true,
+        };
+    if stale {
+        steps.push(Step::CurrentConfig);
+    }
     report.steps = steps.iter().map(|s| s.describe(root)).collect();
     if opts.dry_run || steps.is_empty() {
         return Ok(report);
@@ -375,7 +437,7 @@ pub fn apply(
     let jbytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
     root.write_file(&root.state_path(JOURNAL), Tree::Etc, &jbytes, 0o600, 0, 0)?;
     tracing::info!(old = ?journal.old, new = %journal.new, steps = steps.len(), "update journal written");
-    let result = run_steps(root, &journal, &steps);
+    let result = run_steps(root, &journal, &steps, &mut stored);
     if let Err((step, e)) = result {
         tracing::error!(%step, error = %e, "update step failed, rolling back");
         return match rollback(root, &journal) {
@@ -402,6 +464,7 @@ fn run_steps(
     root: &Root,
     journal: &Journal,
     steps: &[Step<'_>],
+    stored: &mut Encoded<'_>,
 ) -> Result<(), (String, HostError)> {
     (|| {
         failpoint!("host::after_journal");
@@ -414,7 +477,7 @@ fn run_steps(
         let name = s.describe(root);
         (|| {
             failpoint!("host::before_op");
-            s.run(root)?;
+            s.run(root, stored)?;
             failpoint!("host::after_op");
             Ok(())
         })()
