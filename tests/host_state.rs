@@ -153,3 +153,42 @@ fn example_configs_encode_identically() {
     }
     assert!(n >= 5, "only {n} example configs found");
 }
+
+/// The writer path (handed to an `io::Write` a megabyte at a time) and the in-memory path give
+/// the same bytes, for a config several times the flush size.
+#[test]
+fn written_in_chunks_or_in_memory_the_bytes_are_the_same() {
+    let mut m = MachineConfig {
+        name: "rendered-worker-big".into(),
+        ..MachineConfig::default()
+    };
+    m.spec.config.version = "3.4.0".into();
+    m.spec.config.files = (0..3000)
+        .map(|i| File {
+            path: format!("/etc/big/f{i:04}.conf"),
+            contents: Some(vec![(i % 251) as u8; 1000 + i % 7]),
+            mode: Some(0o644),
+            ..File::default()
+        })
+        .collect();
+    let in_memory = state::encode(&m);
+    assert!(in_memory.len() > 3 * 1024 * 1024, "{}", in_memory.len());
+    // A writer that takes at most 4 KiB a call, to catch any piece written twice or dropped.
+    struct Dribble(Vec<u8>, usize);
+    impl std::io::Write for Dribble {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            let n = b.len().min(4096);
+            self.0.extend_from_slice(&b[..n]);
+            self.1 += 1;
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut w = Dribble(Vec::new(), 0);
+    state::write_encoded(&m, &mut w).unwrap();
+    assert!(w.1 > 1, "written in one call");
+    assert!(w.0 == in_memory, "the two encodings differ");
+    assert!(in_memory == reference(&m), "differs from serde_json");
+}

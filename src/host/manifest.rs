@@ -297,8 +297,8 @@ pub fn desired_with<'a>(
 /// order is kept).
 fn last_wins(out: Vec<Desired<'_>>) -> Vec<Desired<'_>> {
     let keep: Option<Vec<bool>> = {
-        let mut last: std::collections::HashMap<&str, usize> =
-            std::collections::HashMap::with_capacity(out.len());
+        let mut last: rustc_hash::FxHashMap<&str, usize> = rustc_hash::FxHashMap::default();
+        last.reserve(out.len());
         for (i, d) in out.iter().enumerate() {
             last.insert(&d.path, i);
         }
@@ -370,7 +370,7 @@ fn check_name(name: &str) -> Result<(), HostError> {
 /// followed), so it runs once per distinct parent and tree; each path's own components were
 /// checked for cleanliness by [`desired`], which `desired` lists come from.
 pub fn preflight(root: &Root, desired: &[Desired<'_>]) -> Result<(), HostError> {
-    let mut seen: std::collections::HashSet<(&str, Tree)> = std::collections::HashSet::new();
+    let mut seen: rustc_hash::FxHashSet<(&str, Tree)> = rustc_hash::FxHashSet::default();
     for d in desired {
         // Each path's own components were checked by `desired` already.
         check_reserved(root.state_dir(), &d.path)?;

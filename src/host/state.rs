@@ -28,8 +28,8 @@ pub fn encode(config: &MachineConfig) -> Vec<u8> {
         .iter()
         .map(|f| f.path.len() + f.contents.as_ref().map_or(0, |c| c.len().div_ceil(3) * 4) + 256)
         .sum();
-    let mut v = Vec::with_capacity(files + 64 * 1024);
-    write_encoded(config, &mut v).expect("writing to memory");
+    let mut v = crate::model::ignition::machine_config_json_bytes(config, files + 64 * 1024);
+    v.push(b'\n');
     v
 }
 

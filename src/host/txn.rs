@@ -47,7 +47,7 @@ use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -249,7 +249,7 @@ fn plan_steps<'a>(
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
     // Both lists have one entry a path, in config order: the old one is looked up by path.
-    let old_by_path: HashMap<&str, &Desired<'_>> =
+    let old_by_path: FxHashMap<&str, &Desired<'_>> =
         old_desired.iter().map(|d| (&*d.path, d)).collect();
     for d in new_desired {
         let old_d = old_by_path.get(&*d.path).copied();
@@ -294,7 +294,7 @@ fn plan_steps<'a>(
     steps.sort_by(|a, b| a.path().cmp(b.path()));
     report.writes.sort_by(|a, b| a.path.cmp(&b.path));
     let written = steps.len();
-    let new_paths: HashSet<&str> = new_desired.iter().map(|d| &*d.path).collect();
+    let new_paths: FxHashSet<&str> = new_desired.iter().map(|d| &*d.path).collect();
     for od in old_desired {
         let (path, tree) = (&*od.path, &od.tree);
         if new_paths.contains(path) {

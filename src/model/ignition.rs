@@ -17,6 +17,7 @@ use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::io::Read as _;
+use std::io::Write as _;
 
 /// The Ignition version [`to_ignition_json`] writes.
 pub const EMIT_VERSION: &str = "3.5.0";
@@ -887,8 +888,8 @@ fn machine_config_value(mc: &MachineConfig, files: bool) -> Value {
 
 /// Writes [`machine_config_to_json`]`(mc)` as pretty JSON: exactly the bytes
 /// `serde_json::to_writer_pretty(w, &machine_config_to_json(mc))` writes, without building the
-/// `Value` of `storage.files` (the bulk of a large config): each file is written straight to `w`,
-/// its contents base64-encoded through one reused buffer.
+/// `Value` of `storage.files` (the bulk of a large config): each file is emitted into a buffer
+/// (its contents base64-encoded straight into it), handed to `w` a megabyte at a time.
 ///
 /// Everything else (small) is still built as a `Value` and serialised by serde_json, re-indented
 /// to its depth (pretty JSON never holds a raw newline inside a string, so inserting the indent
@@ -897,28 +898,59 @@ pub fn write_machine_config_json<W: std::io::Write + ?Sized>(
     mc: &MachineConfig,
     w: &mut W,
 ) -> std::io::Result<()> {
-    let v = machine_config_value(mc, false);
     let mut e = Emitter {
-        w,
+        out: Vec::with_capacity(FLUSH_AT + 64 * 1024),
+        sink: Some(w),
         files: &mc.spec.config.files,
-        scratch: Vec::new(),
     };
-    e.node(&v, 0, &["spec", "config", "storage", "files"])
+    e.emit(mc)?;
+    e.flush()
 }
 
+/// [`write_machine_config_json`] into memory: `capacity` is a guess of the size (a good one
+/// saves copying a large config as the buffer grows).
+pub fn machine_config_json_bytes(mc: &MachineConfig, capacity: usize) -> Vec<u8> {
+    let mut e: Emitter<'_, std::io::Sink> = Emitter {
+        out: Vec::with_capacity(capacity),
+        sink: None,
+        files: &mc.spec.config.files,
+    };
+    e.emit(mc).expect("writing to memory");
+    e.out
+}
+
+/// The emitter's buffer is handed to its writer once it holds this much.
+const FLUSH_AT: usize = 1024 * 1024;
+
 struct Emitter<'a, W: std::io::Write + ?Sized> {
-    w: &'a mut W,
+    /// Everything is written here first (no dynamic call, no error, per piece).
+    out: Vec<u8>,
+    /// Where `out` goes (None: the caller takes `out` at the end).
+    sink: Option<&'a mut W>,
     files: &'a [File],
-    scratch: Vec<u8>,
 }
 
 impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
+    fn emit(&mut self, mc: &MachineConfig) -> std::io::Result<()> {
+        let v = machine_config_value(mc, false);
+        self.node(&v, 0, &["spec", "config", "storage", "files"])
+    }
+
+    /// Hands what is buffered to the writer (nothing without one).
+    fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(w) = self.sink.as_mut() {
+            w.write_all(&self.out)?;
+            self.out.clear();
+        }
+        Ok(())
+    }
+
     fn indent(&mut self, level: usize) -> std::io::Result<()> {
         const SPACES: &[u8] = &[b' '; 64];
         let mut n = 2 * level;
         while n > 0 {
             let k = n.min(SPACES.len());
-            self.w.write_all(&SPACES[..k])?;
+            self.out.write_all(&SPACES[..k])?;
             n -= k;
         }
         Ok(())
@@ -926,31 +958,31 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
 
     /// `,\n` (or `\n` for the first member) and the indent of a member at `level`.
     fn sep(&mut self, first: bool, level: usize) -> std::io::Result<()> {
-        self.w.write_all(if first { b"\n" } else { b",\n" })?;
+        self.out.write_all(if first { b"\n" } else { b",\n" })?;
         self.indent(level)
     }
 
     fn close(&mut self, level: usize, c: &[u8]) -> std::io::Result<()> {
-        self.w.write_all(b"\n")?;
+        self.out.write_all(b"\n")?;
         self.indent(level)?;
-        self.w.write_all(c)
+        self.out.write_all(c)
     }
 
     fn string(&mut self, s: &str) -> std::io::Result<()> {
         // serde_json escapes only control characters, `"` and `\\`: without any, the string is
         // written as is.
         if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
-            self.w.write_all(b"\"")?;
-            self.w.write_all(s.as_bytes())?;
-            return self.w.write_all(b"\"");
+            self.out.write_all(b"\"")?;
+            self.out.write_all(s.as_bytes())?;
+            return self.out.write_all(b"\"");
         }
-        serde_json::to_writer(&mut *self.w, s).map_err(std::io::Error::from)
+        serde_json::to_writer(&mut self.out, s).map_err(std::io::Error::from)
     }
 
     fn key(&mut self, first: bool, level: usize, key: &str) -> std::io::Result<()> {
         self.sep(first, level)?;
         self.string(key)?;
-        self.w.write_all(b": ")
+        self.out.write_all(b": ")
     }
 
     /// A value at `level` whose first line is already indented, the way serde_json's pretty
@@ -959,12 +991,12 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
         let text = serde_json::to_vec_pretty(v).map_err(std::io::Error::from)?;
         let mut lines = text.split(|b| *b == b'\n');
         if let Some(l) = lines.next() {
-            self.w.write_all(l)?;
+            self.out.write_all(l)?;
         }
         for l in lines {
-            self.w.write_all(b"\n")?;
+            self.out.write_all(b"\n")?;
             self.indent(level)?;
-            self.w.write_all(l)?;
+            self.out.write_all(l)?;
         }
         Ok(())
     }
@@ -980,7 +1012,7 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
         if m.is_empty() {
             return self.leaf(v, level);
         }
-        self.w.write_all(b"{")?;
+        self.out.write_all(b"{")?;
         for (i, (k, val)) in m.iter().enumerate() {
             self.key(i == 0, level + 1, k)?;
             if k == first_key && rest.is_empty() && val.is_null() {
@@ -995,11 +1027,11 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
     }
 
     fn owner(&mut self, o: &Owner, level: usize) -> std::io::Result<()> {
-        self.w.write_all(b"{")?;
+        self.out.write_all(b"{")?;
         match o {
             Owner::Id(id) => {
                 self.key(true, level + 1, "id")?;
-                write!(self.w, "{id}")?;
+                write!(self.out, "{id}")?;
             }
             Owner::Name(name) => {
                 self.key(true, level + 1, "name")?;
@@ -1012,40 +1044,35 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
     /// The `files` array at `level`, member for member as [`to_ignition_json`] builds it.
     fn files(&mut self, level: usize) -> std::io::Result<()> {
         let files = self.files;
-        self.w.write_all(b"[")?;
+        self.out.write_all(b"[")?;
         for (i, f) in files.iter().enumerate() {
             let l = level + 2;
             self.sep(i == 0, level + 1)?;
-            self.w.write_all(b"{")?;
+            self.out.write_all(b"{")?;
             self.key(true, l, "path")?;
             self.string(&f.path)?;
             if let Some(c) = &f.contents {
                 self.key(false, l, "contents")?;
-                self.w.write_all(b"{")?;
+                self.out.write_all(b"{")?;
                 self.key(true, l + 1, "source")?;
-                self.w.write_all(b"\"data:;base64,")?;
-                self.scratch
-                    .resize(base64_simd::STANDARD.encoded_length(c.len()), 0);
-                let n = base64_simd::STANDARD
-                    .encode(c, base64_simd::Out::from_slice(&mut self.scratch))
-                    .len();
-                self.w.write_all(&self.scratch[..n])?;
-                self.w.write_all(b"\"")?;
+                self.out.write_all(b"\"data:;base64,")?;
+                base64_simd::STANDARD.encode_append(c, &mut self.out);
+                self.out.write_all(b"\"")?;
                 self.close(l, b"}")?;
             }
             if f.has_append {
                 self.key(false, l, "append")?;
-                self.w.write_all(b"[")?;
+                self.out.write_all(b"[")?;
                 self.sep(true, l + 1)?;
-                self.w.write_all(b"{")?;
+                self.out.write_all(b"{")?;
                 self.key(true, l + 2, "source")?;
-                self.w.write_all(b"\"data:,\"")?;
+                self.out.write_all(b"\"data:,\"")?;
                 self.close(l + 1, b"}")?;
                 self.close(l, b"]")?;
             }
             if let Some(mode) = f.mode {
                 self.key(false, l, "mode")?;
-                write!(self.w, "{mode}")?;
+                write!(self.out, "{mode}")?;
             }
             if let Some(o) = &f.user {
                 self.key(false, l, "user")?;
@@ -1057,9 +1084,12 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
             }
             if let Some(b) = f.overwrite {
                 self.key(false, l, "overwrite")?;
-                self.w.write_all(if b { b"true" } else { b"false" })?;
+                self.out.write_all(if b { b"true" } else { b"false" })?;
             }
             self.close(level + 1, b"}")?;
+            if self.out.len() >= FLUSH_AT {
+                self.flush()?;
+            }
         }
         self.close(level, b"]")
     }
