@@ -375,12 +375,20 @@ fn apply_in(
     mut stored: Encoded<'_>,
 ) -> Result<ApplyReport, HostError> {
     let owners = Owners::load(root)?;
-    let new_desired = desired_with(new, &owners, false)?;
-    super::manifest::preflight(root, &new_desired)?;
-    let old_list = match old {
-        Some(o) => desired_with(o, &owners, false)?,
-        None => Vec::new(),
-    };
+    // The old config's list is built on another core while the new one is built and checked.
+    let (new_desired, old_list) = std::thread::scope(|s| {
+        let old_list = old.map(|o| s.spawn(|| desired_with(o, &owners, false)));
+        let new_desired = desired_with(new, &owners, false).and_then(|d| {
+            super::manifest::preflight(root, &d)?;
+            Ok(d)
+        });
+        let old_list = match old_list {
+            Some(h) => h.join().expect("listing does not panic"),
+            None => Ok(Vec::new()),
+        };
+        (new_desired, old_list)
+    });
+    let (new_desired, old_list) = (new_desired?, old_list?);
     let mut report = ApplyReport {
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
