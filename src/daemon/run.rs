@@ -377,9 +377,13 @@ impl Daemon {
             self.manifest = Manifest::default();
             return Ok(None);
         };
-        self.current_digest = Some(digest(&bytes));
+        let stored = digest(&bytes);
+        // The manifest is rebuilt only when the stored config is not the one it describes.
+        if self.current_digest != Some(stored) || self.manifest.is_empty() {
+            self.manifest = Manifest::build(&mc, &Owners::load(&self.root)?)?;
+        }
+        self.current_digest = Some(stored);
         self.current_name = mc.name.clone();
-        self.manifest = Manifest::build(&mc, &Owners::load(&self.root)?)?;
         Ok(Some(mc))
     }
 

@@ -110,7 +110,7 @@ impl Daemon {
         let drained = matches!(&result, Ok(a) if a.steps.iter().any(|s| s.what == "drain" && s.outcome == Outcome::Done));
         // The current config: the new one on success (as written, no need to read it back),
         // else whatever the rollback left stored.
-        let before = std::mem::take(&mut self.manifest);
+        let mut before = std::mem::take(&mut self.manifest);
         let (current, full_check) = match result {
             Ok(applied) => {
                 let config = applied.config.clone();
@@ -119,6 +119,7 @@ impl Daemon {
             }
             Err(e) => {
                 self.failed(&new_name, e, took);
+                self.manifest = std::mem::take(&mut before);
                 (self.load_current().map(drop), true)
             }
         };
