@@ -371,20 +371,31 @@ impl Daemon {
 
     /// Reads the stored current config: its name, digest and records.
     fn load_current(&mut self) -> Result<Option<MachineConfig>, HostError> {
-        let Some((mc, bytes)) = host::state::read_current(&self.root)? else {
+        let stored = host::state::read_current(&self.root)?;
+        self.set_current(stored).map(|(mc, _)| mc)
+    }
+
+    /// Takes the stored current config (as [`host::state::read_current`] returns it) as the
+    /// current one; true when the manifest had to be rebuilt for it.
+    fn set_current(
+        &mut self,
+        stored: Option<(MachineConfig, Vec<u8>)>,
+    ) -> Result<(Option<MachineConfig>, bool), HostError> {
+        let Some((mc, bytes)) = stored else {
             self.current_name.clear();
             self.current_digest = None;
             self.manifest = Manifest::default();
-            return Ok(None);
+            return Ok((None, true));
         };
         let stored = digest(&bytes);
         // The manifest is rebuilt only when the stored config is not the one it describes.
-        if self.current_digest != Some(stored) || self.manifest.is_empty() {
+        let rebuild = self.current_digest != Some(stored) || self.manifest.is_empty();
+        if rebuild {
             self.manifest = Manifest::build(&mc, &Owners::load(&self.root)?)?;
         }
         self.current_digest = Some(stored);
         self.current_name = mc.name.clone();
-        Ok(Some(mc))
+        Ok((Some(mc), rebuild))
     }
 
     /// Makes `config` (just applied) the current config without reading it back from disk:

@@ -12,6 +12,7 @@ use crate::daemon::update::{self, Applied, Node, UpdateError, UpdateInput};
 use crate::host::exec::Outcome;
 use crate::host::systemd::Operation;
 use crate::host::systemd::ServiceManager;
+use crate::host::{self, HostError, Root};
 use std::time::{Instant, SystemTime};
 
 impl Daemon {
@@ -20,17 +21,36 @@ impl Daemon {
     pub(super) async fn apply(&mut self, wanted: Wanted, force: bool, digest: Option<[u8; 32]>) {
         let started = Instant::now();
         let now = SystemTime::now();
-        let old = match self.load_current() {
-            Ok(o) => o,
+        // The stored current config is read and parsed on another core while the disk is
+        // validated against the current manifest (the full validation before an update: a
+        // drifted node is not updated over its drift, unless forced, which rewrites everything).
+        let reading = {
+            let root =
+                Root::open(&self.opts.root).and_then(|r| r.with_state_dir(&self.opts.state_dir));
+            tokio::task::spawn_blocking(move || root.and_then(|r| host::state::read_current(&r)))
+        };
+        self.check_drift(None);
+        let stored = reading.await.unwrap_or_else(|e| {
+            Err(HostError::State {
+                path: "currentconfig".into(),
+                reason: format!("reading task failed: {e}"),
+            })
+        });
+        let old = match stored.and_then(|s| self.set_current(s)) {
+            Ok((o, rebuilt)) => {
+                if rebuilt {
+                    // The manifest checked above was not the stored config's.
+                    self.drift.clear();
+                    self.check_drift(None);
+                }
+                o
+            }
             Err(e) => {
                 self.problem = Some((NodeState::Degraded, e.to_string()));
                 self.settle();
                 return;
             }
         };
-        // A full validation before the update: a drifted node is not updated over its drift
-        // (unless forced, which rewrites everything).
-        self.check_drift(None);
         if !force && !self.drift.is_empty() {
             tracing::error!(config = %wanted.config.name, "not updating to {}: the node has drifted from its current config", wanted.config.name);
             self.problem = None;
