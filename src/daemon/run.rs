@@ -206,23 +206,9 @@ fn digest(bytes: &[u8]) -> [u8; 32] {
 /// The digest of `config` as stored (`currentconfig`'s bytes), streamed: the encoding is never
 /// held in memory.
 fn config_digest(config: &MachineConfig) -> [u8; 32] {
-    struct Hasher(Sha256);
-    impl std::io::Write for Hasher {
-        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-            self.0.update(b);
-            Ok(b.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let mut h = Hasher(Sha256::new());
-    {
-        let mut w = std::io::BufWriter::with_capacity(64 * 1024, &mut h);
-        host::state::write_encoded(config, &mut w).expect("hashing cannot fail");
-        std::io::Write::flush(&mut w).expect("hashing cannot fail");
-    }
-    h.0.finalize().into()
+    let mut h = Sha256::new();
+    host::state::write_encoded(config, &mut h).expect("hashing cannot fail");
+    h.finalize().into()
 }
 
 impl Daemon {

@@ -58,7 +58,7 @@ pub struct Desired<'a> {
 /// The records of every managed path of a config, sorted by path.
 ///
 /// Kept for as long as the config is current (drift checks need nothing else), so it is laid
-/// out in three allocations whatever the number of paths: the paths concatenated in one string,
+/// out in two allocations whatever the number of paths: the paths concatenated in one string,
 /// and one fixed-size entry per path (its record, its tree and where its path is in that
 /// string), looked up by binary search. About 100 bytes a path, with no per-path allocation to
 /// scatter over the heap.

@@ -39,18 +39,6 @@ pub fn write_encoded(config: &MachineConfig, w: &mut dyn std::io::Write) -> std:
     w.write_all(b"\n")
 }
 
-/// Atomically stores `config` as the current config.
-pub fn store_current(root: &Root, config: &MachineConfig) -> Result<(), HostError> {
-    root.write_file_with(
-        &root.state_path(CURRENT_CONFIG),
-        Tree::Etc,
-        0o644,
-        0,
-        0,
-        |w| write_encoded(config, w),
-    )
-}
-
 /// Parses a stored `currentconfig`.
 pub fn decode(data: &[u8]) -> Result<MachineConfig, HostError> {
     let bad = |reason: String| HostError::State {

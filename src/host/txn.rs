@@ -28,8 +28,9 @@
 //! it is an administrator or the force file, not an unrelated update. So a drifted path the new
 //! config does not change stays as it is (and is still reported) — see the
 //! `drifted_unchanged_file_is_left_to_drift_detection` test. The stored config itself is
-//! streamed to its temp file (never built in memory), and the directories of the new paths
-//! are checked once each.
+//! encoded into memory on a second thread while the rest of the update is planned and run
+//! (the whole file is rewritten, so this is the bulk of the work for a large config with a
+//! small change), and the directories of the new paths are checked once each.
 //!
 //! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
 //! a journal and restores every pre-image, removes the created directories and leftover temp
