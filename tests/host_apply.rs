@@ -199,6 +199,84 @@ fn rewrites_only_changed_files_unless_forced() {
 }
 
 #[test]
+fn reordered_added_and_removed_paths_are_matched_by_path() {
+    let t = make_root();
+    let r = t.path();
+    let f = |p: &str, c: &str| file(p, c, 0o644);
+    let a = mc(
+        "a",
+        vec![
+            f("/etc/p1", "1"),
+            f("/etc/p2", "2"),
+            f("/etc/p3", "3"),
+            f("/etc/p4", "4"),
+            f("/etc/p5", "5"),
+        ],
+    );
+    apply(r, &a).unwrap();
+    let ino = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap().ino();
+    let before: Vec<u64> = ["etc/p1", "etc/p2", "etc/p4", "etc/p5"]
+        .iter()
+        .map(|p| ino(p))
+        .collect();
+    // p3 removed, p6 added in the middle, p5 moved to the front, p4 changed, the rest as it was.
+    let b = mc(
+        "b",
+        vec![
+            f("/etc/p5", "5"),
+            f("/etc/p1", "1"),
+            f("/etc/p6", "6"),
+            f("/etc/p2", "2"),
+            f("/etc/p4", "4b"),
+        ],
+    );
+    let rep = apply(r, &b).unwrap();
+    assert_eq!(
+        rep.steps,
+        vec![
+            "write /etc/p4",
+            "stamp /etc/machine-config-daemon/noorig/etc/p6.mcdnoorig",
+            "write /etc/p6",
+            "remove /etc/p3 and /etc/machine-config-daemon/noorig/etc/p3.mcdnoorig",
+            "store /etc/machine-config-daemon/currentconfig"
+        ]
+    );
+    let after: Vec<u64> = ["etc/p1", "etc/p2", "etc/p4", "etc/p5"]
+        .iter()
+        .map(|p| ino(p))
+        .collect();
+    assert_eq!(
+        (after[0], after[1], after[3]),
+        (before[0], before[1], before[3])
+    );
+    assert_ne!(after[2], before[2]);
+    assert_eq!(std::fs::read_to_string(r.join("etc/p4")).unwrap(), "4b");
+    assert!(!r.join("etc/p3").exists());
+    // And back: every path found again, whatever the order.
+    let rep = apply(r, &a).unwrap();
+    assert_eq!(
+        rep.steps,
+        vec![
+            "stamp /etc/machine-config-daemon/noorig/etc/p3.mcdnoorig",
+            "write /etc/p3",
+            "write /etc/p4",
+            "remove /etc/p6 and /etc/machine-config-daemon/noorig/etc/p6.mcdnoorig",
+            "store /etc/machine-config-daemon/currentconfig"
+        ]
+    );
+    for (p, c) in [
+        ("p1", "1"),
+        ("p2", "2"),
+        ("p3", "3"),
+        ("p4", "4"),
+        ("p5", "5"),
+    ] {
+        assert_eq!(std::fs::read_to_string(r.join("etc").join(p)).unwrap(), c);
+    }
+    assert!(!r.join("etc/p6").exists());
+}
+
+#[test]
 fn replaces_a_symlink_at_a_managed_path_and_keeps_it_as_backup() {
     let t = make_root();
     let r = t.path();
@@ -275,6 +353,10 @@ fn refuses_paths_outside_etc_and_var() {
             "/etc/machine-config-daemon/currentconfig",
             "/etc/machine-config-daemon/currentconfig: reserved for the daemon's own state",
         ),
+        (
+            "/etc/machine-config-daemon/.currentconfig.mcdtmp",
+            "/etc/machine-config-daemon/.currentconfig.mcdtmp: reserved for the daemon's own state",
+        ),
         ("/opt/tool", "/opt/tool: /opt is outside /etc and /var"),
     ] {
         if p == "/opt/tool" {
@@ -304,6 +386,34 @@ fn refuses_paths_outside_etc_and_var() {
     apply(r, &m).unwrap();
     assert_eq!(read(r, "/var/opt/tool"), "t");
     assert_eq!(read(r, "/var/usrlocal/bin/load.sh"), "l");
+}
+
+#[test]
+fn clean_path_check_agrees_with_the_component_split() {
+    use machine_config_daemon::host::root::{check_clean, components};
+    for p in [
+        "/etc/x",
+        "/etc/x/",
+        "/etc//x",
+        "//etc",
+        "/",
+        "",
+        "etc/x",
+        "/etc/.",
+        "/etc/..",
+        "/./etc",
+        "/../etc",
+        "/etc/.x",
+        "/etc/..x/y",
+        "/etc/x..",
+        "/etc/x\0y",
+        "/\0",
+        "/etc/a/b/c.d/e",
+    ] {
+        let a = check_clean(p).map_err(|e| e.to_string());
+        let b = components(p).map(|_| ()).map_err(|e| e.to_string());
+        assert_eq!(a, b, "{p:?}");
+    }
 }
 
 #[test]

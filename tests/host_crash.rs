@@ -234,8 +234,11 @@ fn enospc_like_failures_roll_back_and_name_the_step() {
                     "{msg}"
                 );
             }
-            // The journal itself could not be written: nothing was changed.
-            Err(e) => assert!(k == 0, "{k}: {e}"),
+            // The journal itself could not be written: nothing was changed. It is the first
+            // write of the update's thread; the stored config's temp file, written ahead on
+            // another thread (whose failure is reported at its step, rolled back), may come
+            // before it.
+            Err(e) => assert!(k <= 1, "{k}: {e}"),
         }
         assert_eq!(snapshot(t.path()), old, "after failing write #{k}");
     }

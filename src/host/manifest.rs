@@ -336,13 +336,18 @@ pub fn check_tree(path: &str) -> Result<(), HostError> {
 }
 
 /// Refuses the daemon's own files in the state directory `state_dir` (backups, stamps,
-/// staging, `currentconfig`, the journal, the reboot record).
+/// staging, `currentconfig`, the journal, the reboot record, and their temp files).
 pub fn check_reserved(state_dir: &str, path: &str) -> Result<(), HostError> {
     let reserved = |rest: &str| {
         ["/orig/", "/noorig/", "/staging/"]
             .iter()
             .any(|p| rest.starts_with(p))
-            || ["/currentconfig", "/journal", "/reboot-pending"].contains(&rest)
+            || ["currentconfig", "journal", "reboot-pending"]
+                .iter()
+                .any(|f| {
+                    rest.strip_prefix('/')
+                        .is_some_and(|r| r == *f || r == super::root::tmp_name(f))
+                })
     };
     if path.strip_prefix(state_dir).is_some_and(reserved) {
         return Err(HostError::refused(

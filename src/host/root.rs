@@ -92,14 +92,21 @@ pub fn check_clean(path: &str) -> Result<(), HostError> {
     let rest = path
         .strip_prefix('/')
         .ok_or_else(|| HostError::refused(path, "path is not absolute"))?;
-    if rest.is_empty() || path.contains('\0') {
+    // One pass over the bytes (this runs for every path of a config, twice an update).
+    let (mut nul, mut bad, mut start) = (false, false, 0);
+    let b = rest.as_bytes();
+    for (i, &c) in b.iter().enumerate() {
+        nul |= c == 0;
+        if c == b'/' {
+            bad |= matches!(&b[start..i], b"" | b"." | b"..");
+            start = i + 1;
+        }
+    }
+    bad |= matches!(&b[start..], b"" | b"." | b"..");
+    if rest.is_empty() || nul {
         return Err(HostError::refused(path, "not a file path"));
     }
-    let bad_component = rest
-        .as_bytes()
-        .split(|b| *b == b'/')
-        .any(|c| matches!(c, b"" | b"." | b".."));
-    if bad_component {
+    if bad {
         return Err(HostError::refused(
             path,
             "path is not clean (empty, `.` or `..` component)",
@@ -163,6 +170,14 @@ pub enum Probe {
 pub struct Parent {
     pub dir: OwnedFd,
     pub name: String,
+}
+
+/// A file written under its temp name by [`Root::prepare_file`], not yet its path.
+pub struct Prepared {
+    parent: Parent,
+    tmp: String,
+    file: std::fs::File,
+    path: String,
 }
 
 /// A directory handle every path is resolved beneath.
@@ -513,6 +528,110 @@ impl Root {
         self.commit(&p, &tmp, path)
     }
 
+    /// Writes `data` to the temp file of `path`, to be made `path` later by
+    /// [`Root::commit_prepared`] (which sets owner and mode, fsyncs and renames): the slow part
+    /// of a large write, done ahead, for example on another thread while other work goes on.
+    /// `Ok(None)` when the parent directory does not exist: nothing is created here.
+    ///
+    /// A temp file already there that is a regular file with one link is overwritten in place
+    /// and cut to length, rather than unlinked and created again: the state directory keeps the
+    /// previous `currentconfig` under that name as scratch (see [`super::txn`]), so that
+    /// storing a large config reuses its blocks and cached pages instead of allocating new ones
+    /// and freeing the old. Anything else there (a link, a directory, a file with other links)
+    /// is unlinked first, as by [`Root::write_file`].
+    pub fn prepare_file(
+        &self,
+        path: &str,
+        tree: Tree,
+        data: &[u8],
+    ) -> Result<Option<Prepared>, HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(None);
+        };
+        let tmp = tmp_name(&p.name);
+        let fd = match reusable(&p.dir, &tmp) {
+            Some(fd) => fd,
+            None => {
+                let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+                rfs::openat(
+                    &p.dir,
+                    tmp.as_str(),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| HostError::io("create", path, e))?
+            }
+        };
+        let mut file = std::fs::File::from(fd);
+        let res = (|| {
+            failpoint!("host::write::data");
+            file.write_all(data)
+                .and_then(|()| file.set_len(data.len() as u64))
+                .map_err(|e| HostError::io("write", path, e))
+        })();
+        if let Err(e) = res {
+            let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        Ok(Some(Prepared {
+            parent: p,
+            tmp,
+            file,
+            path: path.to_string(),
+        }))
+    }
+
+    /// Makes a [`Prepared`] file its path: owner and mode set, data fsynced, rename, directory
+    /// fsynced (the same guarantees as [`Root::write_file`]).
+    pub fn commit_prepared(
+        &self,
+        prepared: Prepared,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        let Prepared {
+            parent,
+            tmp,
+            file,
+            path,
+        } = prepared;
+        let res = (|| {
+            chown(&file, uid, gid).map_err(|e| HostError::io("chown", &path, e))?;
+            rfs::fchmod(&file, Mode::from_raw_mode(mode))
+                .map_err(|e| HostError::io("chmod", &path, e))?;
+            fsync(&file).map_err(|e| HostError::io("fsync", &path, e))?;
+            failpoint!("host::write::before_rename");
+            Ok(())
+        })();
+        if let Err(e) = res {
+            let _ = rfs::unlinkat(&parent.dir, tmp.as_str(), AtFlags::empty());
+            return Err(e);
+        }
+        self.commit(&parent, &tmp, &path)
+    }
+
+    /// [`Root::write_file`] through [`Root::prepare_file`], so that the temp file left as
+    /// scratch is reused; falls back to `write_file` (which creates missing directories).
+    pub fn write_file_reusing(
+        &self,
+        path: &str,
+        tree: Tree,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<(), HostError> {
+        match self.prepare_file(path, tree, data)? {
+            Some(p) => self.commit_prepared(p, mode, uid, gid),
+            None => self.write_file(path, tree, data, mode, uid, gid),
+        }
+    }
+
     /// Atomically makes `path` a symlink to `target`.
     pub fn write_symlink(&self, path: &str, tree: Tree, target: &str) -> Result<(), HostError> {
         let p = self.parent_create(path, tree, &mut Vec::new())?;
@@ -540,6 +659,31 @@ impl Root {
             }
             Err(e) => Err(HostError::io("remove", path, e)),
         }
+    }
+
+    /// Unlinks a scratch file (absent is fine) without syncing its directory: for files whose
+    /// return after a crash does no harm.
+    pub fn discard(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(());
+        };
+        match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => Ok(()),
+            Err(e) => Err(HostError::io("remove", path, e)),
+        }
+    }
+
+    /// Renames the file or symlink `from` to `to` (replacing it), both in `tree` and with
+    /// existing parents, without syncing: for scratch files.
+    pub fn rename_unsynced(&self, from: &str, to: &str, tree: Tree) -> Result<(), HostError> {
+        let f = self
+            .parent(from, tree)?
+            .ok_or_else(|| HostError::refused(from, "missing"))?;
+        let t = self
+            .parent(to, tree)?
+            .ok_or_else(|| HostError::refused(to, "missing"))?;
+        rfs::renameat(&f.dir, f.name.as_str(), &t.dir, t.name.as_str())
+            .map_err(|e| HostError::io("rename", from, e))
     }
 
     /// Removes the temp file an interrupted write of `path` may have left.
@@ -629,6 +773,28 @@ pub(crate) fn open_file_nofollow(
         Err(Errno::NOENT) => Ok(None),
         Err(e) => Err(e),
     }
+}
+
+/// Opens `name` in `dir` for writing if it is a regular file with a single link (so that
+/// writing to it changes no other path); `None` otherwise, or when it is missing.
+fn reusable(dir: &OwnedFd, name: &str) -> Option<OwnedFd> {
+    let single = |st: &rfs::Stat| {
+        FileType::from_raw_mode(st.st_mode) == FileType::RegularFile && st.st_nlink == 1
+    };
+    let st = rfs::statat(dir, name, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    if !single(&st) {
+        return None;
+    }
+    let fd = rfs::openat(
+        dir,
+        name,
+        OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    // Still the same file (nothing swapped in between the stat and the open).
+    let now = rfs::fstat(&fd).ok()?;
+    (single(&now) && (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino)).then_some(fd)
 }
 
 /// Reads the entry `p.name` in `p.dir`.

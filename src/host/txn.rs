@@ -14,7 +14,8 @@
 //!    cleaned.
 //!
 //! **What is looked at, and why that is enough.** An update costs what *changes*, not what the
-//! config holds: old and new configs are merged by path (both sorted) and
+//! config holds: old and new configs are matched by path (walked side by side in config order,
+//! looked up by path where the orders differ) and
 //! - a path whose entry is identical in both (kind, contents, mode, owner, tree) is not examined
 //!   on disk at all (except under `force`, which rewrites every path);
 //! - any other path is read and compared with the disk, and rewritten only if its content, mode
@@ -27,10 +28,15 @@
 //! alone, the daemon checks the whole config before applying a new one, and the way to repair
 //! it is an administrator or the force file, not an unrelated update. So a drifted path the new
 //! config does not change stays as it is (and is still reported) — see the
-//! `drifted_unchanged_file_is_left_to_drift_detection` test. The stored config itself is
-//! encoded into memory on a second thread while the rest of the update is planned and run
-//! (the whole file is rewritten, so this is the bulk of the work for a large config with a
-//! small change), and the directories of the new paths are checked once each.
+//! `drifted_unchanged_file_is_left_to_drift_detection` test. The directories of the new paths
+//! are checked once each.
+//!
+//! **Storing the config.** `currentconfig` is rewritten whole, so for a large config with a
+//! small change it is the bulk of an update. It is encoded on a second thread while the rest
+//! of the update is planned and run, and, when the config's name changes, written to its temp
+//! file there too as soon as the new config has passed validation; its step then only fsyncs
+//! and renames it. The temp file is the previous stored config, kept as scratch when the
+//! staging directory is cleaned and overwritten in place (see `clean_staging`).
 //!
 //! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
 //! a journal and restores every pre-image, removes the created directories and leftover temp
@@ -42,13 +48,13 @@
 use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
-use super::root::{Entry, Probe, Root, Tree};
+use super::root::{Entry, Prepared, Probe, Root, Tree};
 use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
 use crate::model::MachineConfig;
-use rustc_hash::{FxHashMap, FxHashSet};
+use rustc_hash::FxHashMap;
 
 /// Options of [`apply`].
 #[derive(Debug, Clone, Default)]
@@ -82,19 +88,42 @@ pub struct ApplyReport {
     pub writes: Vec<WriteDetail>,
 }
 
-/// The new config encoded for `currentconfig`: computed on another thread while the update is
-/// planned, staged and written, and waited for only when it is needed.
+/// The new config for `currentconfig`: encoded (and, once the update is planned, written to
+/// the temp file) on another thread while the update is planned, staged and run; waited for
+/// only when it is needed.
 struct Encoded<'a> {
-    pending: Option<Box<dyn FnOnce() -> Vec<u8> + 'a>>,
+    pending: Option<Box<dyn FnOnce() -> Ready + 'a>>,
+    /// Tells the other thread the new config passed validation and it may write the temp file
+    /// (dropped: it may not).
+    go: Option<std::sync::mpsc::Sender<()>>,
+    ready: Ready,
+}
+
+#[derive(Default)]
+struct Ready {
     bytes: Vec<u8>,
+    /// The temp file, written ahead (`None`: it was not, write it at the step).
+    file: Option<Result<Prepared, HostError>>,
 }
 
 impl Encoded<'_> {
-    fn get(&mut self) -> &[u8] {
+    fn wait(&mut self) -> &mut Ready {
+        self.go = None;
         if let Some(encode) = self.pending.take() {
-            self.bytes = encode();
+            self.ready = encode();
         }
-        &self.bytes
+        &mut self.ready
+    }
+
+    fn get(&mut self) -> &[u8] {
+        &self.wait().bytes
+    }
+
+    /// The new config passed validation: the temp file may be written.
+    fn validated(&mut self) {
+        if let Some(go) = self.go.take() {
+            let _ = go.send(());
+        }
     }
 }
 
@@ -184,14 +213,20 @@ impl Step<'_> {
                 Ok(())
             }
             Step::Password(h) => set_password_hash(root, h),
-            Step::CurrentConfig => root.write_file(
-                &root.state_path(CURRENT_CONFIG),
-                Tree::Etc,
-                stored.get(),
-                0o644,
-                0,
-                0,
-            ),
+            Step::CurrentConfig => {
+                let ready = stored.wait();
+                match ready.file.take() {
+                    Some(file) => root.commit_prepared(file?, 0o644, 0, 0),
+                    None => root.write_file_reusing(
+                        &root.state_path(CURRENT_CONFIG),
+                        Tree::Etc,
+                        &ready.bytes,
+                        0o644,
+                        0,
+                        0,
+                    ),
+                }
+            }
         }
     }
 }
@@ -249,11 +284,32 @@ fn plan_steps<'a>(
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
-    // Both lists have one entry a path, in config order: the old one is looked up by path.
-    let old_by_path: FxHashMap<&str, &Desired<'_>> =
-        old_desired.iter().map(|d| (&*d.path, d)).collect();
+    // Both lists have one entry a path, in config order, and an update mostly keeps that order:
+    // they are walked side by side, and the old list is indexed by path only if a path is not
+    // where the walk expects it (added, removed or moved paths).
+    let mut old_by_path: Option<FxHashMap<&str, usize>> = None;
+    let mut matched = vec![false; old_desired.len()];
+    let mut next = 0;
     for d in new_desired {
-        let old_d = old_by_path.get(&*d.path).copied();
+        let at = if old_desired.get(next).is_some_and(|o| o.path == d.path) {
+            Some(next)
+        } else {
+            old_by_path
+                .get_or_insert_with(|| {
+                    old_desired
+                        .iter()
+                        .enumerate()
+                        .map(|(i, o)| (&*o.path, i))
+                        .collect()
+                })
+                .get(&*d.path)
+                .copied()
+        };
+        if let Some(i) = at {
+            matched[i] = true;
+            next = i + 1;
+        }
+        let old_d = at.map(|i| &old_desired[i]);
         if !opts.force && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
@@ -295,12 +351,8 @@ fn plan_steps<'a>(
     steps.sort_by(|a, b| a.path().cmp(b.path()));
     report.writes.sort_by(|a, b| a.path.cmp(&b.path));
     let written = steps.len();
-    let new_paths: FxHashSet<&str> = new_desired.iter().map(|d| &*d.path).collect();
-    for od in old_desired {
+    for (od, _) in old_desired.iter().zip(&matched).filter(|(_, m)| !**m) {
         let (path, tree) = (&*od.path, &od.tree);
-        if new_paths.contains(path) {
-            continue;
-        }
         if never_delete(path) {
             report.kept.push(path.to_string());
             continue;
@@ -349,20 +401,39 @@ pub fn apply(
 ) -> Result<ApplyReport, HostError> {
     if opts.dry_run {
         let stored = Encoded {
-            pending: Some(Box::new(|| encode(new))),
-            bytes: Vec::new(),
+            pending: Some(Box::new(|| Ready {
+                bytes: encode(new),
+                file: None,
+            })),
+            go: None,
+            ready: Ready::default(),
         };
         return apply_in(root, old, new, opts, stored);
     }
-    // Encoding the stored config (the bulk of the work for a large config with a small change)
-    // runs on a second core meanwhile.
+    // Storing the config (the bulk of the work for a large config with a small change) runs on
+    // a second core meanwhile: encoding at once, writing the temp file once the new config
+    // passed validation (nothing is written for a refused config), and only when the stored
+    // config is sure to change, that is when the name changes (a config changed under the same
+    // name is stored by its step, after the plan: slower, as correct).
+    let (go, validated) = std::sync::mpsc::channel::<()>();
+    let ahead = old.is_some_and(|o| o.name != new.name);
     std::thread::scope(|s| {
-        let encoding = s.spawn(|| encode(new));
+        let storing = s.spawn(move || {
+            let bytes = encode(new);
+            let file = (ahead && validated.recv().is_ok())
+                .then(|| {
+                    root.prepare_file(&root.state_path(CURRENT_CONFIG), Tree::Etc, &bytes)
+                        .transpose()
+                })
+                .flatten();
+            Ready { bytes, file }
+        });
         let stored = Encoded {
             pending: Some(Box::new(move || {
-                encoding.join().expect("encoding does not panic")
+                storing.join().expect("storing does not panic")
             })),
-            bytes: Vec::new(),
+            go: Some(go),
+            ready: Ready::default(),
         };
         apply_in(root, old, new, opts, stored)
     })
@@ -390,6 +461,9 @@ fn apply_in(
         (new_desired, old_list)
     });
     let (new_desired, old_list) = (new_desired?, old_list?);
+    if !opts.dry_run {
+        stored.validated();
+    }
     let mut report = ApplyReport {
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
@@ -426,6 +500,11 @@ fn apply_in(
         let state = match root.probe(&path, tree)? {
             Probe::Absent => "absent".to_string(),
             Probe::Symlink(t) => format!("link:{t}"),
+            // The stored config's pre-image has a name of its own, so that cleaning the
+            // staging directory can keep it as scratch for the next update (see `clean_staging`).
+            Probe::File if path == root.state_path(CURRENT_CONFIG) => {
+                format!("staged:{STAGED_CURRENT}")
+            }
             Probe::File => format!("staged:{}", preimages.len()),
             Probe::Other => return Err(HostError::refused(&path, "not a regular file")),
         };
@@ -449,6 +528,8 @@ fn apply_in(
     let result = run_steps(root, &journal, &steps, &mut stored);
     if let Err((step, e)) = result {
         tracing::error!(%step, error = %e, "update step failed, rolling back");
+        // The other thread is done with the temp file before the rollback removes it.
+        stored.wait();
         return match rollback(root, &journal) {
             Ok(()) => Err(HostError::RolledBack {
                 step,
@@ -555,11 +636,34 @@ fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
     Ok(())
 }
 
+/// Empties and removes the staging directory once nothing needs its pre-images (the journal
+/// is gone). Nothing here is synced: should a crash undo it, the next recovery cleans again.
+///
+/// The stored config's pre-image is not unlinked but renamed to the temp name the next store
+/// of `currentconfig` writes to, as scratch ([`Root::prepare_file`] overwrites it in place).
+/// For a large config with a small change, storing the config is most of an update, and
+/// allocating its blocks and pages anew, then freeing the old ones here, was most of that.
+/// The scratch file holds a config the node was on; it is the same file the atomic write's
+/// leftovers would be, carries no state, and only the stored config's writes use it.
 fn clean_staging(root: &Root) -> Result<(), HostError> {
-    for name in root.list_dir(&root.state_path(STAGING))? {
-        root.remove(&format!("{}/{name}", root.state_path(STAGING)), Tree::Etc)?;
+    let staging = root.state_path(STAGING);
+    for name in root.list_dir(&staging)? {
+        let path = format!("{staging}/{name}");
+        if name == STAGED_CURRENT && root.probe(&path, Tree::Etc)? == Probe::File {
+            root.rename_unsynced(&path, &scratch_path(root), Tree::Etc)?;
+        } else {
+            root.discard(&path, Tree::Etc)?;
+        }
     }
-    root.remove_dir(&root.state_path(STAGING), Tree::Etc)
+    root.remove_dir(&staging, Tree::Etc)
+}
+
+/// The name of the stored config's pre-image in the staging directory.
+const STAGED_CURRENT: &str = "currentconfig";
+
+/// The scratch file kept for the next store of `currentconfig` (its temp name).
+pub fn scratch_path(root: &Root) -> String {
+    root.state_path(&super::root::tmp_name(CURRENT_CONFIG))
 }
 
 /// Recovers an interrupted update: rolls it back (see the module docs). Returns a description
