@@ -276,6 +276,84 @@ fn reordered_added_and_removed_paths_are_matched_by_path() {
     assert!(!r.join("etc/p6").exists());
 }
 
+fn stored_name(root: &Path) -> String {
+    host::state::read_current(&Root::open(root).unwrap())
+        .unwrap()
+        .unwrap()
+        .0
+        .name
+}
+
+#[test]
+fn the_stored_config_is_written_over_the_previous_one_kept_as_scratch() {
+    let t = make_root();
+    let r = t.path();
+    let ino = |p: &str| std::fs::symlink_metadata(r.join(p)).unwrap().ino();
+    let cc = "etc/machine-config-daemon/currentconfig";
+    let big = "x".repeat(64 * 1024);
+    apply(r, &mc("a", vec![file("/etc/f", &big, 0o644)])).unwrap();
+    assert!(
+        !r.join(SCRATCH).exists(),
+        "nothing to keep after a first apply"
+    );
+    let ino_a = ino(cc);
+    apply(r, &mc("b", vec![file("/etc/f", "b", 0o644)])).unwrap();
+    assert_eq!(stored_name(r), "b");
+    // a's stored config is the scratch now, whole.
+    assert_eq!(ino(SCRATCH), ino_a);
+    let kept = std::fs::read(r.join(SCRATCH)).unwrap();
+    assert_eq!(host::state::decode(&kept).unwrap().name, "a");
+    let ino_b = ino(cc);
+    // c is written into a's old file, cut to its own (much shorter) length.
+    apply(r, &mc("c", vec![file("/etc/f", "c", 0o644)])).unwrap();
+    assert_eq!(ino(cc), ino_a);
+    assert_eq!(ino(SCRATCH), ino_b);
+    assert_eq!(stored_name(r), "c");
+    let md = std::fs::metadata(r.join(cc)).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o644, 0, 0));
+    // A change under the same name is stored at its step, through the scratch file as well.
+    apply(r, &mc("c", vec![file("/etc/f", "c2", 0o644)])).unwrap();
+    assert_eq!(ino(cc), ino_b);
+    let (stored, _) = host::state::read_current(&Root::open(r).unwrap())
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored.spec.config.files[0].contents.as_deref(),
+        Some(&b"c2"[..])
+    );
+    assert_eq!(std::fs::read_to_string(r.join("etc/f")).unwrap(), "c2");
+}
+
+#[test]
+fn a_scratch_file_with_other_links_or_a_symlink_is_replaced_not_written_through() {
+    let t = make_root();
+    let r = t.path();
+    apply(r, &mc("a", vec![file("/etc/f", "a", 0o644)])).unwrap();
+    apply(r, &mc("b", vec![file("/etc/f", "b", 0o644)])).unwrap();
+    std::fs::write(r.join("etc/precious"), "precious\n").unwrap();
+    std::fs::remove_file(r.join(SCRATCH)).unwrap();
+    std::fs::hard_link(r.join("etc/precious"), r.join(SCRATCH)).unwrap();
+    apply(r, &mc("c", vec![file("/etc/f", "c", 0o644)])).unwrap();
+    assert_eq!(stored_name(r), "c");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/precious")).unwrap(),
+        "precious\n"
+    );
+    std::fs::remove_file(r.join(SCRATCH)).unwrap();
+    std::os::unix::fs::symlink("/etc/precious", r.join(SCRATCH)).unwrap();
+    apply(r, &mc("d", vec![file("/etc/f", "d", 0o644)])).unwrap();
+    assert_eq!(stored_name(r), "d");
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/precious")).unwrap(),
+        "precious\n"
+    );
+    assert!(
+        std::fs::symlink_metadata(r.join(SCRATCH))
+            .unwrap()
+            .is_file()
+    );
+}
+
 #[test]
 fn replaces_a_symlink_at_a_managed_path_and_keeps_it_as_backup() {
     let t = make_root();
