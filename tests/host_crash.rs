@@ -58,13 +58,30 @@ fn new_config() -> MachineConfig {
     )
 }
 
+/// With `big`, both configs also manage many files (10 in the old one, changed in the new one,
+/// which adds more), so that the update writes them as one batch.
+fn configs(big: bool) -> (MachineConfig, MachineConfig) {
+    let (mut old, mut new) = (old_config(), new_config());
+    if big {
+        let many = |n: usize, v: &'static str| {
+            (0..n).map(move |i| file(&format!("/etc/many/f{i:02}"), &format!("{v} {i}\n"), 0o644))
+        };
+        old.spec.config.files.extend(many(10, "old"));
+        new.spec
+            .config
+            .files
+            .extend(many(host::txn::BATCH_MIN + 6, "new"));
+    }
+    (old, new)
+}
+
 /// A root with the old config applied over an OS file the new config will manage.
-fn old_root() -> tempfile::TempDir {
+fn old_root(big: bool) -> tempfile::TempDir {
     let t = make_root();
     std::fs::write(t.path().join("etc/c"), "c from the OS\n").unwrap();
     host::update(
         &Root::open(t.path()).unwrap(),
-        &old_config(),
+        &configs(big).0,
         &ApplyOptions::default(),
     )
     .unwrap();
@@ -103,14 +120,15 @@ fn child_apply() {
         }
     })
     .unwrap();
+    let big = std::env::var_os("MCD_CHILD_BIG").is_some();
     let _ = host::update(
         &Root::open(Path::new(&root)).unwrap(),
-        &new_config(),
+        &configs(big).1,
         &ApplyOptions::default(),
     );
 }
 
-fn run_child(root: &Path, at: &str, hit: usize, fail_spec: Option<&str>) -> bool {
+fn run_child(root: &Path, big: bool, at: &str, hit: usize, fail_spec: Option<&str>) -> bool {
     let mut c = std::process::Command::new(std::env::current_exe().unwrap());
     c.args(["--exact", "child_apply", "--nocapture", "--test-threads=1"])
         .env("MCD_CHILD_ROOT", root)
@@ -121,6 +139,9 @@ fn run_child(root: &Path, at: &str, hit: usize, fail_spec: Option<&str>) -> bool
     if let Some(f) = fail_spec {
         c.env("MCD_FAIL", f);
     }
+    if big {
+        c.env("MCD_CHILD_BIG", "1");
+    }
     let st = c.status().unwrap();
     match st.signal() {
         Some(6) => true,
@@ -129,9 +150,10 @@ fn run_child(root: &Path, at: &str, hit: usize, fail_spec: Option<&str>) -> bool
     }
 }
 
-fn crash_everywhere(fail_spec: Option<&str>, points: &[&str]) -> (usize, usize, usize) {
+fn crash_everywhere(big: bool, fail_spec: Option<&str>, points: &[&str]) -> (usize, usize, usize) {
     let _s = fail::FailScenario::setup();
-    let base = old_root();
+    let base = old_root(big);
+    let new_config = || configs(big).1;
     let old = snapshot(base.path());
     let new_root = copy_root(base.path());
     host::update(
@@ -143,10 +165,17 @@ fn crash_everywhere(fail_spec: Option<&str>, points: &[&str]) -> (usize, usize, 
     let new = snapshot(new_root.path());
     assert_ne!(old, new);
     let (mut crashes, mut to_old, mut to_new) = (0, 0, 0);
+    // Every hit of a fail point up to 40; a batched update passes most of its points well
+    // over a hundred times, each time alike: there, the first ten and then every tenth.
+    let hits: Vec<usize> = if big {
+        (1..=10).chain((20..=500).step_by(10)).collect()
+    } else {
+        (1..=40).collect()
+    };
     for at in points {
-        for hit in 1..=40 {
+        for &hit in &hits {
             let t = copy_root(base.path());
-            if !run_child(t.path(), at, hit, fail_spec) {
+            if !run_child(t.path(), big, at, hit, fail_spec) {
                 break;
             }
             crashes += 1;
@@ -183,15 +212,31 @@ fn crash_at_every_fail_point_leaves_old_or_new() {
         .copied()
         .filter(|p| *p != "host::rollback::restore")
         .collect();
-    let (crashes, to_old, to_new) = crash_everywhere(None, &points);
+    let (crashes, to_old, to_new) = crash_everywhere(false, None, &points);
     eprintln!("{crashes} crashes: {to_old} rolled back to old, {to_new} kept new");
     assert!(crashes > 30, "{crashes}");
     assert!(to_old > 0 && to_new > 0);
 }
 
 #[test]
+fn crash_at_every_fail_point_of_a_batched_update_leaves_old_or_new() {
+    let points: Vec<&str> = FAIL_POINTS
+        .iter()
+        .copied()
+        .filter(|p| *p != "host::rollback::restore")
+        .collect();
+    let (crashes, to_old, to_new) = crash_everywhere(true, None, &points);
+    eprintln!("{crashes} crashes: {to_old} rolled back to old, {to_new} kept new");
+    // Staging (before_op, write::data), renames (write::before_rename, after_op): over 20
+    // crashes each.
+    assert!(crashes > 80, "{crashes}");
+    assert!(to_old > 0 && to_new > 0);
+}
+
+#[test]
 fn crash_during_rollback_still_recovers() {
     let (crashes, to_old, _) = crash_everywhere(
+        false,
         Some("host::after_op=5*off->1*return"),
         &["host::rollback::restore"],
     );
@@ -202,7 +247,7 @@ fn crash_during_rollback_still_recovers() {
 #[test]
 fn enospc_like_failures_roll_back_and_name_the_step() {
     let _s = fail::FailScenario::setup();
-    let base = old_root();
+    let base = old_root(false);
     let old = snapshot(base.path());
     let mut rolled_back = 0;
     for k in 0..30 {

@@ -165,6 +165,27 @@ pub struct Parent {
     pub name: String,
 }
 
+/// A file or symlink of a batch, under its temp name ([`Root::stage_file`]).
+#[derive(Debug)]
+pub struct Pending {
+    path: String,
+    tree: Tree,
+    /// A regular file (else a symlink, which has no data to sync).
+    file: bool,
+}
+
+impl Pending {
+    /// The path it will be renamed to.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The tree of that path.
+    pub fn tree(&self) -> Tree {
+        self.tree
+    }
+}
+
 /// A file written under its temp name by [`Root::prepare_file`], not yet its path.
 pub struct Prepared {
     parent: Parent,
@@ -521,6 +542,123 @@ impl Root {
         self.commit(&p, &tmp, path)
     }
 
+    /// The first half of a write made in a batch ([`Root::write_file`] without its fsyncs and
+    /// rename): creates the missing directories and the temp file, writes `data`, sets owner
+    /// and mode. [`Root::sync_batch`] then makes the data of every file of the batch durable
+    /// (see there), [`Root::finish`] renames each into place, and their
+    /// directories are fsynced ([`Root::sync_parent`]), once each. So every path is still either
+    /// its old file or the new one whole, at any moment, crash or not.
+    pub fn stage_file(
+        &self,
+        path: &str,
+        tree: Tree,
+        data: &[u8],
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Pending, HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let tmp = tmp_name(&p.name);
+        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+        let fd = rfs::openat(
+            &p.dir,
+            tmp.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| HostError::io("create", path, e))?;
+        let mut f = std::fs::File::from(fd);
+        let res = (|| {
+            failpoint!("host::write::data");
+            f.write_all(data)
+                .map_err(|e| HostError::io("write", path, e))?;
+            chown(&f, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
+            rfs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| HostError::io("chmod", path, e))
+        })();
+        match res {
+            Ok(()) => Ok(Pending {
+                path: path.to_string(),
+                tree,
+                file: true,
+            }),
+            Err(e) => {
+                let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+                Err(e)
+            }
+        }
+    }
+
+    /// [`Root::stage_file`] for a symlink.
+    pub fn stage_symlink(
+        &self,
+        path: &str,
+        tree: Tree,
+        target: &str,
+    ) -> Result<Pending, HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let tmp = tmp_name(&p.name);
+        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+        rfs::symlinkat(target, &p.dir, tmp.as_str())
+            .map_err(|e| HostError::io("symlink", path, e))?;
+        Ok(Pending {
+            path: path.to_string(),
+            tree,
+            file: false,
+        })
+    }
+
+    /// Makes the data of the staged files of a batch durable: starts the writeback of every
+    /// file, then fsyncs each. The disk writes overlap rather than follow one another, and the
+    /// first fsync commits the filesystem's journal for the whole batch, so the others mostly
+    /// find their work done. Unlike `syncfs`, this flushes nothing but the batch, however much
+    /// other programs have left to write.
+    pub fn sync_batch(&self, batch: &[Pending]) -> Result<(), HostError> {
+        for wait in [false, true] {
+            // The steps are in path order: a directory is resolved once for its files.
+            let mut dir: Option<(&str, Parent)> = None;
+            for p in batch.iter().filter(|p| p.file) {
+                let (d, name) = p.path.rsplit_once('/').unwrap_or(("", &p.path));
+                if dir.as_ref().is_none_or(|(cur, _)| *cur != d) {
+                    let parent = self
+                        .parent(&p.path, p.tree)?
+                        .ok_or_else(|| HostError::refused(&p.path, "directory vanished"))?;
+                    dir = Some((d, parent));
+                }
+                let parent = &dir.as_ref().expect("set above").1;
+                let fd = rfs::openat(
+                    &parent.dir,
+                    tmp_name(name).as_str(),
+                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                    Mode::empty(),
+                )
+                .map_err(|e| HostError::io("open", &p.path, e))?;
+                if wait {
+                    fsync(&fd).map_err(|e| HostError::io("fsync", &p.path, e))?;
+                } else {
+                    start_writeback(&fd).map_err(|e| HostError::io("write back", &p.path, e))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Renames a staged file into place (see [`Root::stage_file`]); returns its directory, to
+    /// be fsynced once the batch is renamed.
+    pub fn finish(&self, p: &Pending) -> Result<String, HostError> {
+        let parent = self
+            .parent(&p.path, p.tree)?
+            .ok_or_else(|| HostError::refused(&p.path, "directory vanished"))?;
+        failpoint!("host::write::before_rename");
+        rfs::renameat(
+            &parent.dir,
+            tmp_name(&parent.name).as_str(),
+            &parent.dir,
+            parent.name.as_str(),
+        )
+        .map_err(|e| HostError::io("rename", &p.path, e))?;
+        Ok(p.path.rsplit_once('/').map_or("/", |(d, _)| d).to_string())
+    }
+
     /// Writes `data` to the temp file of `path`, to be made `path` later by
     /// [`Root::commit_prepared`] (which sets owner and mode, fsyncs and renames): the slow part
     /// of a large write, done ahead, for example on another thread while other work goes on.
@@ -850,6 +988,23 @@ fn fsync(fd: impl AsFd) -> Result<(), Errno> {
     FSYNC_NANOS.fetch_add(t.elapsed().as_nanos() as u64, Relaxed);
     FSYNCS.fetch_add(1, Relaxed);
     r
+}
+
+/// Starts writing the dirty pages of a file back to disk, without waiting
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which neither rustix nor nix wraps).
+fn start_writeback(fd: impl AsFd) -> Result<(), Errno> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a plain system call on a file descriptor that stays open for its duration; it
+    // reads and writes no memory of this process.
+    let r =
+        unsafe { libc::sync_file_range(fd.as_fd().as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw_os_error(
+            std::io::Error::last_os_error().raw_os_error().unwrap_or(0),
+        ))
+    }
 }
 
 /// The number of fsyncs issued by this process so far and the wall-clock time spent in them.
