@@ -510,35 +510,20 @@ impl Root {
         gid: u32,
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), HostError> {
-        let p = self.parent_create(path, tree, &mut Vec::new())?;
-        let tmp = tmp_name(&p.name);
-        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-        let fd = rfs::openat(
-            &p.dir,
-            tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| HostError::io("create", path, e))?;
-        let mut f = std::fs::File::from(fd);
-        let res = (|| {
-            failpoint!("host::write::data");
-            let mut buf = std::io::BufWriter::with_capacity(256 * 1024, &mut f);
-            fill(&mut buf)
-                .and_then(|()| buf.flush())
-                .map_err(|e| HostError::io("write", path, e))?;
-            drop(buf);
-            chown(&f, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
-            rfs::fchmod(&f, Mode::from_raw_mode(mode))
-                .map_err(|e| HostError::io("chmod", path, e))?;
-            fsync(&f).map_err(|e| HostError::io("fsync", path, e))?;
-            failpoint!("host::write::before_rename");
-            Ok(())
-        })();
-        if let Err(e) = res {
-            let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-            return Err(e);
-        }
+        let (p, tmp) = self.write_tmp(
+            path,
+            tree,
+            (mode, uid, gid),
+            |f| {
+                let mut buf = std::io::BufWriter::with_capacity(256 * 1024, f);
+                fill(&mut buf).and_then(|()| buf.flush())
+            },
+            |f| {
+                fsync(f).map_err(|e| HostError::io("fsync", path, e))?;
+                failpoint!("host::write::before_rename");
+                Ok(())
+            },
+        )?;
         self.commit(&p, &tmp, path)
     }
 
@@ -557,6 +542,31 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<Pending, HostError> {
+        self.write_tmp(
+            path,
+            tree,
+            (mode, uid, gid),
+            |f| f.write_all(data),
+            |_| Ok(()),
+        )?;
+        Ok(Pending {
+            path: path.to_string(),
+            tree,
+            file: true,
+        })
+    }
+
+    /// Creates the temp file of `path` (creating missing directories, replacing a leftover),
+    /// fills it, sets its owner and mode, then runs `then` on it; on any failure the temp file
+    /// is removed. Returns its directory and name.
+    fn write_tmp(
+        &self,
+        path: &str,
+        tree: Tree,
+        (mode, uid, gid): (u32, u32, u32),
+        fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+        then: impl FnOnce(&std::fs::File) -> Result<(), HostError>,
+    ) -> Result<(Parent, String), HostError> {
         let p = self.parent_create(path, tree, &mut Vec::new())?;
         let tmp = tmp_name(&p.name);
         let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
@@ -570,17 +580,14 @@ impl Root {
         let mut f = std::fs::File::from(fd);
         let res = (|| {
             failpoint!("host::write::data");
-            f.write_all(data)
-                .map_err(|e| HostError::io("write", path, e))?;
+            fill(&mut f).map_err(|e| HostError::io("write", path, e))?;
             chown(&f, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
-            rfs::fchmod(&f, Mode::from_raw_mode(mode)).map_err(|e| HostError::io("chmod", path, e))
+            rfs::fchmod(&f, Mode::from_raw_mode(mode))
+                .map_err(|e| HostError::io("chmod", path, e))?;
+            then(&f)
         })();
         match res {
-            Ok(()) => Ok(Pending {
-                path: path.to_string(),
-                tree,
-                file: true,
-            }),
+            Ok(()) => Ok((p, tmp)),
             Err(e) => {
                 let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
                 Err(e)
