@@ -175,11 +175,6 @@ pub struct Pending {
 }
 
 impl Pending {
-    /// The path it will be renamed to.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
     /// The tree of that path.
     pub fn tree(&self) -> Tree {
         self.tree
@@ -510,10 +505,12 @@ impl Root {
         gid: u32,
         fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<(), HostError> {
-        let (p, tmp) = self.write_tmp(
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let (tmp, _) = self.write_tmp(
+            &p,
             path,
-            tree,
             (mode, uid, gid),
+            false,
             |f| {
                 let mut buf = std::io::BufWriter::with_capacity(256 * 1024, f);
                 fill(&mut buf).and_then(|()| buf.flush())
@@ -542,10 +539,12 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<Pending, HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
         self.write_tmp(
+            &p,
             path,
-            tree,
             (mode, uid, gid),
+            false,
             |f| f.write_all(data),
             |_| Ok(()),
         )?;
@@ -556,27 +555,37 @@ impl Root {
         })
     }
 
-    /// Creates the temp file of `path` (creating missing directories, replacing a leftover),
-    /// fills it, sets its owner and mode, then runs `then` on it; on any failure the temp file
-    /// is removed. Returns its directory and name.
+    /// Creates the temp file of `path` in its directory `p` (replacing a leftover, or, with
+    /// `reuse`, writing over it in place when it is a regular file with a single link, see
+    /// [`Root::prepare_file`]), fills it, sets its owner and mode, then runs `then` on it; on
+    /// any failure the temp file is removed. Returns its name and the open file.
     fn write_tmp(
         &self,
+        p: &Parent,
         path: &str,
-        tree: Tree,
         (mode, uid, gid): (u32, u32, u32),
+        reuse: bool,
         fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
         then: impl FnOnce(&std::fs::File) -> Result<(), HostError>,
-    ) -> Result<(Parent, String), HostError> {
-        let p = self.parent_create(path, tree, &mut Vec::new())?;
+    ) -> Result<(String, std::fs::File), HostError> {
         let tmp = tmp_name(&p.name);
-        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-        let fd = rfs::openat(
-            &p.dir,
-            tmp.as_str(),
-            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(0o600),
-        )
-        .map_err(|e| HostError::io("create", path, e))?;
+        let fd = match reuse.then(|| reusable(&p.dir, &tmp)).flatten() {
+            Some(fd) => fd,
+            None => {
+                let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+                rfs::openat(
+                    &p.dir,
+                    tmp.as_str(),
+                    OFlags::WRONLY
+                        | OFlags::CREATE
+                        | OFlags::EXCL
+                        | OFlags::NOFOLLOW
+                        | OFlags::CLOEXEC,
+                    Mode::from_raw_mode(0o600),
+                )
+                .map_err(|e| HostError::io("create", path, e))?
+            }
+        };
         let mut f = std::fs::File::from(fd);
         let res = (|| {
             failpoint!("host::write::data");
@@ -587,7 +596,7 @@ impl Root {
             then(&f)
         })();
         match res {
-            Ok(()) => Ok((p, tmp)),
+            Ok(()) => Ok((tmp, f)),
             Err(e) => {
                 let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
                 Err(e)
@@ -666,9 +675,9 @@ impl Root {
         Ok(p.path.rsplit_once('/').map_or("/", |(d, _)| d).to_string())
     }
 
-    /// Writes `data` to the temp file of `path`, to be made `path` later by
-    /// [`Root::commit_prepared`] (which sets owner and mode, fsyncs and renames): the slow part
-    /// of a large write, done ahead, for example on another thread while other work goes on.
+    /// Writes `data` to the temp file of `path` and sets its owner and mode, to be made `path`
+    /// later by [`Root::commit_prepared`] (which fsyncs and renames it): the slow part of a
+    /// large write, done ahead, for example on another thread while other work goes on.
     /// `Ok(None)` when the parent directory does not exist: nothing is created here.
     ///
     /// A temp file already there that is a regular file with one link is overwritten in place
@@ -682,39 +691,22 @@ impl Root {
         path: &str,
         tree: Tree,
         data: &[u8],
+        (mode, uid, gid): (u32, u32, u32),
     ) -> Result<Option<Prepared>, HostError> {
         let Some(p) = self.parent(path, tree)? else {
             return Ok(None);
         };
-        let tmp = tmp_name(&p.name);
-        let fd = match reusable(&p.dir, &tmp) {
-            Some(fd) => fd,
-            None => {
-                let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-                rfs::openat(
-                    &p.dir,
-                    tmp.as_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
-                .map_err(|e| HostError::io("create", path, e))?
-            }
-        };
-        let mut file = std::fs::File::from(fd);
-        let res = (|| {
-            failpoint!("host::write::data");
-            file.write_all(data)
-                .and_then(|()| file.set_len(data.len() as u64))
-                .map_err(|e| HostError::io("write", path, e))
-        })();
-        if let Err(e) = res {
-            let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-            return Err(e);
-        }
+        let (tmp, file) = self.write_tmp(
+            &p,
+            path,
+            (mode, uid, gid),
+            true,
+            |f| {
+                f.write_all(data)?;
+                f.set_len(data.len() as u64)
+            },
+            |_| Ok(()),
+        )?;
         Ok(Some(Prepared {
             parent: p,
             tmp,
@@ -723,15 +715,9 @@ impl Root {
         }))
     }
 
-    /// Makes a [`Prepared`] file its path: owner and mode set, data fsynced, rename, directory
-    /// fsynced (the same guarantees as [`Root::write_file`]).
-    pub fn commit_prepared(
-        &self,
-        prepared: Prepared,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    ) -> Result<(), HostError> {
+    /// Makes a [`Prepared`] file its path: data fsynced, rename, directory fsynced (the same
+    /// guarantees as [`Root::write_file`]).
+    pub fn commit_prepared(&self, prepared: Prepared) -> Result<(), HostError> {
         let Prepared {
             parent,
             tmp,
@@ -739,9 +725,6 @@ impl Root {
             path,
         } = prepared;
         let res = (|| {
-            chown(&file, uid, gid).map_err(|e| HostError::io("chown", &path, e))?;
-            rfs::fchmod(&file, Mode::from_raw_mode(mode))
-                .map_err(|e| HostError::io("chmod", &path, e))?;
             fsync(&file).map_err(|e| HostError::io("fsync", &path, e))?;
             failpoint!("host::write::before_rename");
             Ok(())
@@ -764,8 +747,8 @@ impl Root {
         uid: u32,
         gid: u32,
     ) -> Result<(), HostError> {
-        match self.prepare_file(path, tree, data)? {
-            Some(p) => self.commit_prepared(p, mode, uid, gid),
+        match self.prepare_file(path, tree, data, (mode, uid, gid))? {
+            Some(p) => self.commit_prepared(p),
             None => self.write_file(path, tree, data, mode, uid, gid),
         }
     }
@@ -788,24 +771,23 @@ impl Root {
 
     /// Removes a file or symlink (never a directory); absent is fine.
     pub fn remove(&self, path: &str, tree: Tree) -> Result<(), HostError> {
-        let Some(p) = self.parent(path, tree)? else {
-            return Ok(());
-        };
-        match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::empty()) {
-            Ok(()) | Err(Errno::NOENT) => {
-                fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
-            }
-            Err(e) => Err(HostError::io("remove", path, e)),
-        }
+        self.unlink(path, tree, true)
     }
 
-    /// Unlinks a scratch file (absent is fine) without syncing its directory: for files whose
-    /// return after a crash does no harm.
+    /// [`Root::remove`] without syncing the directory: for scratch files, whose return after
+    /// a crash does no harm.
     pub fn discard(&self, path: &str, tree: Tree) -> Result<(), HostError> {
+        self.unlink(path, tree, false)
+    }
+
+    fn unlink(&self, path: &str, tree: Tree, sync: bool) -> Result<(), HostError> {
         let Some(p) = self.parent(path, tree)? else {
             return Ok(());
         };
         match rfs::unlinkat(&p.dir, p.name.as_str(), AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) if sync => {
+                fsync(&p.dir).map_err(|e| HostError::io("fsync directory of", path, e))
+            }
             Ok(()) | Err(Errno::NOENT) => Ok(()),
             Err(e) => Err(HostError::io("remove", path, e)),
         }

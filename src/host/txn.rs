@@ -91,9 +91,9 @@ pub struct ApplyReport {
     pub writes: Vec<WriteDetail>,
 }
 
-/// The new config for `currentconfig`: encoded (and, once the update is planned, written to
-/// the temp file) on another thread while the update is planned, staged and run; waited for
-/// only when it is needed.
+/// The new config for `currentconfig`: encoded (and, once the new config passed validation,
+/// written to the temp file) on another thread while the update is planned, staged and run;
+/// waited for only when it is needed.
 struct Encoded<'a> {
     pending: Option<Box<dyn FnOnce() -> Ready + 'a>>,
     /// Tells the other thread the new config passed validation and it may write the temp file
@@ -219,7 +219,7 @@ impl Step<'_> {
             Step::CurrentConfig => {
                 let ready = stored.wait();
                 match ready.file.take() {
-                    Some(file) => root.commit_prepared(file?, 0o644, 0, 0),
+                    Some(file) => root.commit_prepared(file?),
                     None => root.write_file_reusing(
                         &root.state_path(CURRENT_CONFIG),
                         Tree::Etc,
@@ -254,19 +254,16 @@ impl Step<'_> {
     /// The first half of a batched step: its temp file, written but not synced nor renamed.
     fn stage(&self, root: &Root) -> Result<Pending, HostError> {
         match self {
-            Step::Backup(p, t) => match root.read(p, *t)? {
-                Entry::File {
-                    data,
-                    mode,
-                    uid,
-                    gid,
-                } => root.stage_file(&orig_path(root, p), Tree::Etc, &data, mode, uid, gid),
-                Entry::Symlink { target } => {
-                    root.stage_symlink(&orig_path(root, p), Tree::Etc, &target)
-                }
-                Entry::Absent => Err(HostError::refused(p, "missing")),
-                Entry::Other { .. } => Err(HostError::refused(p, "not a regular file or symlink")),
-            },
+            Step::Backup(p, t) => {
+                let to = orig_path(root, p);
+                copy_with(
+                    root,
+                    p,
+                    *t,
+                    |data, mode, uid, gid| root.stage_file(&to, Tree::Etc, data, mode, uid, gid),
+                    |target| root.stage_symlink(&to, Tree::Etc, target),
+                )
+            }
             Step::Stamp(p) => root.stage_file(&noorig_path(root, p), Tree::Etc, b"", 0o644, 0, 0),
             Step::Write(d) if d.record.kind == Kind::MaskLink => {
                 root.stage_symlink(&d.path, d.tree, "/dev/null")
@@ -282,14 +279,32 @@ impl Step<'_> {
 
 /// Copies the entry at `from` (a file with its mode and owner, or a symlink) to `to`.
 fn copy(root: &Root, from: &str, ft: Tree, to: &str, tt: Tree) -> Result<(), HostError> {
+    copy_with(
+        root,
+        from,
+        ft,
+        |data, mode, uid, gid| root.write_file(to, tt, data, mode, uid, gid),
+        |target| root.write_symlink(to, tt, target),
+    )
+}
+
+/// Reads the entry at `from` and hands it to `file` (contents, mode, uid, gid) or `link`
+/// (target); anything else is an error.
+fn copy_with<T>(
+    root: &Root,
+    from: &str,
+    ft: Tree,
+    file: impl FnOnce(&[u8], u32, u32, u32) -> Result<T, HostError>,
+    link: impl FnOnce(&str) -> Result<T, HostError>,
+) -> Result<T, HostError> {
     match root.read(from, ft)? {
         Entry::File {
             data,
             mode,
             uid,
             gid,
-        } => root.write_file(to, tt, &data, mode, uid, gid),
-        Entry::Symlink { target } => root.write_symlink(to, tt, &target),
+        } => file(&data, mode, uid, gid),
+        Entry::Symlink { target } => link(&target),
         Entry::Absent => Err(HostError::refused(from, "missing")),
         Entry::Other { .. } => Err(HostError::refused(from, "not a regular file or symlink")),
     }
@@ -471,7 +486,8 @@ pub fn apply(
             let bytes = encode(new);
             let file = (ahead && validated.recv().is_ok())
                 .then(|| {
-                    root.prepare_file(&root.state_path(CURRENT_CONFIG), Tree::Etc, &bytes)
+                    let path = root.state_path(CURRENT_CONFIG);
+                    root.prepare_file(&path, Tree::Etc, &bytes, (0o644, 0, 0))
                         .transpose()
                 })
                 .flatten();
@@ -752,7 +768,7 @@ fn clean_staging(root: &Root) -> Result<(), HostError> {
 const STAGED_CURRENT: &str = "currentconfig";
 
 /// The scratch file kept for the next store of `currentconfig` (its temp name).
-pub fn scratch_path(root: &Root) -> String {
+fn scratch_path(root: &Root) -> String {
     root.state_path(&super::root::tmp_name(CURRENT_CONFIG))
 }
 

@@ -78,7 +78,7 @@ pub fn with_core(mut m: MachineConfig, keys: &[&str], hash: Option<&str>) -> Mac
 /// Every entry beneath `root`: type, mode, owner and contents (or link target).
 pub type Snapshot = BTreeMap<String, String>;
 
-/// The scratch file the stored config's writes reuse (`host::txn::scratch_path`): it holds
+/// The scratch file the stored config's writes reuse (see `host::txn`): it holds
 /// whichever config was last written or replaced, carries no state, and so is left out of
 /// snapshots; where present it must be a regular file with one link.
 pub const SCRATCH: &str = "etc/machine-config-daemon/.currentconfig.mcdtmp";
