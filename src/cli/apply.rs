@@ -13,12 +13,12 @@
 //! Exit codes: 0 applied, 1 failed (rolled back), 2 bad input, 3 unreconcilable.
 
 use machine_config_daemon::daemon::update::{self, Standalone, UpdateError, UpdateInput};
-use machine_config_daemon::host::exec::Outcome;
+use machine_config_daemon::host::exec::{Outcome, PostAction};
 use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, SystemdOptions};
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use machine_config_daemon::model::policy;
 use machine_config_daemon::model::{self, MachineConfig};
-use machine_config_daemon::plan::{self, Plan, PlanOptions};
+use machine_config_daemon::plan::Plan;
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -92,19 +92,31 @@ pub fn run(args: Args) -> ExitCode {
     let force_file = root
         .probe(host::manifest::FORCE_FILE, host::root::Tree::Etc)
         .is_ok_and(|p| p != host::root::Probe::Absent);
-    let plan = old
-        .as_ref()
-        .map(|o| plan::plan(o, &new, &policy, &PlanOptions { force: force_file }));
+    let os = host::os::detect(&args.root);
+    let input = UpdateInput {
+        old,
+        new: new.clone(),
+        policy,
+        force: force_file,
+        state_dir: Some(args.state_dir.clone()),
+        os,
+    };
+    let (plan, os_plan) = update::plan_for(&input);
+    let old = input.old.as_ref();
     if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
         print_result(&args, recovered.as_deref(), plan.as_ref(), &new, None, &[]);
         return super::fail(super::EXIT_UNRECONCILABLE, [reason]);
     }
+    let os_steps = match os_plan {
+        Ok(p) => p.steps,
+        Err(reason) => return super::fail(super::EXIT_UNRECONCILABLE, [reason]),
+    };
     if args.dry_run {
         let opts = ApplyOptions {
             force: force_file,
             dry_run: true,
         };
-        let report = match host::apply(&root, old.as_ref(), &new, &opts) {
+        let report = match host::apply(&root, old, &new, &opts) {
             Ok(r) => r,
             Err(e) => return super::fail(exit_for(&e), [e]),
         };
@@ -117,7 +129,14 @@ pub fn run(args: Args) -> ExitCode {
         for op in ops {
             outcomes.push((op.to_string(), Outcome::Skipped("dry run".into())));
         }
-        for a in plan.as_ref().map(update::post_actions).unwrap_or_default() {
+        for step in &os_steps {
+            outcomes.push((format!("os: {step}"), Outcome::Skipped("dry run".into())));
+        }
+        let mut actions = plan.as_ref().map(update::post_actions).unwrap_or_default();
+        if !os_steps.is_empty() && !actions.contains(&PostAction::Reboot) {
+            actions.push(PostAction::Reboot);
+        }
+        for a in actions {
             outcomes.push((a.to_string(), Outcome::Skipped("dry run".into())));
         }
         print_result(
@@ -132,13 +151,6 @@ pub fn run(args: Args) -> ExitCode {
     }
     drop(root);
     let systemd = (!args.no_systemd).then(|| SystemdClient::new(SystemdOptions::default()));
-    let input = UpdateInput {
-        old,
-        new: new.clone(),
-        policy,
-        force: force_file,
-        state_dir: Some(args.state_dir.clone()),
-    };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -160,11 +172,25 @@ pub fn run(args: Args) -> ExitCode {
         Err(UpdateError::Unreconcilable(r)) => return super::fail(super::EXIT_UNRECONCILABLE, [r]),
         Err(e) => return super::fail(super::EXIT_FAILED, [e]),
     };
-    let outcomes: Vec<(String, Outcome)> = applied
-        .steps
+    let mut outcomes: Vec<(String, Outcome)> = os_steps
         .iter()
-        .map(|s| (s.what.clone(), s.outcome.clone()))
+        .map(|s| (format!("os: {s}"), Outcome::Done))
         .collect();
+    outcomes.extend(
+        applied
+            .steps
+            .iter()
+            .map(|s| (s.what.clone(), s.outcome.clone())),
+    );
+    if applied.os_staged && args.no_systemd {
+        outcomes.push((
+            format!("boot into the OS changes of {}", new.name),
+            Outcome::Skipped(
+                "reboot pending: the node runs them only after a reboot, which the next start validates"
+                    .into(),
+            ),
+        ));
+    }
     let report = applied.report;
     print_result(
         &args,
@@ -232,7 +258,7 @@ fn print_result(
     }
     match plan {
         None => println!(
-            "first apply of {}: writing everything, no actions",
+            "first apply of {}: writing everything, no post actions",
             new.name
         ),
         Some(p) => {
@@ -256,6 +282,9 @@ fn print_result(
                 p.drain,
                 p.reboot
             );
+            for step in &p.os_steps {
+                println!("  os ({}): {step}", p.host);
+            }
             if let Some(u) = &p.unreconcilable {
                 println!("unreconcilable: {u}");
             }

@@ -2,10 +2,16 @@
 //! anything. Text (default) prints a table of changes with the matched policy entry and actions,
 //! the notes, and ends with the final `actions: ...` line; `-o json|yaml` prints the plan object.
 //!
+//! The OS steps (kernel arguments, kernel type, extensions, OS image) are listed with the exact
+//! command lines the host would run. Which host: the one beneath `--root` when given (detected
+//! as the daemon does), else `--os` (default `rpm-ostree`, an image-based host, as the cluster's
+//! nodes usually are).
+//!
 //! Exit codes: 0 the change can be applied, 2 bad input, 3 unreconcilable (the plan is printed
 //! with the reason).
 
 use machine_config_daemon::model::{self, LoadErrors, MachineConfig, policy};
+use machine_config_daemon::plan::os::HostKind;
 use machine_config_daemon::plan::{self, Change, Plan, PlanOptions};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -29,9 +35,26 @@ pub struct Args {
     /// Plan as if the force file (/run/machine-config-daemon-force) were present.
     #[arg(long)]
     pub force: bool,
+    /// Plan the OS steps for the host beneath this root (its kind detected as the daemon does).
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// The kind of host the OS steps are for, when --root is not given.
+    #[arg(long = "os", value_enum, default_value = "rpm-ostree")]
+    pub os: OsKind,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
+}
+
+/// The kinds of host of `--os`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OsKind {
+    /// Image-based (rpm-ostree: RHCOS, Fedora CoreOS).
+    RpmOstree,
+    /// Package-based, kernel arguments through grubby.
+    Grubby,
+    /// Package-based, kernel arguments in /etc/kernel/cmdline.
+    KernelCmdline,
 }
 
 pub fn run(args: Args) -> ExitCode {
@@ -64,7 +87,22 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let plan = plan::plan(&old, &new, &policy, &PlanOptions { force: args.force });
+    let host = match &args.root {
+        Some(root) => machine_config_daemon::host::os::detect(root).kind().clone(),
+        None => match args.os {
+            OsKind::RpmOstree => HostKind::RpmOstree,
+            OsKind::Grubby => HostKind::Grubby,
+            OsKind::KernelCmdline => HostKind::KernelCmdline {
+                kernel_install: false,
+                kernels: Vec::new(),
+            },
+        },
+    };
+    let opts = PlanOptions {
+        force: args.force,
+        host: Some(host),
+    };
+    let plan = plan::plan(&old, &new, &policy, &opts);
     let printed = match args.output {
         super::Format::Text => {
             print!("{}", render_text(&plan, &old, &new));
@@ -138,6 +176,12 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
         }
         for n in &plan.notes {
             let _ = writeln!(out, "  - {n}");
+        }
+    }
+    if !plan.os_steps.is_empty() {
+        let _ = writeln!(out, "\nos steps ({}, then a reboot):", plan.host);
+        for step in &plan.os_steps {
+            let _ = writeln!(out, "  {step}");
         }
     }
     if let Some(reason) = &plan.unreconcilable {

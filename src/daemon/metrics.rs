@@ -45,7 +45,7 @@ fn unix_now(now: SystemTime) -> f64 {
 
 impl Metrics {
     /// Registers every metric; `os` and `version` come from the root's `/etc/os-release`.
-    pub fn new(os: &str, version: &str) -> Self {
+    pub fn new(os: &str, version: &str, backend: &str) -> Self {
         let mut registry = Registry::default();
         let state = Family::<Labels, Gauge>::default();
         registry.register(
@@ -83,8 +83,12 @@ impl Metrics {
             "The host's operating system and version",
             host.clone(),
         );
-        host.get_or_create(&labels(&[("os", os), ("version", version)]))
-            .set(1);
+        host.get_or_create(&labels(&[
+            ("os", os),
+            ("version", version),
+            ("backend", backend),
+        ]))
+        .set(1);
         let update_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 20));
         registry.register(
             "mcd_update_duration_seconds",

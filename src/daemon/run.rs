@@ -54,6 +54,7 @@ use std::time::{Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
+mod os;
 
 /// How the daemon is run.
 #[derive(Debug, Clone)]
@@ -187,6 +188,13 @@ struct Daemon {
     stop: bool,
     /// A reboot was requested: stay `Working` until it happens.
     rebooting: bool,
+    /// The OS backend of the node.
+    os: crate::host::os::OsHost,
+    /// OS changes of this config are staged and the node has not booted into them (no systemd
+    /// to reboot): `Working` until it has.
+    os_pending: Option<String>,
+    /// The kernel arguments of the current config (checked against `/proc/cmdline`).
+    current_kargs: Vec<String>,
     /// The managed paths are watched.
     armed: bool,
     /// When to hand freed memory back to the system (set by an update; see [`TRIM_DELAY`]).
@@ -198,6 +206,9 @@ struct Daemon {
 /// updates often come in bursts (several MachineConfigs rolled out in a row), and each would
 /// otherwise fault the same pages in again.
 const TRIM_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The key of kernel-argument drift among the drifted paths.
+const CMDLINE: &str = "/proc/cmdline";
 
 fn digest(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
@@ -224,6 +235,9 @@ impl Daemon {
             status.post_config_action = old.post_config_action;
         }
         let (os, version) = os_release(&opts.root.join("etc/os-release"));
+        let os_host = crate::host::os::detect(&opts.root);
+        tracing::info!(os = %os, version = %version, backend = os_host.kind().name(), "host: {os} {version}, {}", os_host.describe());
+        status.host = format!("{os} {version}, {}", os_host.describe());
         let systemd = (!opts.no_systemd).then(|| {
             SystemdClient::new(SystemdOptions {
                 bus: opts
@@ -242,7 +256,7 @@ impl Daemon {
             root,
             status: Arc::new(Mutex::new(status)),
             status_file,
-            metrics: Arc::new(Metrics::new(&os, &version)),
+            metrics: Arc::new(Metrics::new(&os, &version, os_host.kind().name())),
             watcher: PathWatcher::new()?,
             systemd,
             manifest: Manifest::default(),
@@ -254,6 +268,9 @@ impl Daemon {
             sigint: signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?,
             stop: false,
             rebooting: false,
+            os: os_host,
+            os_pending: None,
+            current_kargs: Vec::new(),
             armed: false,
             trim_at: None,
             mode: Mode::Standalone,
@@ -350,7 +367,15 @@ impl Daemon {
         let (state, reason) = match (&self.problem, self.drift.values().next()) {
             (Some((s, r)), _) => (*s, r.clone()),
             (None, Some(r)) => (NodeState::Degraded, r.clone()),
-            (None, None) => (NodeState::Done, String::new()),
+            (None, None) => match &self.os_pending {
+                Some(c) => (
+                    NodeState::Working,
+                    format!(
+                        "reboot pending: the OS changes of {c} are staged; the node must boot into them"
+                    ),
+                ),
+                None => (NodeState::Done, String::new()),
+            },
         };
         self.transition(state, &reason);
     }
@@ -368,6 +393,7 @@ impl Daemon {
         stored: Option<(MachineConfig, Vec<u8>)>,
     ) -> Result<(Option<MachineConfig>, bool), HostError> {
         let Some((mc, bytes)) = stored else {
+            self.current_kargs.clear();
             self.current_name.clear();
             self.current_digest = None;
             self.manifest = Manifest::default();
@@ -381,6 +407,7 @@ impl Daemon {
         }
         self.current_digest = Some(stored);
         self.current_name = mc.name.clone();
+        self.current_kargs = crate::model::os::kernel_arguments(&mc.spec.kernel_arguments);
         Ok((Some(mc), rebuild))
     }
 
@@ -388,6 +415,7 @@ impl Daemon {
     /// `digest` is its stored digest when known.
     fn adopt(&mut self, config: &MachineConfig, digest: Option<[u8; 32]>) -> Result<(), HostError> {
         self.current_name = config.name.clone();
+        self.current_kargs = crate::model::os::kernel_arguments(&config.spec.kernel_arguments);
         self.current_digest = Some(digest.unwrap_or_else(|| config_digest(config)));
         self.manifest = Manifest::build(config, &Owners::load(&self.root)?)?;
         Ok(())
@@ -435,12 +463,28 @@ impl Daemon {
             None => {
                 // The whole config (two threads for large ones); every drifted path not found
                 // again is clean now.
-                let bad: Vec<(String, String)> = self
+                let mut bad: Vec<(String, String)> = self
                     .manifest
                     .mismatches(&self.root)
                     .into_iter()
                     .map(|m| (m.path().to_string(), m.to_string()))
                     .collect();
+                // Kernel arguments: the running kernel's command line must have every one of
+                // the current config's (unless the node has yet to boot into them).
+                if self.os_pending.is_none() && !self.current_kargs.is_empty() {
+                    let cmdline = crate::host::os::booted_cmdline();
+                    let expect = crate::plan::os::OsExpect {
+                        kernel_arguments: self.current_kargs.clone(),
+                        ..Default::default()
+                    };
+                    let booted = crate::plan::os::Booted {
+                        cmdline,
+                        ..Default::default()
+                    };
+                    if let Err(reason) = crate::plan::os::check_booted(&expect, &booted) {
+                        bad.push((CMDLINE.to_string(), reason));
+                    }
+                }
                 let found: std::collections::HashSet<&str> =
                     bad.iter().map(|(p, _)| p.as_str()).collect();
                 let clean = self
@@ -489,6 +533,7 @@ impl Daemon {
             tracing::warn!("{r}");
         }
         self.load_current()?;
+        self.resume_os().await;
         // Watch the managed paths before any check of them, so that a change made right after
         // a check is never missed.
         self.arm_drift()?;
@@ -566,7 +611,7 @@ impl Daemon {
         }
         self.check_drift(None);
         let now = SystemTime::now();
-        let ok = self.drift.is_empty();
+        let ok = self.drift.is_empty() && self.problem.is_none() && self.os_pending.is_none();
         self.with_status(|s| {
             s.post_config_action = None;
             s.set_condition(

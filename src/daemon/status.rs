@@ -69,6 +69,9 @@ pub struct Status {
     /// The node's name (host name in standalone mode).
     pub node: String,
     pub pool: String,
+    /// The host: OS, version, and how its OS half is changed (rpm-ostree, grubby, …).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub host: String,
     pub current_config: String,
     pub desired_config: String,
     pub state: NodeState,
@@ -99,6 +102,7 @@ impl Status {
         Status {
             node: node.to_string(),
             pool: pool.to_string(),
+            host: String::new(),
             current_config: String::new(),
             desired_config: String::new(),
             state: NodeState::Done,

@@ -12,17 +12,26 @@
 //!    crio.service; a reload that appears twice runs once), and the reboot last, after the
 //!    [`Node`] has recorded that it is coming.
 //!
-//! If a step after the transaction fails (a systemd job fails), the files are put back by
+//! 5b. The OS half (kernel arguments, kernel type, extensions, OS image) is staged through the
+//!    OS backend ([`crate::host::os`]) after the files, journaled by its pending record (written
+//!    before the files, with the config the node ran, so an interruption anywhere is undone or
+//!    resumed on the next start). A plan with OS steps always ends in a reboot, and the node is
+//!    not `Done` until it has booted into the staged OS and that boot validated.
+//!
+//! If a step after the transaction fails (an OS step, a systemd job), the OS change is undone
+//! (`rpm-ostree cleanup -p`, or the package host's inverse), the files are put back by
 //! applying the old config over the new one, systemd re-reads its units, and the error says
 //! both what failed and that the node is back on the old config. Without systemd
 //! (`--no-systemd`) steps 3, 5 and 6 are reported as skipped, never as done.
 
 use crate::host::exec::{Outcome, PostAction};
+use crate::host::os::{self as hostos, OsHost, Pending, Phase};
 use crate::host::systemd::{ServiceManager, SystemdError};
 use crate::host::units::UnitOp;
 use crate::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use crate::model::MachineConfig;
 use crate::model::policy::{Action, Policy};
+use crate::plan::os::{Booted, OsPlan};
 use crate::plan::{self, Plan, PlanOptions};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +47,8 @@ pub struct UpdateInput {
     pub force: bool,
     /// The state directory on the node (None: `/etc/machine-config-daemon`).
     pub state_dir: Option<String>,
+    /// The OS backend of the node.
+    pub os: OsHost,
 }
 
 /// One step that was performed or skipped.
@@ -58,6 +69,8 @@ pub struct Applied {
     pub steps: Vec<Step>,
     /// The plan ends in a reboot (performed, or skipped without systemd).
     pub reboot: bool,
+    /// OS changes were staged: the config is applied only once the node has booted into them.
+    pub os_staged: bool,
     /// The config now current (the input's `new`).
     pub config: Arc<MachineConfig>,
 }
@@ -95,6 +108,13 @@ pub enum UpdateError {
     /// A systemd step of a first apply failed (there is no older config to go back to).
     #[error("{0}")]
     FirstApply(#[source] SystemdError),
+    /// An OS step failed: the OS change was undone and the files put back (`rollback` says
+    /// what failed of that, if anything).
+    #[error("{reason}{}", rollback.as_deref().map(|r| format!("; {r}")).unwrap_or_default())]
+    Os {
+        reason: String,
+        rollback: Option<String>,
+    },
 }
 
 impl UpdateError {
@@ -158,16 +178,51 @@ pub fn post_actions(plan: &Plan) -> Vec<PostAction> {
     out
 }
 
-/// Plans the update without touching anything.
-pub fn plan_for(input: &UpdateInput) -> Option<Plan> {
-    input.old.as_ref().map(|o| {
+/// Plans the update without touching anything but reading what the host booted (for a first
+/// apply or a forced one, whose OS half is planned against it). The OS half's refusals make
+/// the plan unreconcilable.
+pub fn plan_for(input: &UpdateInput) -> (Option<Plan>, Result<OsPlan, String>) {
+    let plan = input.old.as_ref().map(|o| {
         plan::plan(
             o,
             &input.new,
             &input.policy,
-            &PlanOptions { force: input.force },
+            &PlanOptions {
+                force: input.force,
+                host: Some(input.os.kind().clone()),
+            },
         )
-    })
+    });
+    let against_boot = input.old.is_none() || input.force;
+    let booted = if against_boot {
+        input.os.booted()
+    } else {
+        Booted::default()
+    };
+    let old = if against_boot {
+        None
+    } else {
+        input.old.as_ref()
+    };
+    let os = crate::plan::os::plan(old, &input.new, input.os.kind(), &booted).map_err(|r| {
+        crate::plan::reconcile::Unreconcilable {
+            from: input
+                .old
+                .as_ref()
+                .map(|o| o.name.clone())
+                .unwrap_or_default(),
+            to: input.new.name.clone(),
+            reasons: r,
+        }
+        .to_string()
+    });
+    let plan = plan.map(|mut p| {
+        if let Ok(os) = &os {
+            p.os_steps = os.steps.clone();
+        }
+        p
+    });
+    (plan, os)
 }
 
 /// Runs the whole update beneath `root`. `systemd` None: `--no-systemd`.
@@ -177,16 +232,21 @@ pub async fn update(
     systemd: Option<&dyn ServiceManager>,
     node: &dyn Node,
 ) -> Result<Applied, UpdateError> {
-    let plan = plan_for(&input);
+    let (plan, os_plan) = plan_for(&input);
     if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
         return Err(UpdateError::Unreconcilable(reason));
     }
+    let os_plan = os_plan.map_err(UpdateError::Unreconcilable)?;
     let unit_ops = host::units::unit_ops(
         input.old.as_ref().map(|o| &o.spec.config),
         &input.new.spec.config,
         input.force,
     );
-    let actions = plan.as_ref().map(post_actions).unwrap_or_default();
+    let mut actions = plan.as_ref().map(post_actions).unwrap_or_default();
+    // OS changes take effect at boot: a first apply that stages some reboots too.
+    if !os_plan.steps.is_empty() && !actions.contains(&PostAction::Reboot) {
+        actions.push(PostAction::Reboot);
+    }
     // Make sure systemd answers before anything is changed, when it will be needed.
     if let Some(sm) = systemd
         && (!unit_ops.is_empty() || !actions.is_empty())
@@ -226,9 +286,49 @@ pub async fn update(
     let sd = input.state_dir.clone();
     let old = input.old.map(Arc::new);
     let new = Arc::new(input.new);
-    let report = write(root, sd.clone(), old.clone(), new.clone(), input.force).await?;
+    let os = Arc::new(input.os);
+    // The OS half's journal goes first, so that an interruption anywhere after this point is
+    // undone (or resumed) on the next start.
+    let mut pending = None;
+    if !os_plan.steps.is_empty() {
+        let p = journal_os(root, sd.clone(), &os, old.clone(), &new, &os_plan).await?;
+        pending = Some(p);
+    }
+    let report = match write(root, sd.clone(), old.clone(), new.clone(), input.force).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(p) = &pending {
+                let _ = undo_os(root, sd.clone(), os.clone(), p.clone()).await;
+            }
+            return Err(e.into());
+        }
+    };
     tracing::info!(config = %new.name, steps = report.steps.len(), "files written for {}: {} steps", new.name, report.steps.len());
 
+    if let Some(p) = pending.as_mut() {
+        if let Err(reason) = stage_os(root, sd.clone(), os.clone(), p).await {
+            tracing::error!(config = %new.name, "OS change failed, rolling back {}: {reason}", new.name);
+            let mut failed = Vec::new();
+            if let Err(e) = undo_os(root, sd.clone(), os.clone(), p.clone()).await {
+                failed.push(format!("undoing the OS change failed too: {e}"));
+            }
+            let rollback = match old {
+                Some(old) => {
+                    let name = old.name.clone();
+                    match self::rollback(root, sd, new, old, systemd).await {
+                        Ok(()) => format!("rolled back to {name}"),
+                        Err(r) => format!("rolling back to {name} failed too: {r}"),
+                    }
+                }
+                None => "first apply: the files stay written".into(),
+            };
+            failed.insert(0, rollback);
+            return Err(UpdateError::Os {
+                reason,
+                rollback: Some(failed.join("; ")),
+            });
+        }
+    }
     let result = async {
         for op in &unit_ops.after_files {
             let outcome = run_unit_op(systemd, op).await?;
@@ -244,8 +344,15 @@ pub async fn update(
             {
                 tracing::warn!(error = %e, "cannot record the coming reboot: {e}");
             }
-            tracing::info!(action = %action, config = %new.name, "post action {action} for {}", new.name);
             let outcome = run_post_action(systemd, action).await?;
+            match &outcome {
+                Outcome::Done => {
+                    tracing::info!(action = %action, config = %new.name, "post action {action} for {}: done", new.name)
+                }
+                Outcome::Skipped(why) => {
+                    tracing::info!(action = %action, config = %new.name, "post action {action} for {}: skipped ({why})", new.name)
+                }
+            }
             steps.push(Step {
                 what: action.to_string(),
                 outcome,
@@ -256,6 +363,11 @@ pub async fn update(
     .await;
     if let Err(e) = result {
         tracing::error!(error = %e, config = %new.name, "post action failed, rolling back {}: {e}", new.name);
+        if let Some(p) = &pending
+            && let Err(u) = undo_os(root, sd.clone(), os.clone(), p.clone()).await
+        {
+            tracing::error!(error = %u, "undoing the OS change failed: {u}");
+        }
         let Some(old) = old else {
             return Err(UpdateError::FirstApply(e));
         };
@@ -278,8 +390,106 @@ pub async fn update(
         report,
         steps,
         reboot,
+        os_staged: pending.is_some(),
         config: new,
     })
+}
+
+fn state_root(root: &Path, state_dir: Option<&str>) -> Result<Root, HostError> {
+    let r = Root::open(root)?;
+    match state_dir {
+        Some(d) => r.with_state_dir(d),
+        None => Ok(r),
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, String> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(format!("task failed: {e}")))
+}
+
+/// Writes the OS half's journal (phase `Staging`) and the config the node runs now.
+async fn journal_os(
+    root: &Path,
+    sd: Option<String>,
+    os: &Arc<OsHost>,
+    old: Option<Arc<MachineConfig>>,
+    new: &MachineConfig,
+    os_plan: &OsPlan,
+) -> Result<Pending, HostError> {
+    let r = state_root(root, sd.as_deref())?;
+    let previous_cmdline = hostos::cmdline_file(&r).map_err(|e| HostError::State {
+        path: crate::plan::os::KERNEL_CMDLINE_FILE.into(),
+        reason: e.to_string(),
+    })?;
+    let p = Pending {
+        config: new.name.clone(),
+        from: old.as_ref().map(|o| o.name.clone()),
+        phase: Phase::Staging,
+        boot_id: crate::daemon::reboot::boot_id(),
+        attempts: 1,
+        steps: os_plan.steps.clone(),
+        undo: os.undo_steps(&os_plan.steps, previous_cmdline.as_deref()),
+        expect: os_plan.expect.clone(),
+        reason: String::new(),
+    };
+    let p2 = p.clone();
+    tokio::task::spawn_blocking(move || {
+        if let Some(o) = &old {
+            hostos::save_previous(&r, o)?;
+        }
+        p2.write(&r)
+    })
+    .await
+    .unwrap_or_else(|e| {
+        Err(HostError::State {
+            path: hostos::PENDING.into(),
+            reason: format!("task failed: {e}"),
+        })
+    })?;
+    Ok(p)
+}
+
+/// Runs the OS steps of `pending`, then marks it `Staged`.
+pub async fn stage_os(
+    root: &Path,
+    sd: Option<String>,
+    os: Arc<OsHost>,
+    pending: &mut Pending,
+) -> Result<(), String> {
+    let root = root.to_path_buf();
+    let mut p = pending.clone();
+    let p = blocking(move || {
+        let r = state_root(&root, sd.as_deref()).map_err(|e| e.to_string())?;
+        for step in &p.steps {
+            os.run(step, &r).map_err(|e| e.to_string())?;
+        }
+        p.phase = Phase::Staged;
+        p.write(&r).map_err(|e| e.to_string())?;
+        Ok(p)
+    })
+    .await?;
+    *pending = p;
+    Ok(())
+}
+
+/// Undoes the OS steps of `pending` and removes the journal.
+pub async fn undo_os(
+    root: &Path,
+    sd: Option<String>,
+    os: Arc<OsHost>,
+    pending: Pending,
+) -> Result<(), String> {
+    let root = root.to_path_buf();
+    blocking(move || {
+        let r = state_root(&root, sd.as_deref()).map_err(|e| e.to_string())?;
+        os.undo(&pending.undo, &r).map_err(|e| e.to_string())?;
+        Pending::clear(&r).map_err(|e| e.to_string())
+    })
+    .await
 }
 
 /// The transaction, off the async threads (it fsyncs).
@@ -316,7 +526,7 @@ async fn write(
 }
 
 /// Puts `old` back over `new` after a failed post action, and lets systemd re-read its units.
-async fn rollback(
+pub(crate) async fn rollback(
     root: &Path,
     state_dir: Option<String>,
     new: Arc<MachineConfig>,

@@ -10,6 +10,7 @@
 //! - [`users`]: the `core` user's ssh keys file and password hash.
 //! - [`state`]: the stored current config.
 //! - [`txn`]: an update as one transaction: journal, pre-images, fail points, rollback, recovery.
+//! - [`os`]: the OS backend (rpm-ostree, package hosts): the OS half of a config.
 //! - [`exec`]: post actions ([`exec::PostAction`]) and their outcomes.
 //! - [`systemd`]: the systemd D-Bus client (jobs awaited, clear errors).
 
@@ -17,6 +18,7 @@ pub mod backup;
 pub mod exec;
 pub mod manifest;
 pub mod ondisk;
+pub mod os;
 pub mod owners;
 pub mod root;
 pub mod state;

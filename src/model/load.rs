@@ -389,6 +389,22 @@ fn machine_config(
         &join(&spec_at, "extensions"),
         &mut errors,
     );
+    for (i, a) in mc.spec.kernel_arguments.iter().enumerate() {
+        if let Err(reason) = super::os::check_kernel_argument(a) {
+            errors.push(FieldError::new(
+                format!("{}[{i}]", join(&spec_at, "kernelArguments")),
+                reason,
+            ));
+        }
+    }
+    for (i, e) in mc.spec.extensions.iter().enumerate() {
+        if let Err(reason) = super::os::check_extension(e) {
+            errors.push(FieldError::new(
+                format!("{}[{i}]", join(&spec_at, "extensions")),
+                reason,
+            ));
+        }
+    }
     let kt_at = join(&spec_at, "kernelType");
     match field("kernelType") {
         Value::Null => {}
@@ -415,7 +431,12 @@ fn machine_config(
     }
     match field("osImageURL") {
         Value::Null => {}
-        Value::String(s) => mc.spec.os_image_url = s.clone(),
+        Value::String(s) => {
+            if let Err(reason) = super::os::check_image_reference(s) {
+                errors.push(FieldError::new(join(&spec_at, "osImageURL"), reason));
+            }
+            mc.spec.os_image_url = s.clone();
+        }
         other => errors.push(FieldError::new(
             join(&spec_at, "osImageURL"),
             format!("expected a string, got {}", kind_of(other)),

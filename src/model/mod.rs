@@ -6,6 +6,7 @@ pub mod config;
 pub mod error;
 pub mod ignition;
 pub mod load;
+pub mod os;
 pub mod policy;
 pub mod render;
 

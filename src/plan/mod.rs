@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod diff;
+pub mod os;
 pub mod reconcile;
 pub mod registries;
 
@@ -22,11 +23,14 @@ use crate::model::policy::{Action, Policy};
 use serde::Serialize;
 
 /// Options of a plan that do not come from the two configs.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PlanOptions {
     /// The force file (`/run/machine-config-daemon-force`, SPEC §7) is present: the whole config
     /// is re-applied and the node reboots.
     pub force: bool,
+    /// The kind of host the change is for (None: an image-based host, rpm-ostree, as the
+    /// upstream daemon assumes).
+    pub host: Option<os::HostKind>,
 }
 
 /// What kind of thing a [`Change`] is about.
@@ -120,6 +124,12 @@ pub struct Plan {
     /// Explanations that are not about one change (force file, DaemonReload insertion,
     /// registries.conf verdict, `Special`).
     pub notes: Vec<String>,
+    /// The OS steps (kernel arguments, kernel type, extensions, OS image) in the order they
+    /// run, as the host would run them; they always end in a reboot.
+    #[serde(rename = "osSteps")]
+    pub os_steps: Vec<os::OsStep>,
+    /// The host the OS steps are for.
+    pub host: &'static str,
     /// Why the change cannot be applied (SPEC §4), as `can't reconcile config A with B: ...`.
     pub unreconcilable: Option<String>,
     /// The raw comparison the plan was made from (not serialised): the files and units the
@@ -133,9 +143,28 @@ pub struct Plan {
 pub fn plan(old: &MachineConfig, new: &MachineConfig, policy: &Policy, opts: &PlanOptions) -> Plan {
     let diff = diff::diff(old, new);
     let decision = actions::decide(&diff, old, new, policy, opts);
-    let unreconcilable = reconcile::check(old, new, &diff)
-        .err()
-        .map(|e| e.to_string());
+    let host = opts.host.clone().unwrap_or(os::HostKind::RpmOstree);
+    let mut reasons = match reconcile::check(old, new, &diff) {
+        Ok(()) => Vec::new(),
+        Err(e) => e.reasons,
+    };
+    // The force file re-applies the whole config: its OS half is planned against what the
+    // host booted, which only the host layer knows; a pure plan has no OS step for it.
+    let os_steps = match os::plan(Some(old), new, &host, &os::Booted::default()) {
+        Ok(p) => p.steps,
+        Err(refused) => {
+            reasons.extend(refused);
+            Vec::new()
+        }
+    };
+    let unreconcilable = (!reasons.is_empty()).then(|| {
+        reconcile::Unreconcilable {
+            from: old.name.clone(),
+            to: new.name.clone(),
+            reasons,
+        }
+        .to_string()
+    });
     let reboot = decision.actions == [Action::Reboot];
     Plan {
         from: old.name.clone(),
@@ -145,6 +174,8 @@ pub fn plan(old: &MachineConfig, new: &MachineConfig, policy: &Policy, opts: &Pl
         reboot,
         changes: decision.changes,
         notes: decision.notes,
+        os_steps,
+        host: host.name(),
         unreconcilable,
         diff,
     }

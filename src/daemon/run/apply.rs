@@ -83,8 +83,9 @@ impl Daemon {
             policy: wanted.policy,
             force,
             state_dir: Some(self.opts.state_dir.clone()),
+            os: self.os.clone(),
         };
-        let plan = update::plan_for(&input);
+        let (plan, _) = update::plan_for(&input);
         self.with_status(|s| {
             s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
         });
@@ -211,6 +212,9 @@ impl Daemon {
             .collect();
         let reboot_pending = applied.reboot && self.systemd.is_some();
         self.rebooting = reboot_pending;
+        // OS changes staged and no reboot to take the node into them: the config is not
+        // applied until the node boots (the next start validates that boot).
+        self.os_pending = (applied.os_staged && !reboot_pending).then(|| name.to_string());
         let cluster = matches!(self.mode, Mode::Cluster(_));
         let drain = applied
             .steps
@@ -286,6 +290,27 @@ impl Daemon {
                     now,
                 );
                 s.last_outcome = Some(format!("applied {name}; rebooting"));
+            } else if applied.os_staged {
+                s.set_condition(
+                    "RebootedNode",
+                    ConditionStatus::False,
+                    "RebootPending",
+                    "no systemd (--no-systemd): reboot the node to boot into the staged OS changes",
+                    now,
+                );
+                s.set_condition(
+                    "UpdateComplete",
+                    ConditionStatus::False,
+                    "RebootPending",
+                    &format!(
+                        "the OS changes of {name} are staged; the node has not booted into them yet"
+                    ),
+                    now,
+                );
+                s.last_outcome = Some(format!(
+                    "applied the files of {name}; OS changes staged, reboot pending; skipped: {}",
+                    skipped.join("; ")
+                ));
             } else {
                 if applied.reboot {
                     s.set_condition(
