@@ -540,7 +540,15 @@ fn always_reboot_fields() {
 
 #[test]
 fn force_file_reboots_even_without_changes() {
-    let p = plan(&base(), &base(), &defaults(), &PlanOptions { force: true });
+    let p = plan(
+        &base(),
+        &base(),
+        &defaults(),
+        &PlanOptions {
+            force: true,
+            ..Default::default()
+        },
+    );
     assert_eq!(p.actions, vec![Action::Reboot]);
     assert!(p.drain && p.reboot);
     assert!(p.notes.iter().any(|n| n.contains("force file present")));

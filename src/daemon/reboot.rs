@@ -53,9 +53,13 @@ impl RebootRecord {
     }
 }
 
-/// This boot's id (`/proc/sys/kernel/random/boot_id`).
+/// This boot's id (`/proc/sys/kernel/random/boot_id`; the file `MCD_BOOT_ID` names instead, for
+/// tests that play a reboot).
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+    let path = std::env::var_os("MCD_BOOT_ID")
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "/proc/sys/kernel/random/boot_id".into());
+    std::fs::read_to_string(path)
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
 }

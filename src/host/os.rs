@@ -235,8 +235,9 @@ impl OsHost {
                         .filter(|a| !a.starts_with("BOOT_IMAGE=") && !a.starts_with("initrd="))
                         .collect(),
                 };
+                // The config's arguments were appended: the last occurrence is the config's.
                 for r in remove {
-                    if let Some(i) = args.iter().position(|a| a == r) {
+                    if let Some(i) = args.iter().rposition(|a| a == r) {
                         args.remove(i);
                     }
                 }

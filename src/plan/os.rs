@@ -265,8 +265,8 @@ pub fn plan(
         );
         if kernel_change {
             refused.push(format!(
-                "kernelType: {} -> {}: {why}",
-                from.kernel, new_kernel
+                "kernelType: {why} (asked for {new_kernel}, from {})",
+                from.kernel
             ));
         }
         if !install.is_empty() || !uninstall.is_empty() {

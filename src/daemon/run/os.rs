@@ -41,6 +41,21 @@ impl Daemon {
         match p.phase {
             Phase::Staging => {
                 tracing::warn!(config = %p.config, "an OS change to {} was interrupted while staging: undoing it", p.config);
+                // What to roll the files back to, read before the undo clears the record.
+                let previous = match hostos::read_previous(&self.root) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the config to roll back to: {e}");
+                        None
+                    }
+                };
+                let current = match crate::host::state::read_current(&self.root) {
+                    Ok(c) => c.map(|c| c.0),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot read the current config: {e}");
+                        None
+                    }
+                };
                 if let Err(e) = update::undo_os(&root, sd.clone(), os, p.clone()).await {
                     self.problem = Some((
                         NodeState::Degraded,
@@ -49,14 +64,9 @@ impl Daemon {
                     return;
                 }
                 // Files back to the config the node ran (they were written before staging).
-                let previous = hostos::read_previous(&self.root).ok().flatten();
-                if self.current_name == p.config
-                    && let Some(prev) = previous
+                if let (Some(prev), Some(current)) = (previous, current)
+                    && current.name == p.config
                 {
-                    let current = match crate::host::state::read_current(&self.root) {
-                        Ok(Some((c, _))) => c,
-                        _ => return,
-                    };
                     let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
                     let name = prev.name.clone();
                     match update::rollback(&root, sd, Arc::new(current), Arc::new(prev), systemd)
