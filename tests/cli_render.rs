@@ -57,7 +57,10 @@ fn renders_a_directory_as_json() {
         serde_json::json!(["systemd.unified_cgroup_hierarchy=1", "nosmt"])
     );
     assert_eq!(spec["kernelType"], "default");
-    assert_eq!(spec["osImageURL"], "quay.io/openshift/os@sha256:1111");
+    assert_eq!(
+        spec["osImageURL"],
+        "quay.io/openshift/os@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    );
     assert_eq!(spec["config"]["passwd"]["users"][0]["name"], "core");
     assert!(out.stderr.is_empty(), "{}", text(&out.stderr));
 }

@@ -107,7 +107,8 @@ fn every_field(name: &str, path: &str) -> MachineConfig {
     m.spec.kernel_type = Some("realtime".into());
     m.spec.extensions = vec!["usbguard".into()];
     m.spec.fips = true;
-    m.spec.os_image_url = "quay.io/x@sha256:00".into();
+    m.spec.os_image_url =
+        "quay.io/x@sha256:0000000000000000000000000000000000000000000000000000000000000000".into();
     m
 }
 

@@ -466,7 +466,8 @@ fn parse_of_emit_is_identity_apart_from_version() {
     original.spec.kernel_type = Some("realtime".into());
     original.spec.extensions = vec!["usbguard".into()];
     original.spec.fips = true;
-    original.spec.os_image_url = "quay.io/x@sha256:00".into();
+    original.spec.os_image_url =
+        "quay.io/x@sha256:0000000000000000000000000000000000000000000000000000000000000000".into();
 
     let emitted = serde_json::to_vec(&model::machine_config_to_json(&original)).unwrap();
     let mut back = parse_machine_configs(&emitted, "emitted").unwrap();

@@ -23,13 +23,13 @@ const HEADER: &str = "apiVersion: machineconfiguration.openshift.io/v1\nkind: Ma
 fn json_and_yaml_of_the_same_config_are_equal() {
     let yaml = format!(
         "{HEADER}metadata:\n  name: 99-x\n  labels:\n    machineconfiguration.openshift.io/role: worker\n\
-         spec:\n  kernelArguments: [nosmt]\n  kernelType: realtime\n  extensions: [usbguard]\n  fips: true\n  osImageURL: quay.io/os@sha256:1\n\
+         spec:\n  kernelArguments: [nosmt]\n  kernelType: realtime\n  extensions: [usbguard]\n  fips: true\n  osImageURL: quay.io/os@sha256:1111111111111111111111111111111111111111111111111111111111111111\n\
          \x20 config:\n    ignition: {{version: 3.2.0}}\n    storage:\n      files:\n      - path: /etc/x\n        mode: 0644\n        contents: {{source: 'data:,x'}}\n"
     );
     let json = r#"{"apiVersion": "machineconfiguration.openshift.io/v1", "kind": "MachineConfig",
       "metadata": {"name": "99-x", "labels": {"machineconfiguration.openshift.io/role": "worker"}},
       "spec": {"kernelArguments": ["nosmt"], "kernelType": "realtime", "extensions": ["usbguard"], "fips": true,
-               "osImageURL": "quay.io/os@sha256:1",
+               "osImageURL": "quay.io/os@sha256:1111111111111111111111111111111111111111111111111111111111111111",
                "config": {"ignition": {"version": "3.2.0"}, "storage": {"files": [{"path": "/etc/x", "mode": 420, "contents": {"source": "data:,x"}}]}}}}"#;
     // Detection is by content: the origin's extension says nothing.
     let from_yaml = parse_machine_configs(yaml.as_bytes(), "a.json").unwrap();
@@ -42,7 +42,10 @@ fn json_and_yaml_of_the_same_config_are_equal() {
     assert_eq!(mc.spec.kernel_type.as_deref(), Some("realtime"));
     assert_eq!(mc.spec.extensions, vec!["usbguard"]);
     assert!(mc.spec.fips);
-    assert_eq!(mc.spec.os_image_url, "quay.io/os@sha256:1");
+    assert_eq!(
+        mc.spec.os_image_url,
+        "quay.io/os@sha256:1111111111111111111111111111111111111111111111111111111111111111"
+    );
     // YAML `0644` is octal, as the cluster's tools read it.
     assert_eq!(mc.spec.config.files[0].mode, Some(0o644));
 }

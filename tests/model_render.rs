@@ -274,12 +274,12 @@ fn spec_fields_combine() {
     let a = mc(
         "00-a",
         None,
-        json!({"kernelArguments": ["a=1", "b"], "extensions": ["usbguard"], "osImageURL": "quay.io/os@sha256:aa"}),
+        json!({"kernelArguments": ["a=1", "b"], "extensions": ["usbguard"], "osImageURL": "quay.io/os@sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"}),
     );
     let b = mc(
         "10-b",
         None,
-        json!({"kernelArguments": ["c"], "fips": true, "osImageURL": "quay.io/os@sha256:bb"}),
+        json!({"kernelArguments": ["c"], "fips": true, "osImageURL": "quay.io/os@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"}),
     );
     let c = mc(
         "20-c",
@@ -291,7 +291,10 @@ fn spec_fields_combine() {
     assert_eq!(r.spec.extensions, vec!["usbguard", "kerberos"]);
     assert!(r.spec.fips);
     assert_eq!(r.spec.kernel_type.as_deref(), Some("realtime"));
-    assert_eq!(r.spec.os_image_url, "quay.io/os@sha256:bb");
+    assert_eq!(
+        r.spec.os_image_url,
+        "quay.io/os@sha256:bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb"
+    );
 }
 
 #[test]

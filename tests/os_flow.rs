@@ -429,13 +429,16 @@ fn a_package_host_writes_kernel_cmdline_and_refuses_other_os_fields() {
     }
 }
 
+/// A change made to a config.
+type Edit = Box<dyn Fn(&mut MachineConfig)>;
+
 #[test]
 fn bad_os_values_are_refused_by_validate_plan_and_apply_alike() {
     let n = OsNode::image_based();
     let base = n.node.dir.path().join("base.json");
     std::fs::write(&base, config_bytes(&with_os("a", &[], |_| {}))).unwrap();
     ok(n.apply(&with_os("a", &[], |_| {})));
-    let cases: [(&str, Box<dyn Fn(&mut MachineConfig)>, &str); 4] = [
+    let cases: [(&str, Edit, &str); 4] = [
         (
             "spec.kernelArguments[0]",
             Box::new(|m| m.spec.kernel_arguments = vec!["nosmt\nrm".into()]),

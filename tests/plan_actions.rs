@@ -495,7 +495,7 @@ fn always_reboot_fields() {
             set(&|m| {
                 m.spec.kernel_arguments = old.spec.kernel_arguments.clone();
                 m.spec.extensions = old.spec.extensions.clone();
-                m.spec.os_image_url = "quay.io/os@sha256:1".into();
+                m.spec.os_image_url = "quay.io/os@sha256:1111111111111111111111111111111111111111111111111111111111111111".into();
             }),
             Some(Subject::OsImageUrl),
         ),
@@ -789,6 +789,8 @@ fn plan_json_shape() {
                 "actions": [{"type": "Reload", "reload": {"serviceName": "chronyd.service"}}],
                 "reason": "matches policy path /etc/chrony.conf",
             }],
+            "osSteps": [],
+            "host": "rpm-ostree",
             "notes": [],
             "unreconcilable": null,
         })

@@ -301,7 +301,8 @@ fn os_fields() {
     new.spec.kernel_arguments = vec!["b".into(), "a".into()];
     new.spec.kernel_type = Some("64k-pages".into());
     new.spec.fips = true;
-    new.spec.os_image_url = "quay.io/x@sha256:2".into();
+    new.spec.os_image_url =
+        "quay.io/x@sha256:2222222222222222222222222222222222222222222222222222222222222222".into();
     new.spec.extensions = vec!["usbguard".into()];
     let d = diff(&old, &new);
     let fields: Vec<OsField> = d.os.iter().map(|o| o.field).collect();

@@ -305,29 +305,29 @@ pub async fn update(
     };
     tracing::info!(config = %new.name, steps = report.steps.len(), "files written for {}: {} steps", new.name, report.steps.len());
 
-    if let Some(p) = pending.as_mut() {
-        if let Err(reason) = stage_os(root, sd.clone(), os.clone(), p).await {
-            tracing::error!(config = %new.name, "OS change failed, rolling back {}: {reason}", new.name);
-            let mut failed = Vec::new();
-            if let Err(e) = undo_os(root, sd.clone(), os.clone(), p.clone()).await {
-                failed.push(format!("undoing the OS change failed too: {e}"));
-            }
-            let rollback = match old {
-                Some(old) => {
-                    let name = old.name.clone();
-                    match self::rollback(root, sd, new, old, systemd).await {
-                        Ok(()) => format!("rolled back to {name}"),
-                        Err(r) => format!("rolling back to {name} failed too: {r}"),
-                    }
-                }
-                None => "first apply: the files stay written".into(),
-            };
-            failed.insert(0, rollback);
-            return Err(UpdateError::Os {
-                reason,
-                rollback: Some(failed.join("; ")),
-            });
+    if let Some(p) = pending.as_mut()
+        && let Err(reason) = stage_os(root, sd.clone(), os.clone(), p).await
+    {
+        tracing::error!(config = %new.name, "OS change failed, rolling back {}: {reason}", new.name);
+        let mut failed = Vec::new();
+        if let Err(e) = undo_os(root, sd.clone(), os.clone(), p.clone()).await {
+            failed.push(format!("undoing the OS change failed too: {e}"));
         }
+        let rollback = match old {
+            Some(old) => {
+                let name = old.name.clone();
+                match self::rollback(root, sd, new, old, systemd).await {
+                    Ok(()) => format!("rolled back to {name}"),
+                    Err(r) => format!("rolling back to {name} failed too: {r}"),
+                }
+            }
+            None => "first apply: the files stay written".into(),
+        };
+        failed.insert(0, rollback);
+        return Err(UpdateError::Os {
+            reason,
+            rollback: Some(failed.join("; ")),
+        });
     }
     let result = async {
         for op in &unit_ops.after_files {

@@ -48,7 +48,10 @@ impl KernelType {
         let r = release.trim();
         if r.ends_with("+64k") {
             KernelType::Pages64k
-        } else if r.ends_with("+rt") || r.split('.').any(|part| part.starts_with("rt")) {
+        } else if r.ends_with("+rt")
+            || r.contains("-rt-")
+            || r.split('.').any(|part| part.starts_with("rt"))
+        {
             KernelType::Realtime
         } else {
             KernelType::Default
