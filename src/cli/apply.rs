@@ -18,7 +18,7 @@ use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, System
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use machine_config_daemon::model::policy;
 use machine_config_daemon::model::{self, MachineConfig};
-use machine_config_daemon::plan::Plan;
+use machine_config_daemon::plan::{self, Plan};
 use serde_json::json;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -111,6 +111,21 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p.steps,
         Err(reason) => return super::fail(super::EXIT_UNRECONCILABLE, [reason]),
     };
+    // A first apply writes everything, so every item is checked (the update flow does the
+    // same; here it also covers --dry-run).
+    if old.is_none() {
+        let problems = plan::reconcile::config_problems(&new);
+        if !problems.is_empty() {
+            return super::fail(
+                super::EXIT_UNRECONCILABLE,
+                [format!(
+                    "can't apply config {}: {}",
+                    new.name,
+                    problems.join("; ")
+                )],
+            );
+        }
+    }
     if args.dry_run {
         let opts = ApplyOptions {
             force: force_file,
@@ -131,6 +146,11 @@ pub fn run(args: Args) -> ExitCode {
         }
         for step in &os_steps {
             outcomes.push((format!("os: {step}"), Outcome::Skipped("dry run".into())));
+        }
+        if old.is_none() {
+            for n in plan::reconcile::not_applied(&new) {
+                outcomes.push((format!("not applied: {n}"), Outcome::Skipped(String::new())));
+            }
         }
         let mut actions = plan.as_ref().map(update::post_actions).unwrap_or_default();
         if !os_steps.is_empty() && !actions.contains(&PostAction::Reboot) {
@@ -182,6 +202,9 @@ pub fn run(args: Args) -> ExitCode {
             .iter()
             .map(|s| (s.what.clone(), s.outcome.clone())),
     );
+    for n in &applied.not_applied {
+        outcomes.push((format!("not applied: {n}"), Outcome::Skipped(String::new())));
+    }
     if applied.os_staged && args.no_systemd {
         outcomes.push((
             format!("boot into the OS changes of {}", new.name),
@@ -304,6 +327,7 @@ fn print_result(
     for (what, o) in outcomes {
         match o {
             Outcome::Done => println!("done: {what}"),
+            Outcome::Skipped(why) if why.is_empty() => println!("{what}"),
             Outcome::Skipped(why) => println!("skipped: {what} ({why})"),
         }
     }

@@ -232,6 +232,7 @@ impl Daemon {
             status.conditions = old.conditions;
             status.last_plan = old.last_plan;
             status.last_outcome = old.last_outcome;
+            status.not_applied = old.not_applied;
             status.post_config_action = old.post_config_action;
         }
         let (os, version) = os_release(&opts.root.join("etc/os-release"));

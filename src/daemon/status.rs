@@ -86,6 +86,10 @@ pub struct Status {
     /// What became of the last plan: `applied`, `applied, reboot pending`, `failed: …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_outcome: Option<String>,
+    /// What the current config asks for that this daemon did not apply (install-time
+    /// sections, reported by the first apply), one line per field.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub not_applied: Vec<String>,
     pub conditions: Vec<Condition>,
     /// When this status was written (RFC 3339).
     pub updated: String,
@@ -110,6 +114,7 @@ impl Status {
             post_config_action: None,
             last_plan: None,
             last_outcome: None,
+            not_applied: Vec::new(),
             conditions: Vec::new(),
             updated: rfc3339(now),
         }

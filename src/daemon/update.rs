@@ -71,6 +71,9 @@ pub struct Applied {
     pub reboot: bool,
     /// OS changes were staged: the config is applied only once the node has booted into them.
     pub os_staged: bool,
+    /// First apply: what the config asks for that this daemon never applies (install-time
+    /// sections), one line per field.
+    pub not_applied: Vec<String>,
     /// The config now current (the input's `new`).
     pub config: Arc<MachineConfig>,
 }
@@ -237,6 +240,23 @@ pub async fn update(
         return Err(UpdateError::Unreconcilable(reason));
     }
     let os_plan = os_plan.map_err(UpdateError::Unreconcilable)?;
+    // A first apply writes everything: every item meets the rules an update checks for the
+    // items it touches.
+    let mut not_applied = Vec::new();
+    if input.old.is_none() {
+        let problems = crate::plan::reconcile::config_problems(&input.new);
+        if !problems.is_empty() {
+            return Err(UpdateError::Unreconcilable(format!(
+                "can't apply config {}: {}",
+                input.new.name,
+                problems.join("; ")
+            )));
+        }
+        not_applied = crate::plan::reconcile::not_applied(&input.new);
+        for n in &not_applied {
+            tracing::warn!(config = %input.new.name, "{n}");
+        }
+    }
     let unit_ops = host::units::unit_ops(
         input.old.as_ref().map(|o| &o.spec.config),
         &input.new.spec.config,
@@ -391,6 +411,7 @@ pub async fn update(
         steps,
         reboot,
         os_staged: pending.is_some(),
+        not_applied,
         config: new,
     })
 }

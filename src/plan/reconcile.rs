@@ -28,6 +28,9 @@ use std::collections::BTreeMap;
 
 /// The force file (SPEC §7): a config may not create it.
 pub const FORCE_FILE: &str = "/run/machine-config-daemon-force";
+/// The daemon's state directory on the node (current config, journal, backups): a config may
+/// not write into it.
+pub const STATE_DIR: &str = "/etc/machine-config-daemon";
 /// Trees a config may write files into.
 pub const WRITABLE_TREES: [&str; 4] = ["/etc", "/var", "/opt", "/usr/local"];
 
@@ -122,6 +125,52 @@ pub fn config_problems(config: &MachineConfig) -> Vec<String> {
     out
 }
 
+/// What a config asks for that belongs to provisioning and that this daemon never applies: on a
+/// first apply these are accepted (a node provisioned from the same config already has them)
+/// and reported, one line per field; on later updates a change to them is refused ([`check`]).
+pub fn not_applied(config: &MachineConfig) -> Vec<String> {
+    let c = &config.spec.config;
+    let mut out = Vec::new();
+    let mut note = |field: &str| {
+        out.push(format!(
+            "{field}: install-time only, not applied by machine-config-daemon"
+        ))
+    };
+    for (name, v) in [
+        ("storage.disks", &c.disks),
+        ("storage.filesystems", &c.filesystems),
+        ("storage.raid", &c.raid),
+        ("storage.luks", &c.luks),
+        (
+            "kernelArguments (the Ignition section)",
+            &c.ignition_kernel_arguments,
+        ),
+    ] {
+        if !section_eq(v, &None) {
+            note(name);
+        }
+    }
+    if !c.directories.is_empty() {
+        note("storage.directories");
+    }
+    if !c.links.is_empty() {
+        note("storage.links");
+    }
+    if !c.groups.is_empty() {
+        note("passwd.groups");
+    }
+    for u in &c.users {
+        if u.name != "core" {
+            note(&format!("passwd.users[{}]", u.name));
+        } else {
+            for f in u.other_fields.keys() {
+                note(&format!("passwd.users[core].{f}"));
+            }
+        }
+    }
+    out
+}
+
 fn section_eq(a: &Option<Value>, b: &Option<Value>) -> bool {
     let empty = |v: &Option<Value>| match v {
         None | Some(Value::Null) => true,
@@ -204,6 +253,14 @@ fn path_problems(path: &str) -> Option<String> {
             "storage.files: {FORCE_FILE} is the force file and may not be written by a config"
         ));
     }
+    if path
+        .strip_prefix(STATE_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+    {
+        return Some(format!(
+            "storage.files: {path} is in the daemon's own state directory {STATE_DIR}, which a config may not write"
+        ));
+    }
     let allowed = WRITABLE_TREES.iter().any(|t| {
         path.strip_prefix(t)
             .is_some_and(|rest| rest.starts_with('/'))
@@ -236,6 +293,12 @@ fn unit_name_problem(name: &str) -> Option<String> {
 
 fn unit_problems(u: &Unit) -> Vec<String> {
     let mut out: Vec<String> = unit_name_problem(&u.name).into_iter().collect();
+    if u.mask == Some(true) && u.contents.as_deref().is_some_and(|c| !c.is_empty()) {
+        out.push(format!(
+            "systemd.units: {}: mask: true with contents; a masked unit is a link to /dev/null, so the contents would never be written",
+            u.name
+        ));
+    }
     for d in &u.dropins {
         if d.name.is_empty() || d.name.contains('/') || d.name == "." || d.name == ".." {
             out.push(format!(

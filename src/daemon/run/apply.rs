@@ -232,6 +232,10 @@ impl Daemon {
                 "Config changes do not require reboot",
             );
         }
+        let not_applied = applied.not_applied.clone();
+        if applied.plan.is_none() {
+            self.with_status(|s| s.not_applied = not_applied);
+        }
         let crio = applied
             .steps
             .iter()
