@@ -74,13 +74,15 @@ fn invalid_policy_prints_every_violation_and_exits_2() {
     let stderr = text(&out.stderr);
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines.len(), 6, "{stderr}");
+    // Each line names the file.
+    let file = format!("{F}/policies/invalid.yaml");
     assert!(
         lines
             .iter()
-            .all(|l| l.starts_with("error: spec.nodeDisruptionPolicy.")),
+            .all(|l| l.starts_with(&format!("error: {file}: spec.nodeDisruptionPolicy."))),
         "{stderr}"
     );
-    assert!(lines.contains(&"error: spec.nodeDisruptionPolicy.files[0].actions[0]: reload is required when type is Reload"));
+    assert!(lines.contains(&format!("error: {file}: spec.nodeDisruptionPolicy.files[0].actions[0]: reload is required when type is Reload").as_str()));
 }
 
 #[test]

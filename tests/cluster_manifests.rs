@@ -193,3 +193,45 @@ fn crds_have_status_subresources_where_the_daemon_writes_status() {
         assert_eq!(v["schema"]["openAPIV3Schema"]["type"], "object");
     }
 }
+
+/// The probes ask `/healthz` where the daemon the DaemonSet starts actually listens: its
+/// default `--metrics-address` (the container's args do not set one), on the node's loopback,
+/// which a hostNetwork pod shares with the kubelet. And the container has a memory limit.
+#[test]
+fn daemonset_probes_the_health_endpoint_and_limits_memory() {
+    let help = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let (_, after) = help
+        .split_once("--metrics-address <ADDR>")
+        .unwrap_or_else(|| panic!("no --metrics-address in start --help:\n{help}"));
+    let default = after
+        .split_once("[default: ")
+        .and_then(|(_, d)| d.split_once(']'))
+        .map(|(d, _)| d)
+        .unwrap_or_else(|| panic!("no default for --metrics-address:\n{help}"));
+    let (host, port) = default.rsplit_once(':').unwrap();
+
+    let docs = documents();
+    let ds = find(&docs, "DaemonSet", "machine-config-daemon");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["hostNetwork"], true);
+    let c = &pod["containers"][0];
+    assert!(
+        !c["args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a.as_str().unwrap().starts_with("--metrics-address")),
+        "the args set --metrics-address: the probes must follow it"
+    );
+    for probe in ["readinessProbe", "livenessProbe"] {
+        let get = &c[probe]["httpGet"];
+        assert_eq!(get["path"], "/healthz", "{probe}");
+        assert_eq!(get["host"], host, "{probe}");
+        assert_eq!(get["port"].to_string(), port, "{probe}");
+    }
+    assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+}

@@ -23,7 +23,11 @@ fn doc(policy: Value) -> Vec<u8> {
 fn violations(policy: Value) -> Vec<String> {
     match parse_machine_configuration(&doc(policy), "test.json") {
         Ok(_) => Vec::new(),
-        Err(e) => e.errors().iter().map(|e| e.to_string()).collect(),
+        Err(e) => e
+            .errors()
+            .iter()
+            .map(|e| format!("{}: {}", e.field, e.message))
+            .collect(),
     }
 }
 
@@ -274,15 +278,16 @@ fn all_violations_are_reported_at_once_in_document_order() {
     let bytes = std::fs::read("tests/fixtures/plan/policies/invalid.yaml").unwrap();
     let err = parse_machine_configuration(&bytes, "invalid.yaml").unwrap_err();
     let lines: Vec<String> = err.errors().iter().map(|e| e.to_string()).collect();
+    // Each names the file it is in.
     assert_eq!(
         lines,
         vec![
-            "spec.nodeDisruptionPolicy.files[0].actions[0]: reload is required when type is Reload",
-            "spec.nodeDisruptionPolicy.files[1].path: \"etc/relative\" must be an absolute path",
-            "spec.nodeDisruptionPolicy.files[1].actions[0]: Reboot must be the only action of its list",
-            "spec.nodeDisruptionPolicy.units[0].name: \"not-a-unit\" is not a valid unit name: it must match ^[a-zA-Z0-9:._\\\\-]+\\..",
-            "spec.nodeDisruptionPolicy.units[0].actions[0]: type Special is internal to the cluster status and may not be set",
-            "spec.nodeDisruptionPolicy.sshkey.actions: actions is required when sshkey is set",
+            "invalid.yaml: spec.nodeDisruptionPolicy.files[0].actions[0]: reload is required when type is Reload",
+            "invalid.yaml: spec.nodeDisruptionPolicy.files[1].path: \"etc/relative\" must be an absolute path",
+            "invalid.yaml: spec.nodeDisruptionPolicy.files[1].actions[0]: Reboot must be the only action of its list",
+            "invalid.yaml: spec.nodeDisruptionPolicy.units[0].name: \"not-a-unit\" is not a valid unit name: it must match ^[a-zA-Z0-9:._\\\\-]+\\..",
+            "invalid.yaml: spec.nodeDisruptionPolicy.units[0].actions[0]: type Special is internal to the cluster status and may not be set",
+            "invalid.yaml: spec.nodeDisruptionPolicy.sshkey.actions: actions is required when sshkey is set",
         ]
     );
     // Display: one violation per line.

@@ -449,7 +449,8 @@ fn spec_policy(spec: serde_json::Value) -> Result<policy::Policy, String> {
     let bytes = serde_json::to_vec(&doc).map_err(|e| e.to_string())?;
     policy::parse_machine_configuration(&bytes, "MachineConfiguration/cluster")
         .map(|mc| mc.effective_policy())
-        .map_err(|e| format!("MachineConfiguration/cluster: {e}"))
+        // Every violation names MachineConfiguration/cluster.
+        .map_err(|e| e.to_string())
 }
 
 fn condition_type(name: &str) -> Option<mcn::ConditionType> {

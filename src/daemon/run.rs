@@ -349,6 +349,57 @@ impl Daemon {
         }
     }
 
+    /// At debug level, the plan the last update followed (from the status, where the update
+    /// put it): the actions, then every change with the policy entry it matched, or why none.
+    fn log_plan(&self) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        let Some(plan) = self.with_status(|s| s.last_plan.clone()) else {
+            return;
+        };
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+        let actions: Vec<String> = plan["actions"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|a| {
+                let service = a["reload"]["serviceName"]
+                    .as_str()
+                    .or(a["restart"]["serviceName"].as_str());
+                match service {
+                    Some(svc) => format!("{} {svc}", text(&a["type"])),
+                    None => text(&a["type"]),
+                }
+            })
+            .collect();
+        tracing::debug!(
+            from = %text(&plan["from"]),
+            config = %text(&plan["to"]),
+            drain = plan["drain"].as_bool().unwrap_or(false),
+            reboot = plan["reboot"].as_bool().unwrap_or(false),
+            "plan {} -> {}: actions {}",
+            dash(&text(&plan["from"])),
+            text(&plan["to"]),
+            actions.join(", ")
+        );
+        for c in plan["changes"].as_array().into_iter().flatten() {
+            let subject = c["path"]
+                .as_str()
+                .or(c["name"].as_str())
+                .unwrap_or_default();
+            let kind = format!("{} {subject}", text(&c["kind"]));
+            let kind = kind.trim();
+            tracing::debug!(
+                change = %text(&c["change"]),
+                matched = c["matched"].as_str(),
+                "plan: {kind} {}: {}",
+                text(&c["change"]),
+                text(&c["reason"])
+            );
+        }
+    }
+
     fn write_status(&self) {
         let summary = self.with_status(|s| {
             if let Err(e) = s.write(&self.status_file) {
@@ -445,6 +496,7 @@ impl Daemon {
     /// Checks `paths` (node paths), or every managed path when None.
     fn check_drift(&mut self, paths: Option<Vec<String>>) {
         let started = Instant::now();
+        let checked = paths.as_ref().map_or(self.manifest.len(), Vec::len);
         // (path, reason) of every mismatch, and the paths found clean.
         let (bad, clean): (Vec<(String, String)>, Vec<String>) = match paths {
             Some(paths) => {
@@ -497,6 +549,14 @@ impl Daemon {
                 (bad, clean)
             }
         };
+        tracing::debug!(
+            checked,
+            drifted = bad.len(),
+            config = %self.current_name,
+            "drift check of {checked} managed paths against {}: {} drifted",
+            dash(&self.current_name),
+            bad.len()
+        );
         for p in clean {
             if self.drift.remove(&p).is_some() {
                 tracing::info!(path = %p, "drift cleared: {p} matches the config again");
@@ -679,10 +739,13 @@ impl Daemon {
         self.with_status(|s| s.desired_config = wanted.config.name.clone());
         let new_digest = config_digest(&wanted.config);
         if self.current_digest == Some(new_digest) {
+            tracing::debug!(config = %wanted.config.name, "the desired config is the current one: checking the disk against it");
             self.same_config();
             return;
         }
+        tracing::debug!(from = %self.current_name, config = %wanted.config.name, "the desired config differs from the current one: updating");
         self.apply(wanted, false, Some(new_digest)).await;
+        self.log_plan();
     }
 
     /// The desired config is the current one: validate the disk.
@@ -764,6 +827,7 @@ impl Daemon {
         };
         let policy = self.read_policy().await;
         self.apply(Wanted { config, policy }, true, None).await;
+        self.log_plan();
     }
 
     fn remove_force_file(&self) {

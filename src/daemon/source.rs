@@ -1,6 +1,10 @@
 //! Standalone mode's source of truth: the desired config (a rendered MachineConfig file, or a
 //! directory of MachineConfigs rendered on the fly for the pool) and the node disruption policy
 //! file (a MachineConfiguration; absent: the cluster defaults).
+//!
+//! Errors name the file once per problem (the loaders put the file in each line; the prefix
+//! says which input it is: `desired config …` or `policy …`). At debug level, each read is
+//! logged with what it found.
 
 use crate::model::policy::{self, Policy};
 use crate::model::{self, MachineConfig};
@@ -28,13 +32,34 @@ impl LocalSource {
     pub fn read(&self) -> Result<Wanted, String> {
         let policy = match &self.policy {
             Some(p) => read_policy(p)?,
-            None => policy::defaults(),
+            None => {
+                tracing::debug!("no policy file given: the cluster defaults");
+                policy::defaults()
+            }
         };
-        let (config, warnings) = model::load_config_arg(&self.desired, &self.pool)
-            .map_err(|e| format!("desired config {}: {e}", self.desired.display()))?;
+        let (config, warnings) =
+            model::load_config_arg(&self.desired, &self.pool).map_err(|e| {
+                // Every problem already names its file (in a directory, the file in it).
+                let desired = self.desired.display().to_string();
+                let e = e.to_string();
+                if e.starts_with(&desired) {
+                    format!("desired config {e}")
+                } else {
+                    format!("desired config {desired}: {e}")
+                }
+            })?;
         for w in warnings {
             tracing::warn!(path = %self.desired.display(), "{w}");
         }
+        tracing::debug!(
+            path = %self.desired.display(),
+            config = %config.name,
+            files = config.spec.config.files.len(),
+            units = config.spec.config.units.len(),
+            "desired config read from {}: {}",
+            self.desired.display(),
+            config.name
+        );
         Ok(Wanted { config, policy })
     }
 }
@@ -44,11 +69,22 @@ impl LocalSource {
 fn read_policy(path: &Path) -> Result<Policy, String> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy::defaults()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            tracing::debug!(path = %path.display(), "policy file {} absent: the cluster defaults", path.display());
+            return Ok(policy::defaults());
+        }
         Err(e) => return Err(format!("policy {}: {e}", path.display())),
     };
     let origin = path.display().to_string();
-    let mc = policy::parse_machine_configuration(&bytes, &origin)
-        .map_err(|e| format!("policy {origin}: {e}"))?;
-    Ok(mc.effective_policy())
+    // Every violation names the file.
+    let mc =
+        policy::parse_machine_configuration(&bytes, &origin).map_err(|e| format!("policy {e}"))?;
+    let effective = mc.effective_policy();
+    tracing::debug!(
+        path = %origin,
+        files = effective.files.len(),
+        units = effective.units.len(),
+        "policy read from {origin}"
+    );
+    Ok(effective)
 }

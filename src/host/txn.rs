@@ -41,6 +41,12 @@
 //! and renames it. The temp file is the previous stored config, kept as scratch when the
 //! staging directory is cleaned and overwritten in place (see `clean_staging`).
 //!
+//! **What the log says.** A committed update logs every path it changed at info level
+//! (`/etc/chrony.conf written for rendered-worker-…`, with `path`, `change` and `config` fields),
+//! or, above [`LOG_PATHS_MAX`] paths, their number at info level and each path at debug level.
+//! Backups, stamps and the stored config are the daemon's own files and are not listed; a
+//! rolled-back update changed nothing and lists nothing.
+//!
 //! **Recovery rolls back.** [`recover`] (run first by every command that changes the node) finds
 //! a journal and restores every pre-image, removes the created directories and leftover temp
 //! files, then drops the journal: the node is back at the old config, byte for byte, backups
@@ -189,6 +195,26 @@ impl Step<'_> {
             }
             Step::Password(_) => vec![(SHADOW.to_string(), Tree::Etc, true)],
             Step::CurrentConfig => vec![(root.state_path(CURRENT_CONFIG), Tree::Etc, true)],
+        }
+    }
+
+    /// What the step did to a path the config manages (or to core's password in the shadow
+    /// file), for the log: backups, stamps and the stored config are the daemon's own files.
+    fn changed(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Step::Write(d) => Some((
+                match d.record.kind {
+                    Kind::File => "written",
+                    Kind::MaskLink => "masked",
+                    Kind::Unmasked => "unmasked",
+                    Kind::Absent => "removed",
+                },
+                &d.path,
+            )),
+            Step::Restore(p, _) => Some(("restored from its backup", p)),
+            Step::Delete(p, _, _) => Some(("removed", p)),
+            Step::Password(_) => Some(("core's password hash set", SHADOW)),
+            Step::Backup(..) | Step::Stamp(_) | Step::CurrentConfig => None,
         }
     }
 
@@ -608,7 +634,36 @@ fn apply_in(
         };
     }
     clean_staging(root)?;
+    log_changes(&journal.new, &steps);
     Ok(report)
+}
+
+/// Up to this many changed paths, an update logs each at info level; above it, their number
+/// at info and each path at debug level (an update of thousands of files would otherwise
+/// flood the journal).
+pub const LOG_PATHS_MAX: usize = 20;
+
+/// Logs what a committed update changed: one line per path (`/etc/chrony.conf written for
+/// rendered-worker-…`, fields `path`, `change`, `config`), or the count (see
+/// [`LOG_PATHS_MAX`]).
+fn log_changes(config: &str, steps: &[Step<'_>]) {
+    let changed: Vec<(&str, &str)> = steps.iter().filter_map(Step::changed).collect();
+    let each_at_info = changed.len() <= LOG_PATHS_MAX;
+    if !each_at_info {
+        tracing::info!(
+            config = %config,
+            paths = changed.len(),
+            "{} paths changed for {config} (each is logged at debug level)",
+            changed.len()
+        );
+    }
+    for (change, path) in changed {
+        if each_at_info {
+            tracing::info!(config = %config, path = %path, change = %change, "{path} {change} for {config}");
+        } else {
+            tracing::debug!(config = %config, path = %path, change = %change, "{path} {change} for {config}");
+        }
+    }
 }
 
 fn tag(step: &str) -> impl FnOnce(HostError) -> (String, HostError) + '_ {

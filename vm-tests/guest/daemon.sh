@@ -87,6 +87,21 @@ mcd_start() {
     }
 }
 
+# For the scenarios that check the daemon's view of a reboot, container tier only: nspawn gives
+# each boot of the guest its own boot id by mounting a file over /proc/sys/kernel/random/boot_id,
+# and the unit's ProtectKernelTunables= and ProtectControlGroups= mount /proc/sys and /sys anew
+# inside the service, without that file: there the daemon reads the host
+# kernel's id, the same at every boot of the guest, and takes its reboot for none. On a machine
+# (and in the VM tier) that file is the kernel's own, so both stay on there; here a drop-in turns
+# them off. 33-daemon-sandbox checks the packaged sandbox with both on.
+mcd_container_boot_id() {
+    systemd-detect-virt -q --container || return 0
+    mkdir -p "/etc/systemd/system/$MCD_UNIT.d"
+    printf '[Service]\nProtectKernelTunables=no\nProtectControlGroups=no\n' \
+        > "/etc/systemd/system/$MCD_UNIT.d/90-container-boot-id.conf"
+    systemctl daemon-reload
+}
+
 # st JQ: a field of the status file.
 st() { jq -r "$1" "$MCD_STATUS"; }
 # cond TYPE: a condition's status (True/False/Unknown; empty when absent).

@@ -7,6 +7,7 @@ case "$MCD_BOOT" in
 1)
     mc_file /etc/mcd-test/app.conf "version=1"$'\n'
     mc_desire v1
+    mcd_container_boot_id
     mcd_start
     wait_done "$MC_RENDERED" 10
     mc_reset

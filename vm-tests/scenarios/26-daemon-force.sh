@@ -11,6 +11,7 @@ case "$MCD_BOOT" in
     mc_unit mcd-test.service true "$(test_unit)"
     mc_desire v1
     echo "$MC_RENDERED" > "$MCD_KEEP/v1"
+    mcd_container_boot_id
     mcd_start
     wait_done "$MC_RENDERED" 10
     echo tampered >> /etc/mcd-test/app.conf

@@ -1,7 +1,8 @@
 # What an operator sees with `journalctl -u machine-config-daemon` (the issue: the daemon is
 # diagnosed that way): each state transition names the state and the config; the structured
 # fields let `journalctl -u machine-config-daemon CONFIG=<name>` select an update's lines; the
-# unit's status line (sd-notify STATUS=) names the state and config.
+# update names the file it changed (and `PATH=<file>` selects that line); the unit's status
+# line (sd-notify STATUS=) names the state and config.
 . "$MCD_VMTEST/guest/lib.sh"
 . "$MCD_VMTEST/guest/daemon.sh"
 policy_set <<'YAML'
@@ -33,3 +34,9 @@ echo "$plain" | grep "update started" | grep -q "$v2" \
 echo "$plain" | grep -E '(^|[^a-z])state' | grep -q Done \
     || fail "no state line names the state: $(echo "$plain" | grep -m1 -E '^state')"
 report "journal lines name the config and the state"
+echo "$plain" | grep -qx "/etc/mcd-test/app.conf written for $v2" \
+    || fail "no line names the changed file: $(echo "$plain" | grep -m1 'written for')"
+assert_eq "/etc/mcd-test/app.conf written for $v2" \
+    "$(journalctl -u "$MCD_UNIT" --no-pager -o cat PATH=/etc/mcd-test/app.conf CONFIG="$v2")" \
+    "journalctl PATH=/etc/mcd-test/app.conf CONFIG=<v2>"
+report "the update names the file it changed: /etc/mcd-test/app.conf written for <v2>"

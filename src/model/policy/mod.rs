@@ -159,12 +159,17 @@ impl Policy {
     }
 }
 
-/// One violation: the field path of the offending entry and what is wrong with it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+/// One violation: where the policy came from, the field path of the offending entry and what
+/// is wrong with it. Displays as `origin: field: message`, leaving out what is unknown, e.g.
+/// `/etc/machine-config-daemon/policy.yaml: spec.nodeDisruptionPolicy.files[0].path: "etc/x"
+/// must be an absolute path`.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyError {
-    /// e.g. `spec.nodeDisruptionPolicy.files[2].actions[0]`, or the document's origin for errors
-    /// about the whole document (unreadable YAML, wrong kind).
+    /// The file (or object) the policy was read from; `None` for a policy that was not read
+    /// from a document (validated in memory).
+    pub origin: Option<String>,
+    /// e.g. `spec.nodeDisruptionPolicy.files[2].actions[0]`; empty for errors about the whole
+    /// document (unreadable YAML, not a mapping).
     pub field: String,
     /// e.g. `reload is required when type is Reload`.
     pub message: String,
@@ -173,11 +178,34 @@ pub struct PolicyError {
 impl PolicyError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
         PolicyError {
+            origin: None,
             field: field.into(),
             message: message.into(),
         }
     }
+
+    /// The same violation, attributed to `origin` (an empty origin names nothing).
+    pub(crate) fn with_origin(mut self, origin: &str) -> Self {
+        if !origin.is_empty() {
+            self.origin = Some(origin.to_string());
+        }
+        self
+    }
 }
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Some(origin) = &self.origin {
+            write!(f, "{origin}: ")?;
+        }
+        if !self.field.is_empty() {
+            write!(f, "{}: ", self.field)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for PolicyError {}
 
 /// All violations found in a policy, in document order. Never empty.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -36,20 +36,25 @@ impl MachineConfiguration {
     }
 }
 
-/// Parses and validates a `MachineConfiguration` document. `origin` (a file name, `-`) names
-/// the document in errors about the document as a whole; errors about an entry name its field
-/// path (`spec.nodeDisruptionPolicy.files[2].actions[0]: ...`). Every violation is reported.
+/// Parses and validates a `MachineConfiguration` document. Every violation is reported, each
+/// naming `origin` (a file name, `-`, `MachineConfiguration/cluster`) and, for an entry, its
+/// field path: `policy.yaml: spec.nodeDisruptionPolicy.files[2].actions[0]: ...`.
 pub fn parse_machine_configuration(
     bytes: &[u8],
     origin: &str,
 ) -> Result<MachineConfiguration, PolicyErrors> {
-    let doc = parse_document(bytes, origin).map_err(|e| PolicyErrors(vec![e]))?;
+    parse(bytes)
+        .map_err(|errors| PolicyErrors(errors.into_iter().map(|e| e.with_origin(origin)).collect()))
+}
+
+fn parse(bytes: &[u8]) -> Result<MachineConfiguration, Vec<PolicyError>> {
+    let doc = parse_document(bytes).map_err(|e| vec![e])?;
     let mut errors = Vec::new();
     let Value::Object(top) = &doc else {
-        return Err(PolicyErrors(vec![PolicyError::new(
-            origin,
+        return Err(vec![PolicyError::new(
+            "",
             "expected a MachineConfiguration object (a mapping)",
-        )]));
+        )]);
     };
     match top.get("apiVersion").and_then(Value::as_str) {
         Some(API_VERSION) => {}
@@ -89,7 +94,9 @@ pub fn parse_machine_configuration(
         .filter(|v| !v.is_null())
         .map(|v| policy_from_value(v, STATUS_FIELD, Rules::STATUS, &mut errors));
 
-    PolicyErrors::result(errors)?;
+    if !errors.is_empty() {
+        return Err(errors);
+    }
     Ok(MachineConfiguration {
         name,
         policy,
@@ -98,16 +105,15 @@ pub fn parse_machine_configuration(
 }
 
 /// Reads JSON or YAML (by content) into a generic value.
-fn parse_document(bytes: &[u8], origin: &str) -> Result<Value, PolicyError> {
+fn parse_document(bytes: &[u8]) -> Result<Value, PolicyError> {
     let text = std::str::from_utf8(bytes)
-        .map_err(|e| PolicyError::new(origin, format!("not valid UTF-8: {e}")))?;
+        .map_err(|e| PolicyError::new("", format!("not valid UTF-8: {e}")))?;
     let text = text.trim_start_matches('\u{feff}');
     if text.trim().is_empty() {
-        return Err(PolicyError::new(origin, "empty document"));
+        return Err(PolicyError::new("", "empty document"));
     }
     if text.trim_start().starts_with('{') {
-        serde_json::from_str(text)
-            .map_err(|e| PolicyError::new(origin, format!("invalid JSON: {e}")))
+        serde_json::from_str(text).map_err(|e| PolicyError::new("", format!("invalid JSON: {e}")))
     } else {
         serde_saphyr::from_str(text).map_err(|e| {
             // The YAML parser's message may carry a multi-line source snippet; keep it on one line.
@@ -117,7 +123,7 @@ fn parse_document(bytes: &[u8], origin: &str) -> Result<Value, PolicyError> {
                 .map(str::trim)
                 .filter(|l| !l.is_empty())
                 .collect::<Vec<_>>();
-            PolicyError::new(origin, format!("invalid YAML: {}", msg.join(" ")))
+            PolicyError::new("", format!("invalid YAML: {}", msg.join(" ")))
         })
     }
 }
