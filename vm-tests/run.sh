@@ -6,11 +6,12 @@
 #
 # Usage: vm-tests/run.sh [--vm | --vm-ci] [--keep] [--no-build] [--shell] [SCENARIO...]
 #   SCENARIO  a script under vm-tests/ without .sh (scenarios/10-systemd-reload, bench/reload);
-#             a bare name means scenarios/NAME. Default: every scenarios/*.sh.
+#             a bare name means scenarios/NAME. Default: every scenarios/*.sh (and with --vm,
+#             every vm-scenarios/*.sh: those need a kernel of their own).
 #   --keep    keep each scenario's overlay, console log and journal under the run directory
 #   --no-build  use the binaries of the last build
 #   --vm      the VM tier: each scenario in a QEMU guest (own kernel) instead of systemd-nspawn
-#   --vm-ci   the VM tier with CI's scenarios (reboot, force file, kill -9)
+#   --vm-ci   the VM tier with CI's scenarios (reboot, force file, kill -9, kernel arguments)
 #   --shell   boot a guest on a fresh overlay with an interactive console (login: root, no
 #             password); `poweroff` (or Ctrl-] three times) leaves
 set -uo pipefail
@@ -27,7 +28,8 @@ for arg in "$@"; do
     --no-build) BUILD=0 ;;
     --shell) SHELL_MODE=1 ;;
     --vm) VM=1 ;;
-    --vm-ci) VM=1 SCENARIOS+=(scenarios/24-daemon-reboot scenarios/26-daemon-force scenarios/29-daemon-kill9) ;;
+    --vm-ci) VM=1 SCENARIOS+=(scenarios/24-daemon-reboot scenarios/26-daemon-force scenarios/29-daemon-kill9
+        vm-scenarios/40-daemon-kargs vm-scenarios/41-daemon-kargs-drift) ;;
     -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
     -*) die "unknown option $arg" ;;
     */*) SCENARIOS+=("${arg%.sh}") ;;
@@ -35,9 +37,14 @@ for arg in "$@"; do
     esac
 done
 if [ ${#SCENARIOS[@]} -eq 0 ] && [ $SHELL_MODE = 0 ]; then
-    for f in "$HERE"/scenarios/*.sh; do
-        n=${f#"$HERE"/}
-        SCENARIOS+=("${n%.sh}")
+    # vm-scenarios/ need a kernel of their own (kernel arguments): the VM tier only.
+    dirs=("$HERE"/scenarios)
+    [ $VM = 1 ] && dirs+=("$HERE"/vm-scenarios)
+    for d in "${dirs[@]}"; do
+        for f in "$d"/*.sh; do
+            n=${f#"$HERE"/}
+            SCENARIOS+=("${n%.sh}")
+        done
     done
 fi
 for s in "${SCENARIOS[@]}"; do
@@ -122,11 +129,18 @@ guest_setup() {
 qemu_boot() {
     local w=$1 accel=tcg
     [ "${MCD_VM_KVM:-0}" = 1 ] && accel=kvm
+    # The boot loader stand-in: the guest's /etc/kernel/cmdline as it was at its last shutdown
+    # (copied to the results share by the runner unit), else the default command line.
+    local cmdline="root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0"
+    if [ -s "$w/results/kernel-cmdline" ]; then
+        cmdline=$(tr '\n' ' ' < "$w/results/kernel-cmdline")
+    fi
+    echo "=== kernel command line: $cmdline" >> "$w/console.log"
     timeout -k 10 "$SCENARIO_TIMEOUT" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
         -nodefaults -no-reboot -display none \
         -chardev "file,id=s0,path=$w/console.log,append=on" -serial chardev:s0 \
         -kernel "$VMIMAGE/vmlinuz" -initrd "$VMIMAGE/initrd.img" \
-        -append "root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0" \
+        -append "$cmdline" \
         -drive "file=$w/disk.qcow2,if=virtio,format=qcow2" \
         -virtfs "local,path=$BIN,mount_tag=mcdbin,security_model=none,readonly=on" \
         -virtfs "local,path=$HERE,mount_tag=mcdvmtest,security_model=none,readonly=on" \

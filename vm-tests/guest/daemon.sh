@@ -10,6 +10,7 @@
 #   mc_file /etc/x "contents"$'\n' [MODE]      # MODE decimal, default 420 (0644)
 #   mc_unit name.service true|false|'' "unit file"  # enabled true/false/unset
 #   mc_masked name.service
+#   mc_kargs ARG...                          # kernelArguments
 #   mc_desire NAME      # writes it (atomically) to desired.d; sets MC_RENDERED to the name the
 #                       # daemon will report (rendered-worker-…)
 
@@ -23,9 +24,12 @@ MCD=/usr/bin/machine-config-daemon
 MCD_KEEP=/var/lib/mcd-scenario
 mkdir -p "$MCD_KEEP"
 
-MC_FILES='[]' MC_UNITS='[]' MC_RENDERED=
+MC_FILES='[]' MC_UNITS='[]' MC_KARGS='[]' MC_RENDERED=
 
-mc_reset() { MC_FILES='[]' MC_UNITS='[]'; }
+mc_reset() { MC_FILES='[]' MC_UNITS='[]' MC_KARGS='[]'; }
+
+# mc_kargs ARG...: the config's kernelArguments.
+mc_kargs() { MC_KARGS=$(printf '%s\n' "$@" | jq -R . | jq -cs .); }
 
 # data URL (base64) of stdin.
 data_url() { printf 'data:;base64,%s' "$(base64 -w0)"; }
@@ -51,11 +55,13 @@ mc_masked() {
 # tools do; the daemon reads only *.json|*.yaml|*.yml there).
 mc_desire() {
     mkdir -p "$MCD_DESIRED"
-    jq -n --arg name "$1" --argjson files "$MC_FILES" --argjson units "$MC_UNITS" '{
+    jq -n --arg name "$1" --argjson files "$MC_FILES" --argjson units "$MC_UNITS" \
+        --argjson kargs "$MC_KARGS" '{
         apiVersion: "machineconfiguration.openshift.io/v1", kind: "MachineConfig",
         metadata: {name: $name, labels: {"machineconfiguration.openshift.io/role": "worker"}},
         spec: {config: {ignition: {version: "3.4.0"},
-                        storage: {files: $files}, systemd: {units: $units}}}}' \
+                        storage: {files: $files}, systemd: {units: $units}},
+               kernelArguments: $kargs}}' \
         > "$MCD_DESIRED/.50-scenario.json.tmp"
     mv "$MCD_DESIRED/.50-scenario.json.tmp" "$MCD_DESIRED/50-scenario.json"
     MC_RENDERED=$("$MCD" render --pool worker "$MCD_DESIRED" | jq -r .metadata.name)

@@ -1,7 +1,8 @@
 # The VM tier's guest: the container tier's packages plus a kernel and a trimmed initramfs, as an
 # ext4 disk image (qcow2) with the kernel and initramfs beside it (sourced by vm.sh).
 #
-# The recipe is this file plus rootfs.sh (the package list): the cache key is their hash.
+# The recipe is this file plus rootfs.sh (the package list) and the runner unit baked into the
+# image: the cache key is their hash.
 
 . "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh"
 VM_PACKAGES="$ROOTFS_PACKAGES,linux-image-amd64,initramfs-tools,udev"
@@ -29,7 +30,8 @@ ensure_qemu() {
 # changed.
 vmimage_path() {
     local key dir tmp mirror start
-    key=$(cat "${BASH_SOURCE[0]}" "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh" | sha256sum | cut -c1-16)
+    key=$(cat "${BASH_SOURCE[0]}" "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh" \
+        "$(dirname "${BASH_SOURCE[0]}")/../guest/mcd-vmtest.service" | sha256sum | cut -c1-16)
     dir="$MCD_VM_CACHE/vm-$ROOTFS_SUITE-$key"
     if [ -f "$dir/.complete" ]; then
         echo "$dir"
