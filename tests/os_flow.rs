@@ -509,3 +509,29 @@ fn bad_os_values_are_refused_by_validate_plan_and_apply_alike() {
         assert!(n.calls().is_empty(), "{:?}", n.calls());
     }
 }
+
+#[test]
+fn a_files_only_update_over_staged_os_changes_still_waits_for_the_boot() {
+    let n = OsNode::image_based();
+    ok(n.apply(&with_os("a", &[], |_| {})));
+    let b = with_os("b", &["nosmt"], |_| {});
+    ok(n.apply(&b));
+    // The daemon then gets c: b's OS half, other files. Nothing to stage, but b's staged
+    // change has still not been booted into.
+    let mut c = with_os("c", &["nosmt"], |_| {});
+    c.name = "c".into();
+    n.node.set_desired(&c);
+    let d = n.start();
+    let s = d.wait("c applied", |s| {
+        s.current_config == "c" && s.state != NodeState::Working || s.reason.contains("of c")
+    });
+    assert_eq!(s.state, NodeState::Working, "{s:?}");
+    assert_eq!(
+        s.reason,
+        "reboot pending: the OS changes of c are staged; the node must boot into them"
+    );
+    drop(d);
+    n.fake("fake-reboot");
+    let d = n.start();
+    d.wait_done("c");
+}

@@ -214,7 +214,14 @@ impl Daemon {
         self.rebooting = reboot_pending;
         // OS changes staged and no reboot to take the node into them: the config is not
         // applied until the node boots (the next start validates that boot).
-        self.os_pending = (applied.os_staged && !reboot_pending).then(|| name.to_string());
+        // An earlier update's staged OS changes still wait for a boot as well (this update
+        // changed no OS field, so they are this config's too).
+        let staged = applied.os_staged
+            || crate::host::os::Pending::read(&self.root)
+                .ok()
+                .flatten()
+                .is_some_and(|p| p.phase == crate::host::os::Phase::Staged);
+        self.os_pending = (staged && !reboot_pending).then(|| name.to_string());
         let cluster = matches!(self.mode, Mode::Cluster(_));
         let drain = applied
             .steps
@@ -294,7 +301,7 @@ impl Daemon {
                     now,
                 );
                 s.last_outcome = Some(format!("applied {name}; rebooting"));
-            } else if applied.os_staged {
+            } else if self.os_pending.is_some() {
                 s.set_condition(
                     "RebootedNode",
                     ConditionStatus::False,
