@@ -57,6 +57,8 @@ ensure_cmd systemd-nspawn systemd-container mmdebstrap mmdebstrap
 [ $VM = 1 ] && [ $SHELL_MODE = 1 ] && die "--shell is for the container tier"
 
 SCENARIO_TIMEOUT=${MCD_VM_SCENARIO_TIMEOUT:-180}
+# vm-scenarios/ install kernels (kernel-install, depmod), which take minutes under TCG.
+KERNEL_SCENARIO_TIMEOUT=${MCD_VM_SCENARIO_TIMEOUT:-480}
 MAX_BOOTS=${MCD_VM_MAX_BOOTS:-4}
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 RUN_DIR=${MCD_VM_RUN_DIR:-$TARGET/vm-tests/run}
@@ -136,7 +138,9 @@ qemu_boot() {
         cmdline=$(tr '\n' ' ' < "$w/results/kernel-cmdline")
     fi
     echo "=== kernel command line: $cmdline" >> "$w/console.log"
-    timeout -k 10 "$SCENARIO_TIMEOUT" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
+    local tmo=$SCENARIO_TIMEOUT
+    case "$(cat "$w/results/scenario")" in vm-scenarios/*) tmo=$KERNEL_SCENARIO_TIMEOUT ;; esac
+    timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
         -nodefaults -no-reboot -display none \
         -chardev "file,id=s0,path=$w/console.log,append=on" -serial chardev:s0 \
         -kernel "$VMIMAGE/vmlinuz" -initrd "$VMIMAGE/initrd.img" \

@@ -21,6 +21,14 @@ pub fn watchdog() {
     send(&[NotifyState::Watchdog]);
 }
 
+/// While a long update runs: `WATCHDOG=1`, and `EXTEND_TIMEOUT_USEC` by two intervals so that
+/// a first sync that stages OS changes (an image pull, a kernel install) is not taken for a
+/// start that hangs (it only extends start-up; once running it changes nothing).
+pub fn still_working(interval: Duration) {
+    let usec = u32::try_from(interval.as_micros() * 2).unwrap_or(u32::MAX);
+    send(&[NotifyState::Watchdog, NotifyState::ExtendTimeoutUsec(usec)]);
+}
+
 /// Sends `STOPPING=1`.
 pub fn stopping() {
     send(&[NotifyState::Stopping]);

@@ -9,11 +9,11 @@ case "$MCD_BOOT" in
     mc_desire v1
     echo "$MC_RENDERED" > "$MCD_KEEP/v1"
     mcd_start
-    wait_status '.postConfigAction == "Rebooting"' 60 "postConfigAction Rebooting"
+    wait_status '.postConfigAction == "Rebooting"' 300 "postConfigAction Rebooting"
     rebooting
     ;;
 2)
-    wait_done "$(cat "$MCD_KEEP/v1")" 60
+    wait_done "$(cat "$MCD_KEEP/v1")" 120
     sed -i 's/ *mcd\.a=1//' /etc/kernel/cmdline
     report "boot 2: Done; /etc/kernel/cmdline edited to '$(cat /etc/kernel/cmdline)'"
     systemctl --no-block reboot

@@ -110,9 +110,15 @@ impl Daemon {
         let result = {
             let fut = update::update(&self.opts.root, input, systemd, node.as_ref());
             tokio::pin!(fut);
+            // The watchdog is fed (and start-up extended) while an update runs: OS steps (an
+            // image pull, a kernel install) take minutes, and the update's own waits are bounded.
+            let every = crate::daemon::notify::watchdog_interval()
+                .unwrap_or(std::time::Duration::from_secs(20));
+            let mut watchdog = tokio::time::interval(every);
             loop {
                 tokio::select! {
                     r = &mut fut => break r,
+                    _ = watchdog.tick() => crate::daemon::notify::still_working(every),
                     _ = self.sigterm.recv() => {
                         tracing::warn!("SIGTERM during an update: exiting once it has finished");
                         self.stop = true;
