@@ -535,3 +535,30 @@ fn a_files_only_update_over_staged_os_changes_still_waits_for_the_boot() {
     let d = n.start();
     d.wait_done("c");
 }
+
+#[test]
+fn a_boot_into_the_wrong_image_stays_degraded_across_restarts() {
+    let n = OsNode::image_based();
+    ok(n.apply(&with_os("a", &[], |_| {})));
+    let image = "quay.io/example/os:4.19";
+    let b = with_os("b", &[], |m| m.spec.os_image_url = image.into());
+    ok(n.apply(&b));
+    n.node.set_desired(&b);
+    for _ in 0..2 {
+        n.fake("fake-reboot-old");
+        let d = n.start();
+        d.wait("the boot checked", |s| {
+            s.state == NodeState::Degraded || s.reason.contains("reboot pending")
+        });
+    }
+    let want = "the booted deployment runs no container image; expected quay.io/example/os:4.19";
+    let d = n.start();
+    assert_eq!(d.wait_degraded(), want);
+    drop(d);
+    // Another config clears it.
+    let c = with_os("c", &[], |_| {});
+    n.node.set_desired(&c);
+    let d = n.start();
+    d.wait_done("c");
+    assert!(!n.node.exists("/etc/machine-config-daemon/os-pending"));
+}

@@ -193,6 +193,9 @@ struct Daemon {
     /// OS changes of this config are staged and the node has not booted into them (no systemd
     /// to reboot): `Working` until it has.
     os_pending: Option<String>,
+    /// The node did not boot into the OS changes of the current config (twice): `Degraded`
+    /// with this reason until another config is applied.
+    os_failed: Option<String>,
     /// The kernel arguments of the current config (checked against `/proc/cmdline`).
     current_kargs: Vec<String>,
     /// The managed paths are watched.
@@ -271,6 +274,7 @@ impl Daemon {
             rebooting: false,
             os: os_host,
             os_pending: None,
+            os_failed: None,
             current_kargs: Vec::new(),
             armed: false,
             trim_at: None,
@@ -420,6 +424,10 @@ impl Daemon {
             (Some((s, r)), _) => (*s, r.clone()),
             (None, Some(r)) => (NodeState::Degraded, r.clone()),
             (None, None) => match &self.os_pending {
+                _ if self.os_failed.is_some() => (
+                    NodeState::Degraded,
+                    self.os_failed.clone().unwrap_or_default(),
+                ),
                 Some(c) => (
                     NodeState::Working,
                     format!(
@@ -672,7 +680,10 @@ impl Daemon {
         }
         self.check_drift(None);
         let now = SystemTime::now();
-        let ok = self.drift.is_empty() && self.problem.is_none() && self.os_pending.is_none();
+        let ok = self.drift.is_empty()
+            && self.problem.is_none()
+            && self.os_pending.is_none()
+            && self.os_failed.is_none();
         self.with_status(|s| {
             s.post_config_action = None;
             s.set_condition(

@@ -5,10 +5,13 @@
 . "$MCD_VMTEST/guest/daemon.sh"
 case "$MCD_BOOT" in
 1)
+    mc_file /etc/mcd-test/app.conf "version=0"$'\n'
+    mc_desire v0
+    mcd_start
+    wait_done "$MC_RENDERED" 60
     mc_kargs mcd.a=1
     mc_desire v1
     echo "$MC_RENDERED" > "$MCD_KEEP/v1"
-    mcd_start
     wait_status '.postConfigAction == "Rebooting"' 300 "postConfigAction Rebooting"
     rebooting
     ;;

@@ -228,6 +228,10 @@ impl Daemon {
                 .flatten()
                 .is_some_and(|p| p.phase == crate::host::os::Phase::Staged);
         self.os_pending = (staged && !reboot_pending).then(|| name.to_string());
+        // Another config is applied: a failed boot of the old one is history.
+        if self.os_failed.take().is_some() && !applied.os_staged {
+            let _ = crate::host::os::Pending::clear(&self.root);
+        }
         let cluster = matches!(self.mode, Mode::Cluster(_));
         let drain = applied
             .steps

@@ -132,7 +132,7 @@ impl Daemon {
                 }
             }
             Phase::Failed if p.config == self.current_name => {
-                self.problem = Some((NodeState::Degraded, p.reason.clone()));
+                self.os_failed = Some(p.reason.clone());
             }
             Phase::Failed => {
                 let _ = Pending::clear(&self.root);
@@ -148,7 +148,7 @@ impl Daemon {
             tracing::error!(error = %e, "cannot record the failed OS change: {e}");
         }
         self.os_pending = None;
-        self.problem = Some((NodeState::Degraded, reason));
+        self.os_failed = Some(reason);
     }
 
     /// Reboots into staged OS changes (systemd), or leaves the node waiting for a reboot.
