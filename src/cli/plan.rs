@@ -12,6 +12,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  the change can be applied (the plan is printed)
+  1  the plan could not be printed
+  2  bad input (every problem printed)
+  3  unreconcilable: the change cannot be applied (the reason is printed)")]
 pub struct Args {
     /// The current config: a MachineConfig file, or a directory rendered for --pool.
     #[arg(long, value_name = "OLD")]
@@ -32,11 +38,15 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 pub fn run(args: Args) -> ExitCode {
     let mut errors: Option<LoadErrors> = None;
-    let mut load = |path: &Path| match model::load_config_arg(path, &args.pool) {
+    let limits = args.limits.limits();
+    let mut load = |path: &Path| match model::load::load_config_arg_with(path, &args.pool, &limits)
+    {
         Ok((mc, warnings)) => {
             super::print_warnings(&warnings);
             Some(mc)
@@ -93,6 +103,12 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
     };
     let mut out = String::new();
     let _ = writeln!(out, "plan: {} -> {}", name(old), name(new));
+    if let Some(reason) = &plan.unreconcilable {
+        // Refused: no table of "no changes" and no actions, which would read as a plan.
+        let _ = writeln!(out, "unreconcilable: {reason}");
+        let _ = writeln!(out, "refused: nothing would be done");
+        return out;
+    }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "no changes");
     } else {
@@ -139,9 +155,6 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
         for n in &plan.notes {
             let _ = writeln!(out, "  - {n}");
         }
-    }
-    if let Some(reason) = &plan.unreconcilable {
-        let _ = writeln!(out, "\nunreconcilable: {reason}");
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     let _ = writeln!(

@@ -1,6 +1,10 @@
 //! Standalone mode's source of truth: the desired config (a rendered MachineConfig file, or a
 //! directory of MachineConfigs rendered on the fly for the pool) and the node disruption policy
 //! file (a MachineConfiguration; absent: the cluster defaults).
+//!
+//! A directory holding no MachineConfig (a freshly installed node's empty `desired.d`) asks for
+//! nothing: the daemon stays on its current config (none yet: `Done` on no config), and that is
+//! not a problem. An empty or unreadable *file* is one.
 
 use crate::model::policy::{self, Policy};
 use crate::model::{self, MachineConfig};
@@ -12,6 +16,8 @@ pub struct LocalSource {
     pub desired: PathBuf,
     pub policy: Option<PathBuf>,
     pub pool: String,
+    /// Bounds on reading the desired config.
+    pub limits: model::load::Limits,
 }
 
 /// What the source says now.
@@ -22,20 +28,30 @@ pub struct Wanted {
 }
 
 impl LocalSource {
-    /// Reads and validates the desired config and the policy. Every problem is reported in one
-    /// message (one problem per line), prefixed with the file it concerns. Whether the change
-    /// can be applied is the plan's question, not the source's.
-    pub fn read(&self) -> Result<Wanted, String> {
-        let policy = match &self.policy {
-            Some(p) => read_policy(p)?,
-            None => policy::defaults(),
+    /// Reads and validates the desired config and the policy; `None` when the desired config is
+    /// a directory with no MachineConfig in it. Every problem is reported in one message (one
+    /// problem per line), prefixed with the file it concerns. Whether the change can be applied
+    /// is the plan's question, not the source's.
+    pub fn read(&self) -> Result<Option<Wanted>, String> {
+        let policy = self.policy()?;
+        let Some((config, warnings)) =
+            model::load::load_desired(&self.desired, &self.pool, &self.limits)
+                .map_err(|e| format!("desired config {}: {e}", self.desired.display()))?
+        else {
+            return Ok(None);
         };
-        let (config, warnings) = model::load_config_arg(&self.desired, &self.pool)
-            .map_err(|e| format!("desired config {}: {e}", self.desired.display()))?;
         for w in warnings {
             tracing::warn!(path = %self.desired.display(), "{w}");
         }
-        Ok(Wanted { config, policy })
+        Ok(Some(Wanted { config, policy }))
+    }
+
+    /// The effective policy (the cluster defaults without a policy file).
+    pub fn policy(&self) -> Result<Policy, String> {
+        match &self.policy {
+            Some(p) => read_policy(p),
+            None => Ok(policy::defaults()),
+        }
     }
 }
 

@@ -9,12 +9,14 @@
 //! - [`units`]: the enablement operations (enable/disable/preset) the systemd executor performs.
 //! - [`users`]: the `core` user's ssh keys file and password hash.
 //! - [`state`]: the stored current config.
+//! - [`lock`]: one daemon per node (an exclusive lock on the state directory).
 //! - [`txn`]: an update as one transaction: journal, pre-images, fail points, rollback, recovery.
 //! - [`exec`]: post actions ([`exec::PostAction`]) and their outcomes.
 //! - [`systemd`]: the systemd D-Bus client (jobs awaited, clear errors).
 
 pub mod backup;
 pub mod exec;
+pub mod lock;
 pub mod manifest;
 pub mod ondisk;
 pub mod owners;
