@@ -23,26 +23,24 @@ fn run(args: &[&str]) -> Output {
 /// [`run`] for a command that should exit at once: killed (and the test failed) if it is
 /// still running after [`DEADLINE`].
 fn run_exiting(args: &[&str]) -> Output {
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args(args)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let end = std::time::Instant::now() + DEADLINE;
-    while child.try_wait().unwrap().is_none() {
-        if std::time::Instant::now() >= end {
-            child.kill().unwrap();
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "{args:?} still running after {DEADLINE:?}: {}",
-                text(&out.stderr)
-            );
+    let pid = child.id() as i32;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(child.wait_with_output().unwrap()));
+    match rx.recv_timeout(DEADLINE) {
+        Ok(out) => out,
+        Err(_) => {
+            // SAFETY: kill(2) on our own child, not yet reaped (the thread still waits on it).
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+            panic!("{args:?} still running after {DEADLINE:?}");
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
     }
-    child.wait_with_output().unwrap()
 }
 
 fn text(b: &[u8]) -> String {

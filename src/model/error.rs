@@ -247,6 +247,13 @@ pub fn user_terms(msg: &str) -> String {
             type_name(expected)
         );
     }
+    // serde: a list where an object was expected.
+    if m.starts_with("invalid length ")
+        && let Some((_, expected)) = m.split_once(", expected struct ")
+    {
+        let (_, tail) = split_position(expected);
+        m = format!("expected an object, got a list{tail}");
+    }
     if let Some(rest) = m.strip_prefix("missing field `")
         && let Some((field, tail)) = rest.split_once('`')
     {

@@ -389,7 +389,7 @@ pub fn decode_source(source: &str) -> Result<Vec<u8>, String> {
 }
 
 /// Inflates `data`, stopping as soon as the result would exceed `cap` bytes (`Ok(None)`).
-fn gunzip(data: &[u8], cap: u64) -> Result<Option<Vec<u8>>, String> {
+fn gunzip(data: impl std::io::Read, cap: u64) -> Result<Option<Vec<u8>>, String> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(data)
         .take(cap.saturating_add(1))
@@ -600,7 +600,7 @@ impl Normaliser<'_> {
                 }
                 raw
             }
-            "gzip" => match gunzip(&raw, room) {
+            "gzip" => match gunzip(raw.as_slice(), room) {
                 Ok(Some(d)) => d,
                 Ok(None) => {
                     self.too_big(p, "decompressed");
@@ -1141,5 +1141,48 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
             }
         }
         self.close(level, b"]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    /// A reader that counts what is read from it.
+    struct Counting<'a> {
+        data: &'a [u8],
+        read: &'a std::cell::Cell<usize>,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.read(buf)?;
+            self.read.set(self.read.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn gunzip_stops_reading_at_the_cap() {
+        // Stored, not compressed: as many bytes in as out, so what was read shows where the
+        // decoder stopped.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        for _ in 0..16 {
+            e.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let gz = e.finish().unwrap();
+        let read = std::cell::Cell::new(0);
+        let input = Counting {
+            data: &gz,
+            read: &read,
+        };
+        // 16 MiB; the cap is 1 MiB.
+        assert_eq!(super::gunzip(input, 1 << 20), Ok(None));
+        assert!(
+            read.get() < gz.len() / 4,
+            "read {} of {} compressed bytes",
+            read.get(),
+            gz.len()
+        );
     }
 }
