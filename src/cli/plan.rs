@@ -104,7 +104,20 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
     let mut out = String::new();
     let _ = writeln!(out, "plan: {} -> {}", name(old), name(new));
     if let Some(reason) = &plan.unreconcilable {
-        // Refused: no table of "no changes" and no actions, which would read as a plan.
+        // Refused: the differences found, but no policy match, no "no changes" and no actions,
+        // which would read as a plan that can run.
+        if !plan.changes.is_empty() {
+            let _ = writeln!(out, "differences:");
+            for c in &plan.changes {
+                let _ = writeln!(
+                    out,
+                    "  {} {} {}",
+                    c.kind.as_str(),
+                    c.change.as_str(),
+                    subject(c)
+                );
+            }
+        }
         let _ = writeln!(out, "unreconcilable: {reason}");
         let _ = writeln!(out, "refused: nothing would be done");
         return out;
