@@ -196,16 +196,19 @@ fn wait_for(
     let end = Instant::now() + timeout;
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut inotify = Inotify::init().map_err(|e| format!("inotify: {e}"))?;
-    let mut watching_dir = false;
     let mut buf = vec![0u8; 4096];
     loop {
-        // Watched before each read, so that no write after that read is missed.
-        if !watching_dir {
+        // Watched before each read, so that no write after that read is missed; again after
+        // each wake-up, since the directory may have been created, or removed and made anew.
+        {
             let mut at = dir.as_path();
             loop {
                 match inotify.watches().add(
                     at,
-                    WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE | WatchMask::CREATE,
+                    WatchMask::MOVED_TO
+                        | WatchMask::CLOSE_WRITE
+                        | WatchMask::CREATE
+                        | WatchMask::DELETE_SELF,
                 ) {
                     Ok(_) => break,
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -216,7 +219,6 @@ fn wait_for(
                     Err(e) => return Err(format!("cannot watch {}: {e}", at.display())),
                 }
             }
-            watching_dir = at == dir;
         }
         let last = Status::read(path);
         if let Ok(s) = &last
