@@ -95,6 +95,7 @@ fn only_regular_files_are_read() {
     let p = fifo.to_str().unwrap();
     for args in [
         vec!["render", p],
+        vec!["validate", "--policy", p],
         vec!["plan", "--from", p, "--to", p],
         vec!["apply", "--root", d.path().to_str().unwrap(), "--config", p],
     ] {

@@ -144,8 +144,9 @@ pub fn load_policy(
 ) -> Result<machine_config_daemon::model::policy::Policy, ExitCode> {
     use machine_config_daemon::model::policy;
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(EXIT_BAD_INPUT, [format!("{origin}: cannot read: {e}")]))?;
+    let limit = machine_config_daemon::model::load::Limits::default().config_bytes;
+    let bytes = machine_config_daemon::model::load::read_input(path, limit)
+        .map_err(|e| fail(EXIT_BAD_INPUT, [format!("{origin}: {e}")]))?;
     let mc = policy::parse_machine_configuration(&bytes, &origin)
         .map_err(|e| fail(EXIT_BAD_INPUT, e.errors()))?;
     Ok(mc.effective_policy())

@@ -58,9 +58,14 @@ impl LocalSource {
 /// The effective policy of a MachineConfiguration file; a missing file means the defaults (so a
 /// unit can name a policy file that the administrator creates later).
 fn read_policy(path: &Path) -> Result<Policy, String> {
-    let bytes = match std::fs::read(path) {
+    if !path.exists() {
+        return Ok(policy::defaults());
+    }
+    let limit = model::load::Limits::default().config_bytes;
+    let bytes = match model::load::read_input(path, limit) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(policy::defaults()),
+        // Removed since the check above.
+        Err(_) if !path.exists() => return Ok(policy::defaults()),
         Err(e) => return Err(format!("policy {}: {e}", path.display())),
     };
     let origin = path.display().to_string();
