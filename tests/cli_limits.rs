@@ -264,6 +264,22 @@ fn messages_quote_little_of_the_input() {
         line.contains("spec.kernelType: unsupported kernel type"),
         "{line}"
     );
+    // Warnings too: an unknown key of 100,000 characters.
+    let p = write(
+        d.path(),
+        "key.json",
+        &format!(
+            "{{\"apiVersion\": \"machineconfiguration.openshift.io/v1\", \"kind\": \"MachineConfig\", \"metadata\": {{\"name\": \"x\"}}, \"{key}\": 1}}"
+        ),
+    );
+    let out = validate(&p, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.len() < 600, "{} bytes", err.len());
+    assert!(
+        err.starts_with("warning: ") && err.contains("… (100001 bytes) unknown key, ignored"),
+        "{err}"
+    );
     // A parser's message echoing the input is cut too.
     let p = write(
         d.path(),

@@ -18,7 +18,7 @@
 //! input.
 
 use super::config::{MC_API_VERSION, MC_KIND, MachineConfig, MachineConfigSpec};
-use super::error::{FieldError, LoadErrors, user_terms};
+use super::error::{FieldError, LoadErrors, clip_input, user_terms};
 use super::ignition::{join, kind_of};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -247,9 +247,11 @@ pub fn parse_machine_configs_with(
             Ok(configs) => loaded.configs.extend(configs),
             Err(errs) => errors.extend(errs.into_iter().map(|e| e.with_origin(&doc_origin))),
         }
-        loaded
-            .warnings
-            .extend(warnings.into_iter().map(|w| prefix(&doc_origin, &w)));
+        loaded.warnings.extend(
+            warnings
+                .into_iter()
+                .map(|w| clip_input(&prefix(&doc_origin, &w))),
+        );
     }
     if errors.is_empty() {
         Ok(loaded)
