@@ -77,14 +77,14 @@ fn exit_for(e: &HostError) -> u8 {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let new =
-        match model::load::load_config_arg_with(&args.config, &args.pool, &args.limits.limits()) {
-            Ok((mc, warnings)) => {
-                super::print_warnings(&warnings);
-                mc
-            }
-            Err(e) => return super::fail_load(&e),
-        };
+    let limits = args.limits.limits();
+    let new = match model::load::load_config_arg_with(&args.config, &args.pool, &limits) {
+        Ok((mc, warnings)) => {
+            super::print_warnings(&warnings);
+            mc
+        }
+        Err(e) => return super::fail_load(&e),
+    };
     let policy = match &args.policy {
         Some(p) => match super::load_policy(p) {
             Ok(p) => p,
