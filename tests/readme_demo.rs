@@ -88,11 +88,11 @@ impl Drop for Demo {
     }
 }
 
-/// README's demo block: the lines of the code block that starts with `B=${CARGO_TARGET_DIR`.
+/// README's demo block: the lines of the code block whose first line sets `B`, `D` and `R`.
 fn readme_block() -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(DIR).join("README.md")).unwrap();
     let start = readme
-        .find("\nB=${CARGO_TARGET_DIR")
+        .find("\nB=${CARGO_TARGET_DIR:-target}/release/machine-config-daemon D=")
         .expect("README's demo block");
     let block = &readme[start + 1..];
     let end = block.find("```").unwrap();
