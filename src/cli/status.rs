@@ -192,7 +192,7 @@ fn wait_for(
     config: Option<&str>,
     timeout: Duration,
 ) -> Result<(Status, bool), String> {
-    use inotify::{Inotify, WatchMask};
+    use inotify::Inotify;
     let end = Instant::now() + timeout;
     let dir = path.parent().unwrap_or(Path::new("/")).to_path_buf();
     let mut inotify = Inotify::init().map_err(|e| format!("inotify: {e}"))?;
@@ -200,26 +200,7 @@ fn wait_for(
     loop {
         // Watched before each read, so that no write after that read is missed; again after
         // each wake-up, since the directory may have been created, or removed and made anew.
-        {
-            let mut at = dir.as_path();
-            loop {
-                match inotify.watches().add(
-                    at,
-                    WatchMask::MOVED_TO
-                        | WatchMask::CLOSE_WRITE
-                        | WatchMask::CREATE
-                        | WatchMask::DELETE_SELF,
-                ) {
-                    Ok(_) => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        at = at
-                            .parent()
-                            .ok_or_else(|| format!("cannot watch {}: {e}", dir.display()))?;
-                    }
-                    Err(e) => return Err(format!("cannot watch {}: {e}", at.display())),
-                }
-            }
-        }
+        watch_nearest(&mut inotify, &dir)?;
         let last = Status::read(path);
         if let Ok(s) = &last
             && s.state == want
@@ -249,6 +230,37 @@ fn wait_for(
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(format!("inotify: {e}")),
+            }
+        }
+    }
+}
+
+/// Watches `dir` for the status file's writes or, while it does not exist, its nearest existing
+/// ancestor for the creation of the next directory on the way.
+fn watch_nearest(inotify: &mut inotify::Inotify, dir: &Path) -> Result<(), String> {
+    use inotify::WatchMask;
+    let mask =
+        WatchMask::MOVED_TO | WatchMask::CLOSE_WRITE | WatchMask::CREATE | WatchMask::DELETE_SELF;
+    'again: loop {
+        let mut at = dir;
+        loop {
+            match inotify.watches().add(at, mask) {
+                Ok(_) if at == dir => return Ok(()),
+                Ok(_) => {
+                    // The next directory may have been made between the failed look-up and this
+                    // watch (its creation was then not seen): go deeper if so.
+                    let next = dir.ancestors().find(|a| a.parent() == Some(at));
+                    if next.is_some_and(Path::exists) {
+                        continue 'again;
+                    }
+                    return Ok(());
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    at = at
+                        .parent()
+                        .ok_or_else(|| format!("cannot watch {}: {e}", dir.display()))?;
+                }
+                Err(e) => return Err(format!("cannot watch {}: {e}", at.display())),
             }
         }
     }
