@@ -171,3 +171,55 @@ fn read_pid(file: &mut std::fs::File) -> Option<u32> {
     file.take(32).read_to_string(&mut s).ok()?;
     s.trim().parse().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_and_free_once_dropped() {
+        let t = tempfile::tempdir().unwrap();
+        let root = Root::open(t.path()).unwrap();
+        assert!(!state_dir_exists(&root).unwrap());
+        assert_eq!(holder(&root).unwrap(), None);
+
+        let lock = acquire(&root, Wait::No, |_| unreachable!()).unwrap();
+        assert_eq!(lock.path(), "/etc/machine-config-daemon/lock");
+        assert!(state_dir_exists(&root).unwrap());
+        let me = std::process::id();
+        assert_eq!(holder(&root).unwrap(), Some(Some(me)));
+        // Another open file description conflicts, even in the same process.
+        match acquire(&root, Wait::No, |_| unreachable!()) {
+            Err(e @ LockError::Held { .. }) => assert_eq!(
+                e.to_string(),
+                format!(
+                    "another machine-config-daemon (pid {me}) holds /etc/machine-config-daemon/lock"
+                )
+            ),
+            other => panic!("{other:?}"),
+        }
+        drop(lock);
+        assert_eq!(holder(&root).unwrap(), None);
+        let again = acquire(&root, Wait::No, |_| unreachable!()).unwrap();
+        assert_eq!(holder(&root).unwrap(), Some(Some(me)));
+        drop(again);
+    }
+
+    #[test]
+    fn a_lock_file_that_is_not_a_regular_file_is_refused() {
+        let t = tempfile::tempdir().unwrap();
+        let dir = t.path().join("etc/machine-config-daemon");
+        std::fs::create_dir_all(&dir).unwrap();
+        nix::unistd::mkfifo(
+            &dir.join("lock"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let e = acquire(&root, Wait::No, |_| {}).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "/etc/machine-config-daemon/lock: the lock file is not a regular file"
+        );
+    }
+}
