@@ -10,7 +10,17 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "machine-config-daemon", version, about)]
+#[command(
+    name = "machine-config-daemon",
+    version,
+    about,
+    after_help = "\
+Exit codes (each command's --help lists its own):
+  0  success
+  1  failed (rolled back where it applies), or another machine-config-daemon holds the lock
+  2  bad input: nothing changed
+  3  unreconcilable change: nothing changed"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -40,6 +50,13 @@ fn main() -> ExitCode {
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Start(_)) {
+        // A command whose output is cut short (`status | head`) ends quietly, as every Unix
+        // tool does, instead of panicking on EPIPE. Not the daemon: its log goes to a pipe
+        // (journald) that may close and reopen, which must not kill it.
+        // SAFETY: setting a signal disposition before any other thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     match cli.command {
         Command::Render(args) => cli::render::run(args),
         Command::Validate(args) => cli::validate::run(args),

@@ -217,7 +217,33 @@ fn unreconcilable_prints_the_plan_and_exits_3() {
     assert!(!v["changes"].as_array().unwrap().is_empty());
     let out = run(&["--from", &config("old"), "--to", &config("usr")]);
     assert_eq!(out.status.code(), Some(3));
-    assert!(text(&out.stdout).contains("unreconcilable: can't reconcile config"));
+    let t = text(&out.stdout);
+    assert!(t.contains("unreconcilable: can't reconcile config"), "{t}");
+    // What differs, but nothing that reads as a plan that can run.
+    assert!(t.contains("differences:\n  file "), "{t}");
+    assert!(t.ends_with("refused: nothing would be done\n"), "{t}");
+    for runnable in ["no changes", "actions:", "drain:", "reboot:"] {
+        assert!(!t.contains(runnable), "{t}");
+    }
+}
+
+#[test]
+fn an_unreconcilable_change_with_no_listed_difference_says_no_changes_nowhere() {
+    let ex = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/configs");
+    let out = run(&[
+        "--from",
+        &format!("{ex}/base.yaml"),
+        "--to",
+        &format!("{ex}/unreconcilable.yaml"),
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(
+        text(&out.stdout),
+        "plan: example-base -> example-unreconcilable\n\
+         unreconcilable: can't reconcile config example-base with example-unreconcilable: \
+         passwd.groups changed; groups are only applied at install time\n\
+         refused: nothing would be done\n"
+    );
 }
 
 #[test]

@@ -159,10 +159,6 @@ fn bad_input_exits_2_with_one_line_per_problem() {
         ),
         (vec![path("does-not-exist.yaml")], vec!["cannot read: "]),
         (
-            vec!["-o".into(), "text".into(), path("render")],
-            vec!["render prints json or yaml"],
-        ),
-        (
             vec!["--pool".into(), "Bad Pool".into(), path("render")],
             vec!["pool name \"Bad Pool\" is invalid"],
         ),
@@ -217,4 +213,25 @@ fn no_input_is_a_usage_error() {
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("FILE_OR_DIR"));
+}
+
+#[test]
+fn render_lists_only_the_formats_it_prints() {
+    let help = run(&["--help"]);
+    let help = text(&help.stdout);
+    let values = help
+        .lines()
+        .find(|l| l.contains("--output"))
+        .and_then(|l| l.split_once("[possible values: "))
+        .map(|(_, v)| v.trim_end_matches(']'))
+        .unwrap_or_else(|| panic!("{help}"));
+    assert_eq!(values, "json, yaml");
+    let out = run(&["-o", "text", &path("render")]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(out.stdout.is_empty());
+    assert!(
+        text(&out.stderr).contains("invalid value 'text'"),
+        "{}",
+        text(&out.stderr)
+    );
 }

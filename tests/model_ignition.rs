@@ -274,7 +274,7 @@ fn invalid_nodes_are_refused() {
         (
             "mode of wrong type",
             file(json!({"path": "/etc/x", "mode": "0644"})),
-            "storage.files[0].mode: invalid type: string \"0644\", expected i64",
+            "storage.files[0].mode: expected an integer, got a string \"0644\" (a mode is a number, e.g. 420; in YAML also 0644, unquoted)",
         ),
         (
             "owner id and name",

@@ -10,10 +10,14 @@
 //! `--dry-run` changes nothing and prints a unified diff per file that would be written; contents
 //! of files whose mode gives no read access to group and others are not shown.
 //!
+//! The node's lock (see [`machine_config_daemon::host::lock`]) is held from before the recovery
+//! to the end, except for a dry run; `--wait` waits for another holder instead of failing.
+//!
 //! Exit codes: 0 applied, 1 failed (rolled back), 2 bad input, 3 unreconcilable.
 
 use machine_config_daemon::daemon::update::{self, Standalone, UpdateError, UpdateInput};
 use machine_config_daemon::host::exec::{Outcome, PostAction};
+use machine_config_daemon::host::lock::Wait;
 use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, SystemdOptions};
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use machine_config_daemon::model::policy;
@@ -24,6 +28,13 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  applied (or, with --dry-run, could be)
+  1  failed, and rolled back to the old config; or another machine-config-daemon holds the
+     node's lock (without --wait)
+  2  bad input: nothing changed
+  3  unreconcilable change: nothing changed")]
 pub struct Args {
     /// The root directory of the node to change.
     #[arg(long, default_value = "/")]
@@ -46,9 +57,15 @@ pub struct Args {
     /// Do not talk to systemd: post actions and unit operations are reported as skipped.
     #[arg(long)]
     pub no_systemd: bool,
+    /// When another machine-config-daemon (the daemon, or another apply) holds the node's
+    /// lock, wait for it instead of failing.
+    #[arg(long)]
+    pub wait: bool,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 fn exit_for(e: &HostError) -> u8 {
@@ -60,7 +77,8 @@ fn exit_for(e: &HostError) -> u8 {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    let new = match model::load_config_arg(&args.config, &args.pool) {
+    let limits = args.limits.limits();
+    let new = match model::load::load_config_arg_with(&args.config, &args.pool, &limits) {
         Ok((mc, warnings)) => {
             super::print_warnings(&warnings);
             mc
@@ -77,6 +95,16 @@ pub fn run(args: Args) -> ExitCode {
     let root = match Root::open(&args.root).and_then(|r| r.with_state_dir(&args.state_dir)) {
         Ok(r) => r,
         Err(e) => return super::fail(super::EXIT_BAD_INPUT, [e]),
+    };
+    // One writer per node: held until the end of this function (a dry run changes nothing).
+    let _lock = if args.dry_run {
+        None
+    } else {
+        let wait = if args.wait { Wait::Yes } else { Wait::No };
+        match super::lock_root(&args.root, &args.state_dir, wait) {
+            Ok(l) => Some(l),
+            Err(code) => return code,
+        }
     };
     let mut recovered = None;
     if !args.dry_run {
@@ -284,6 +312,13 @@ fn print_result(
             "first apply of {}: writing everything, no post actions",
             new.name
         ),
+        Some(p) if p.unreconcilable.is_some() => {
+            // Refused: the error line that follows says why; no actions to list.
+            println!(
+                "plan: {} -> {}: unreconcilable, nothing changed",
+                p.from, p.to
+            );
+        }
         Some(p) => {
             println!("plan: {} -> {}", p.from, p.to);
             for c in &p.changes {
@@ -307,9 +342,6 @@ fn print_result(
             );
             for step in &p.os_steps {
                 println!("  os ({}): {step}", p.host);
-            }
-            if let Some(u) = &p.unreconcilable {
-                println!("unreconcilable: {u}");
             }
         }
     }

@@ -38,6 +38,50 @@ pub enum Format {
     Yaml,
 }
 
+/// The bounds on reading a config (see [`machine_config_daemon::model::load::Limits`]), as flags
+/// of every command that reads configs.
+#[derive(clap::Args, Clone, Copy, Debug)]
+pub struct LimitArgs {
+    /// Largest config file read (bytes, or with a K, M or G suffix: binary units).
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_size)]
+    pub max_config_size: u64,
+    /// Largest decoded (decompressed) contents of one file of a config.
+    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_size)]
+    pub max_file_size: u64,
+    /// Largest decoded contents of all the files of a config together.
+    #[arg(long, value_name = "SIZE", default_value = "256M", value_parser = parse_size)]
+    pub max_total_size: u64,
+}
+
+impl LimitArgs {
+    pub fn limits(&self) -> machine_config_daemon::model::load::Limits {
+        machine_config_daemon::model::load::Limits {
+            config_bytes: self.max_config_size,
+            file_bytes: self.max_file_size,
+            total_bytes: self.max_total_size,
+        }
+    }
+}
+
+/// `123`, `64K`, `64M`, `1G` (also `KiB`, `MiB`, `GiB`): bytes.
+fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("{s:?} is not a size (e.g. 64M, 1G, 1048576)"))?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "K" | "KiB" | "k" => 1 << 10,
+        "M" | "MiB" => 1 << 20,
+        "G" | "GiB" => 1 << 30,
+        _ => return Err(format!("{s:?}: unknown unit (K, M or G)")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("{s:?} is too large"))
+}
+
 /// Prints every problem of `errors` (one `error: ...` line each) and returns the bad-input code.
 pub fn fail_load(errors: &machine_config_daemon::model::LoadErrors) -> ExitCode {
     fail(EXIT_BAD_INPUT, errors.errors())
@@ -68,6 +112,30 @@ pub fn print_data(value: &serde_json::Value, format: Format) -> ExitCode {
     }
 }
 
+/// Takes the single-instance lock of the state directory `state_dir` beneath `root` (see
+/// [`machine_config_daemon::host::lock`]). Another holder: exit code 1 (with [`Wait::No`]) or a
+/// wait announced on stderr; a bad root or state directory: exit code 2.
+pub fn lock_root(
+    root: &std::path::Path,
+    state_dir: &str,
+    wait: machine_config_daemon::host::lock::Wait,
+) -> Result<machine_config_daemon::host::lock::Lock, ExitCode> {
+    use machine_config_daemon::host::Root;
+    use machine_config_daemon::host::lock::{self, LockError};
+    let root = Root::open(root)
+        .and_then(|r| r.with_state_dir(state_dir))
+        .map_err(|e| fail(EXIT_BAD_INPUT, [e]))?;
+    let path = root.state_path(lock::LOCK_FILE);
+    let announce = |pid: Option<u32>| {
+        let pid = pid.map_or("unknown".to_string(), |p| p.to_string());
+        eprintln!("waiting for {path}, held by machine-config-daemon pid {pid}");
+    };
+    lock::acquire(&root, wait, announce).map_err(|e| match e {
+        LockError::Held { .. } => fail(EXIT_FAILED, [e]),
+        LockError::Host(e) => fail(EXIT_FAILED, [e]),
+    })
+}
+
 /// Reads a MachineConfiguration file, validates its node disruption policy and returns the
 /// effective policy (cluster defaults merged with it). On failure, prints every problem and
 /// returns the bad-input exit code.
@@ -76,8 +144,9 @@ pub fn load_policy(
 ) -> Result<machine_config_daemon::model::policy::Policy, ExitCode> {
     use machine_config_daemon::model::policy;
     let origin = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| fail(EXIT_BAD_INPUT, [format!("{origin}: cannot read: {e}")]))?;
+    let limit = machine_config_daemon::model::load::Limits::default().config_bytes;
+    let bytes = machine_config_daemon::model::load::read_input(path, limit)
+        .map_err(|e| fail(EXIT_BAD_INPUT, [format!("{origin}: {e}")]))?;
     let mc = policy::parse_machine_configuration(&bytes, &origin)
         .map_err(|e| fail(EXIT_BAD_INPUT, e.errors()))?;
     Ok(mc.effective_policy())

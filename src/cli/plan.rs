@@ -18,6 +18,12 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  the change can be applied (the plan is printed)
+  1  the plan could not be printed
+  2  bad input (every problem printed)
+  3  unreconcilable: the change cannot be applied (the reason is printed)")]
 pub struct Args {
     /// The current config: a MachineConfig file, or a directory rendered for --pool.
     #[arg(long, value_name = "OLD")]
@@ -44,6 +50,8 @@ pub struct Args {
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 /// The kinds of host of `--os`.
@@ -59,7 +67,9 @@ pub enum OsKind {
 
 pub fn run(args: Args) -> ExitCode {
     let mut errors: Option<LoadErrors> = None;
-    let mut load = |path: &Path| match model::load_config_arg(path, &args.pool) {
+    let limits = args.limits.limits();
+    let mut load = |path: &Path| match model::load::load_config_arg_with(path, &args.pool, &limits)
+    {
         Ok((mc, warnings)) => {
             super::print_warnings(&warnings);
             Some(mc)
@@ -131,6 +141,25 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
     };
     let mut out = String::new();
     let _ = writeln!(out, "plan: {} -> {}", name(old), name(new));
+    if let Some(reason) = &plan.unreconcilable {
+        // Refused: the differences found, but no policy match, no "no changes" and no actions,
+        // which would read as a plan that can run.
+        if !plan.changes.is_empty() {
+            let _ = writeln!(out, "differences:");
+            for c in &plan.changes {
+                let _ = writeln!(
+                    out,
+                    "  {} {} {}",
+                    c.kind.as_str(),
+                    c.change.as_str(),
+                    subject(c)
+                );
+            }
+        }
+        let _ = writeln!(out, "unreconcilable: {reason}");
+        let _ = writeln!(out, "refused: nothing would be done");
+        return out;
+    }
     if plan.changes.is_empty() {
         let _ = writeln!(out, "no changes");
     } else {
@@ -183,9 +212,6 @@ fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String 
         for step in &plan.os_steps {
             let _ = writeln!(out, "  {step}");
         }
-    }
-    if let Some(reason) = &plan.unreconcilable {
-        let _ = writeln!(out, "\nunreconcilable: {reason}");
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
     let _ = writeln!(

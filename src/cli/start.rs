@@ -4,6 +4,7 @@ use machine_config_daemon::cluster::drain::{DrainMode, DrainOptions};
 use machine_config_daemon::daemon::cluster::ClusterOptions;
 use machine_config_daemon::daemon::run::{self, Options};
 use machine_config_daemon::daemon::source::LocalSource;
+use machine_config_daemon::host::lock::Wait;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,12 @@ Modes:
                         the API server by name; the policy is MachineConfiguration/cluster. The
                         state goes to the node annotations, the MachineConfigNode and events (and
                         the status file). Credentials: --kubeconfig, else in-cluster (the
-                        DaemonSet), else $KUBECONFIG or ~/.kube/config.";
+                        DaemonSet), else $KUBECONFIG or ~/.kube/config.
+
+Exit codes:
+  0  stopped by SIGTERM or SIGINT
+  1  could not run (e.g. another machine-config-daemon holds the node's lock)
+  2  bad arguments";
 
 #[derive(clap::Args)]
 #[command(after_help = MODES)]
@@ -76,6 +82,8 @@ pub struct Args {
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
+    #[command(flatten)]
+    limits: super::LimitArgs,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -119,6 +127,11 @@ pub fn run(args: Args) -> ExitCode {
         },
         api: Default::default(),
     });
+    // One daemon per node: the lock is held until this function returns (or the process dies).
+    let _lock = match super::lock_root(&args.root, &args.state_dir, Wait::No) {
+        Ok(l) => l,
+        Err(code) => return code,
+    };
     let opts = Options {
         root: args.root,
         state_dir: args.state_dir,
@@ -126,6 +139,7 @@ pub fn run(args: Args) -> ExitCode {
             desired: args.desired_config,
             policy: args.policy,
             pool: args.pool,
+            limits: args.limits.limits(),
         },
         no_systemd: args.no_systemd,
         systemd_bus: args.systemd_bus,

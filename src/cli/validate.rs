@@ -3,12 +3,17 @@
 //!
 //! Exit codes: 0 valid, 2 invalid (every problem printed to stderr as `error: ...`).
 
-use machine_config_daemon::model;
+use machine_config_daemon::model::{self, policy};
 use machine_config_daemon::plan::reconcile;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  valid
+  1  the result could not be printed
+  2  invalid (every problem printed)")]
 #[command(group(clap::ArgGroup::new("input").required(true).args(["policy", "config"])))]
 pub struct Args {
     /// A MachineConfiguration (operator.openshift.io/v1) holding a node disruption policy,
@@ -22,15 +27,17 @@ pub struct Args {
     /// The pool a directory given to --config is rendered for.
     #[arg(long, default_value = "worker")]
     pub pool: String,
-    /// Output format (text prints JSON).
+    /// Output format (text: a summary for people; json and yaml: the data).
     #[arg(short = 'o', long = "output", value_enum, default_value = "json")]
     pub output: super::Format,
+    #[command(flatten)]
+    pub limits: super::LimitArgs,
 }
 
 pub fn run(args: Args) -> ExitCode {
     match (&args.policy, &args.config) {
         (Some(path), _) => validate_policy(path, args.output),
-        (None, Some(path)) => validate_config(path, &args.pool, args.output),
+        (None, Some(path)) => validate_config(path, &args.pool, args.output, &args.limits.limits()),
         (None, None) => super::fail(
             super::EXIT_BAD_INPUT,
             ["give --policy FILE or --config FILE"],
@@ -40,6 +47,22 @@ pub fn run(args: Args) -> ExitCode {
 
 fn validate_policy(path: &Path, output: super::Format) -> ExitCode {
     match super::load_policy(path) {
+        Ok(effective) if output == super::Format::Text => {
+            let line = |what: String, actions: &[policy::Action]| {
+                let a: Vec<String> = actions.iter().map(ToString::to_string).collect();
+                println!("  {what}: {}", a.join(", "));
+            };
+            println!("{}: valid", path.display());
+            println!("effective policy (cluster defaults merged with this one):");
+            for f in &effective.files {
+                line(format!("file {}", f.path), &f.actions);
+            }
+            for u in &effective.units {
+                line(format!("unit {}", u.name), &u.actions);
+            }
+            line("sshkey".to_string(), &effective.sshkey.actions);
+            ExitCode::SUCCESS
+        }
         Ok(effective) => {
             let status = serde_json::json!({ "clusterPolicies": effective });
             super::print_data(&status, output)
@@ -48,8 +71,13 @@ fn validate_policy(path: &Path, output: super::Format) -> ExitCode {
     }
 }
 
-fn validate_config(path: &Path, pool: &str, output: super::Format) -> ExitCode {
-    let (mc, warnings) = match model::load_config_arg(path, pool) {
+fn validate_config(
+    path: &Path,
+    pool: &str,
+    output: super::Format,
+    limits: &model::load::Limits,
+) -> ExitCode {
+    let (mc, warnings) = match model::load::load_config_arg_with(path, pool, limits) {
         Ok(loaded) => loaded,
         Err(e) => return super::fail_load(&e),
     };
@@ -63,6 +91,16 @@ fn validate_config(path: &Path, pool: &str, output: super::Format) -> ExitCode {
         );
     }
     let c = &mc.spec.config;
+    if output == super::Format::Text {
+        println!(
+            "{}: valid MachineConfig {} ({} files, {} units)",
+            path.display(),
+            mc.name,
+            c.files.len(),
+            c.units.len()
+        );
+        return ExitCode::SUCCESS;
+    }
     let summary = serde_json::json!({
         "name": mc.name,
         "valid": true,

@@ -776,11 +776,13 @@ impl Daemon {
         let current = self.current_name.clone();
         let has_current = self.current_digest.is_some();
         match &mut self.mode {
-            Mode::Standalone => self
-                .opts
-                .source
-                .read()
-                .map(|w| Desired::Config(Box::new(w))),
+            Mode::Standalone => match self.opts.source.read()? {
+                Some(w) => Ok(Desired::Config(Box::new(w))),
+                None => {
+                    tracing::info!(desired = %self.opts.source.desired.display(), "no MachineConfig in {}: nothing to apply", self.opts.source.desired.display());
+                    Ok(Desired::Current)
+                }
+            },
             Mode::Cluster(c) => {
                 let desired = c.desired();
                 c.synced = desired.clone();
@@ -807,7 +809,7 @@ impl Daemon {
     /// The policy the force file re-applies with.
     async fn read_policy(&mut self) -> crate::model::policy::Policy {
         let r = match &mut self.mode {
-            Mode::Standalone => self.opts.source.read().map(|w| w.policy),
+            Mode::Standalone => self.opts.source.policy(),
             Mode::Cluster(c) => c.policy().await,
         };
         r.unwrap_or_else(|e| {

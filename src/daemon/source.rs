@@ -5,6 +5,10 @@
 //! Errors name the file once per problem (the loaders put the file in each line; the prefix
 //! says which input it is: `desired config …` or `policy …`). At debug level, each read is
 //! logged with what it found.
+//!
+//! A directory holding no MachineConfig (a freshly installed node's empty `desired.d`) asks for
+//! nothing: the daemon stays on its current config (none yet: `Done` on no config), and that is
+//! not a problem. An empty or unreadable *file* is one.
 
 use crate::model::policy::{self, Policy};
 use crate::model::{self, MachineConfig};
@@ -16,6 +20,8 @@ pub struct LocalSource {
     pub desired: PathBuf,
     pub policy: Option<PathBuf>,
     pub pool: String,
+    /// Bounds on reading the desired config.
+    pub limits: model::load::Limits,
 }
 
 /// What the source says now.
@@ -26,19 +32,14 @@ pub struct Wanted {
 }
 
 impl LocalSource {
-    /// Reads and validates the desired config and the policy. Every problem is reported in one
-    /// message (one problem per line), prefixed with the file it concerns. Whether the change
-    /// can be applied is the plan's question, not the source's.
-    pub fn read(&self) -> Result<Wanted, String> {
-        let policy = match &self.policy {
-            Some(p) => read_policy(p)?,
-            None => {
-                tracing::debug!("no policy file given: the cluster defaults");
-                policy::defaults()
-            }
-        };
-        let (config, warnings) =
-            model::load_config_arg(&self.desired, &self.pool).map_err(|e| {
+    /// Reads and validates the desired config and the policy; `None` when the desired config is
+    /// a directory with no MachineConfig in it. Every problem is reported in one message (one
+    /// problem per line), prefixed with the file it concerns. Whether the change can be applied
+    /// is the plan's question, not the source's.
+    pub fn read(&self) -> Result<Option<Wanted>, String> {
+        let policy = self.policy()?;
+        let loaded =
+            model::load::load_desired(&self.desired, &self.pool, &self.limits).map_err(|e| {
                 // Every problem already names its file (in a directory, the file in it).
                 let desired = self.desired.display().to_string();
                 let e = e.to_string();
@@ -48,6 +49,10 @@ impl LocalSource {
                     format!("desired config {desired}: {e}")
                 }
             })?;
+        let Some((config, warnings)) = loaded else {
+            tracing::debug!(path = %self.desired.display(), "no MachineConfig in {}", self.desired.display());
+            return Ok(None);
+        };
         for w in warnings {
             tracing::warn!(path = %self.desired.display(), "{w}");
         }
@@ -60,16 +65,32 @@ impl LocalSource {
             self.desired.display(),
             config.name
         );
-        Ok(Wanted { config, policy })
+        Ok(Some(Wanted { config, policy }))
+    }
+
+    /// The effective policy (the cluster defaults without a policy file).
+    pub fn policy(&self) -> Result<Policy, String> {
+        match &self.policy {
+            Some(p) => read_policy(p),
+            None => {
+                tracing::debug!("no policy file given: the cluster defaults");
+                Ok(policy::defaults())
+            }
+        }
     }
 }
 
 /// The effective policy of a MachineConfiguration file; a missing file means the defaults (so a
 /// unit can name a policy file that the administrator creates later).
 fn read_policy(path: &Path) -> Result<Policy, String> {
-    let bytes = match std::fs::read(path) {
+    if !path.exists() {
+        return Ok(policy::defaults());
+    }
+    let limit = model::load::Limits::default().config_bytes;
+    let bytes = match model::load::read_input(path, limit) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        // Removed since the check above.
+        Err(_) if !path.exists() => {
             tracing::debug!(path = %path.display(), "policy file {} absent: the cluster defaults", path.display());
             return Ok(policy::defaults());
         }

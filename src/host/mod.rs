@@ -9,6 +9,7 @@
 //! - [`units`]: the enablement operations (enable/disable/preset) the systemd executor performs.
 //! - [`users`]: the `core` user's ssh keys file and password hash.
 //! - [`state`]: the stored current config.
+//! - [`lock`]: one daemon per node (an exclusive lock on the state directory).
 //! - [`txn`]: an update as one transaction: journal, pre-images, fail points, rollback, recovery.
 //! - [`os`]: the OS backend (rpm-ostree, package hosts): the OS half of a config.
 //! - [`exec`]: post actions ([`exec::PostAction`]) and their outcomes.
@@ -16,6 +17,7 @@
 
 pub mod backup;
 pub mod exec;
+pub mod lock;
 pub mod manifest;
 pub mod ondisk;
 pub mod os;

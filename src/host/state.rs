@@ -45,7 +45,10 @@ pub fn decode(data: &[u8]) -> Result<MachineConfig, HostError> {
         path: CURRENT_CONFIG.to_string(),
         reason: format!("cannot parse the stored current config: {reason}"),
     };
-    let loaded = crate::model::parse_machine_configs(data, CURRENT_CONFIG)
+    // Written by the daemon from a config that passed the limits it was given then: not
+    // bounded again (a config applied with raised limits must still be readable).
+    let budget = crate::model::load::Budget::new(crate::model::load::Limits::unbounded());
+    let loaded = crate::model::load::parse_machine_configs_with(data, CURRENT_CONFIG, &budget)
         .map_err(|e| bad(e.to_string()))?;
     let mut configs = loaded.configs;
     if configs.len() != 1 {

@@ -12,7 +12,8 @@ use super::config::{
     Config, Directory, Dropin, File, Group, Link, MC_API_VERSION, MC_KIND, MachineConfig, Owner,
     Unit, User,
 };
-use super::error::FieldError;
+use super::error::{FieldError, user_terms};
+use super::load::{Budget, Limits};
 use base64::Engine as _;
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -61,6 +62,15 @@ pub(crate) fn join(base: &str, child: &str) -> String {
 ///
 /// Returns the normalised config and the warnings (unknown keys), or every problem found.
 pub fn parse_config(value: &Value, at: &str) -> Result<(Config, Vec<String>), Vec<FieldError>> {
+    parse_config_with(value, at, &Budget::new(Limits::default()))
+}
+
+/// [`parse_config`], decoding contents within `budget`.
+pub fn parse_config_with(
+    value: &Value,
+    at: &str,
+    budget: &Budget,
+) -> Result<(Config, Vec<String>), Vec<FieldError>> {
     let obj = match value {
         Value::Null => return Ok((Config::default(), Vec::new())),
         Value::Object(o) if o.is_empty() => return Ok((Config::default(), Vec::new())),
@@ -108,6 +118,7 @@ pub fn parse_config(value: &Value, at: &str) -> Result<(Config, Vec<String>), Ve
     let mut n = Normaliser {
         errors: Vec::new(),
         nodes: HashMap::new(),
+        budget,
     };
     let config = n.config(&typed, value, &version, at);
     if n.errors.is_empty() {
@@ -182,8 +193,14 @@ fn locate_structure_error(
         _ => tracked::<ic::v3_6::Config>(value),
     };
     match found {
-        Some((path, reason)) => FieldError::new(join(at, &path), reason),
-        None => FieldError::new(at, fallback.to_string()),
+        Some((path, reason)) => {
+            let mut reason = user_terms(&reason);
+            if path.ends_with("mode") && reason.starts_with("expected an integer") {
+                reason.push_str(" (a mode is a number, e.g. 420; in YAML also 0644, unquoted)");
+            }
+            FieldError::new(join(at, &path), reason)
+        }
+        None => FieldError::new(at, user_terms(&fallback.to_string())),
     }
 }
 
@@ -371,12 +388,15 @@ pub fn decode_source(source: &str) -> Result<Vec<u8>, String> {
     }
 }
 
-fn gunzip(data: &[u8]) -> Result<Vec<u8>, String> {
+/// Inflates `data`, stopping as soon as the result would exceed `cap` bytes (`Ok(None)`).
+fn gunzip(data: impl std::io::Read, cap: u64) -> Result<Option<Vec<u8>>, String> {
     let mut out = Vec::new();
     flate2::read::MultiGzDecoder::new(data)
+        .take(cap.saturating_add(1))
         .read_to_end(&mut out)
         .map_err(|e| format!("invalid gzip data: {e}"))?;
-    Ok(out)
+    out.shrink_to_fit();
+    Ok((out.len() as u64 <= cap).then_some(out))
 }
 
 /// Checks `verification.hash` (`sha256-<hex>` or `sha512-<hex>`) against the decoded contents.
@@ -412,13 +432,15 @@ fn is_empty_json(v: &Value) -> bool {
 }
 
 /// Walks the typed config and collects every problem.
-struct Normaliser {
+struct Normaliser<'b> {
     errors: Vec<FieldError>,
     /// Storage paths already seen (files, directories, links share one key space) → field path.
     nodes: HashMap<String, String>,
+    /// What decoded contents may still use.
+    budget: &'b Budget,
 }
 
-impl Normaliser {
+impl Normaliser<'_> {
     fn err(&mut self, path: impl Into<String>, reason: impl Into<String>) {
         self.errors.push(FieldError::new(path, reason));
     }
@@ -544,9 +566,25 @@ impl Normaliser {
         }
     }
 
+    /// Says that the resource at `p` exceeds a limit (the total only once).
+    fn too_big(&mut self, p: &str, what: &str) {
+        // None: already said for an earlier file (the config is refused all the same).
+        if let Some(reason) = self.budget.exceeded(what) {
+            self.err(join(p, "source"), reason);
+        }
+    }
+
     /// Decodes a resource (`contents` or an `append` entry); `None` when it has no source.
     fn resource(&mut self, r: &Value, p: &str) -> Option<Vec<u8>> {
         let source = r["source"].as_str()?;
+        let room = self.budget.room();
+        let compression = r["compression"].as_str().unwrap_or_default();
+        // A data URL decodes to at least a third of its length (`%XX` is one byte): one that
+        // long cannot fit, and is refused before any buffer is allocated for it.
+        if compression.is_empty() && source.len() as u64 / 3 > room.saturating_add(3) {
+            self.too_big(p, "decoded");
+            return None;
+        }
         let raw = match decode_source(source) {
             Ok(b) => b,
             Err(reason) => {
@@ -554,10 +592,20 @@ impl Normaliser {
                 return None;
             }
         };
-        let data = match r["compression"].as_str().unwrap_or_default() {
-            "" => raw,
-            "gzip" => match gunzip(&raw) {
-                Ok(d) => d,
+        let data = match compression {
+            "" => {
+                if raw.len() as u64 > room {
+                    self.too_big(p, "decoded");
+                    return None;
+                }
+                raw
+            }
+            "gzip" => match gunzip(raw.as_slice(), room) {
+                Ok(Some(d)) => d,
+                Ok(None) => {
+                    self.too_big(p, "decompressed");
+                    return None;
+                }
                 Err(reason) => {
                     self.err(join(p, "source"), reason);
                     return None;
@@ -571,6 +619,7 @@ impl Normaliser {
                 return None;
             }
         };
+        self.budget.spend(data.len() as u64);
         if let Some(hash) = r["verification"]["hash"].as_str()
             && let Err(reason) = verify_hash(hash, &data)
         {
@@ -1092,5 +1141,48 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
             }
         }
         self.close(level, b"]")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+
+    /// A reader that counts what is read from it.
+    struct Counting<'a> {
+        data: &'a [u8],
+        read: &'a std::cell::Cell<usize>,
+    }
+
+    impl Read for Counting<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.data.read(buf)?;
+            self.read.set(self.read.get() + n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn gunzip_stops_reading_at_the_cap() {
+        // Stored, not compressed: as many bytes in as out, so what was read shows where the
+        // decoder stopped.
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+        for _ in 0..16 {
+            e.write_all(&[0u8; 1 << 20]).unwrap();
+        }
+        let gz = e.finish().unwrap();
+        let read = std::cell::Cell::new(0);
+        let input = Counting {
+            data: &gz,
+            read: &read,
+        };
+        // 16 MiB; the cap is 1 MiB.
+        assert_eq!(super::gunzip(input, 1 << 20), Ok(None));
+        assert!(
+            read.get() < gz.len() / 4,
+            "read {} of {} compressed bytes",
+            read.get(),
+            gz.len()
+        );
     }
 }

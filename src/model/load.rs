@@ -8,9 +8,17 @@
 //! YAML may hold several documents (`---`). YAML is read the way the cluster's own tools read it
 //! (YAML 1.1 scalars: `0644` is octal, `yes` is a boolean), so a file means the same here as after
 //! `oc apply`. Every problem of an input is reported at once, each naming its origin and field.
+//!
+//! A config is untrusted input, so loading is bounded ([`Limits`]): only regular files are read
+//! (or stdin, named `-`), never a FIFO or a device, and no more than `config_bytes` of each; the
+//! decoded contents of each file (`contents` or an `append` entry, after gzip) may not exceed
+//! `file_bytes`, and those of every file of one load together `total_bytes`. Decompression stops
+//! at the cap, and the total counts every decoded file, so YAML aliases that repeat one source
+//! many times cannot multiply memory. Messages quote at most [`QUOTE_MAX`] characters of any
+//! input.
 
 use super::config::{MC_API_VERSION, MC_KIND, MachineConfig, MachineConfigSpec};
-use super::error::{FieldError, LoadErrors};
+use super::error::{FieldError, LoadErrors, clip_input, user_terms};
 use super::ignition::{join, kind_of};
 use serde_json::{Map, Value};
 use std::path::Path;
@@ -25,6 +33,183 @@ pub const KERNEL_TYPES: &[&str] = &["default", "realtime", "64k-pages"];
 /// Keys of `spec` that upstream defines and this daemon has no use for: accepted silently.
 const IGNORED_SPEC_KEYS: &[&str] = &["baseOSExtensionsContainerImage"];
 
+/// Bounds on what loading reads and decodes (see the module docs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest input file (or stdin), in bytes.
+    pub config_bytes: u64,
+    /// Largest decoded contents of one file or `append` entry, in bytes.
+    pub file_bytes: u64,
+    /// Largest decoded contents of every file of one load together, in bytes.
+    pub total_bytes: u64,
+}
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+impl Default for Limits {
+    /// 64 MiB per config, 32 MiB per file, 256 MiB in all.
+    fn default() -> Self {
+        Limits {
+            config_bytes: 64 * MIB,
+            file_bytes: 32 * MIB,
+            total_bytes: 256 * MIB,
+        }
+    }
+}
+
+impl Limits {
+    /// No bound: for what the daemon itself wrote (the stored current config).
+    pub fn unbounded() -> Self {
+        Limits {
+            config_bytes: u64::MAX,
+            file_bytes: u64::MAX,
+            total_bytes: u64::MAX,
+        }
+    }
+}
+
+/// `n` bytes for messages: `32 MiB`, or `1234 bytes`.
+pub fn size(n: u64) -> String {
+    if n >= MIB && n.is_multiple_of(MIB) {
+        format!("{} MiB", n / MIB)
+    } else {
+        format!("{n} bytes")
+    }
+}
+
+/// Longest piece of an input a message quotes, in characters.
+pub const QUOTE_MAX: usize = 200;
+
+/// `s` quoted for a message (`"..."`, as `{:?}` writes it), cut to [`QUOTE_MAX`] characters with
+/// the full length said.
+pub fn quote(s: &str) -> String {
+    // A little under the limit, so that the quotes and the ellipsis fit in it too.
+    match s.char_indices().nth(QUOTE_MAX - 10) {
+        None => format!("{s:?}"),
+        Some((i, _)) => format!("{:?}… ({} bytes in all)", &s[..i], s.len()),
+    }
+}
+
+/// What decoding may still use within a load: shared by every file of every document.
+#[derive(Debug)]
+pub struct Budget {
+    pub limits: Limits,
+    used: std::cell::Cell<u64>,
+    /// The total was found exceeded (said once, not for every file after it).
+    over: std::cell::Cell<bool>,
+}
+
+impl Budget {
+    pub fn new(limits: Limits) -> Self {
+        Budget {
+            limits,
+            used: std::cell::Cell::new(0),
+            over: std::cell::Cell::new(false),
+        }
+    }
+
+    /// Bytes one more decoded file may have: the per-file cap, or what is left of the total.
+    pub(crate) fn room(&self) -> u64 {
+        self.limits
+            .file_bytes
+            .min(self.limits.total_bytes.saturating_sub(self.used.get()))
+    }
+
+    /// Counts `n` decoded bytes.
+    pub(crate) fn spend(&self, n: u64) {
+        self.used.set(self.used.get().saturating_add(n));
+    }
+
+    /// Why a file's contents do not fit, the per-file cap or the total (`what`: `decompressed`
+    /// or `decoded`); `None` when the total was already said to be exceeded.
+    pub(crate) fn exceeded(&self, what: &str) -> Option<String> {
+        if self.limits.file_bytes <= self.limits.total_bytes.saturating_sub(self.used.get()) {
+            Some(format!(
+                "{what} contents exceed {} (the limit per file; --max-file-size raises it)",
+                size(self.limits.file_bytes)
+            ))
+        } else if self.over.replace(true) {
+            None
+        } else {
+            Some(format!(
+                "{what} contents of the config's files exceed {} in all (--max-total-size raises it); the files after this one were not decoded",
+                size(self.limits.total_bytes)
+            ))
+        }
+    }
+}
+
+/// Reads `path` (stdin for `-`) within `limit` bytes: only a regular file, never a FIFO, a
+/// socket or a device (a FIFO is opened without blocking, so that it cannot hang the reader).
+pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
+    use std::io::Read;
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let too_big = || {
+        format!(
+            "larger than {} (the limit on a config's size; --max-config-size raises it)",
+            size(limit)
+        )
+    };
+    let mut out = Vec::new();
+    if path == Path::new("-") {
+        std::io::stdin()
+            .lock()
+            .take(limit.saturating_add(1))
+            .read_to_end(&mut out)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        return if out.len() as u64 > limit {
+            Err(too_big())
+        } else {
+            Ok(out)
+        };
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    let ft = meta.file_type();
+    if !ft.is_file() {
+        let what = if ft.is_fifo() {
+            "a FIFO"
+        } else if ft.is_char_device() {
+            "a character device"
+        } else if ft.is_block_device() {
+            "a block device"
+        } else if ft.is_socket() {
+            "a socket"
+        } else if ft.is_dir() {
+            "a directory"
+        } else {
+            "not a regular file"
+        };
+        return Err(format!(
+            "cannot read: {what}; a config must be a regular file (or - for stdin)"
+        ));
+    }
+    if meta.len() > limit {
+        return Err(too_big());
+    }
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(out)
+}
+
+/// The origin messages give an input: its path, or `stdin` for `-`.
+fn origin_of(path: &Path) -> String {
+    if path == Path::new("-") {
+        "stdin".to_string()
+    } else {
+        path.display().to_string()
+    }
+}
+
 /// MachineConfigs read from one or more inputs, with the warnings (unknown keys) met on the way.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Loaded {
@@ -35,6 +220,15 @@ pub struct Loaded {
 /// Parses every MachineConfig in `bytes`. `origin` (usually the file name) prefixes messages and
 /// names a bare Ignition config (its file stem).
 pub fn parse_machine_configs(bytes: &[u8], origin: &str) -> Result<Loaded, LoadErrors> {
+    parse_machine_configs_with(bytes, origin, &Budget::new(Limits::default()))
+}
+
+/// [`parse_machine_configs`], decoding within `budget` (shared with other inputs of a load).
+pub fn parse_machine_configs_with(
+    bytes: &[u8],
+    origin: &str,
+    budget: &Budget,
+) -> Result<Loaded, LoadErrors> {
     let docs = parse_documents(bytes).map_err(|reason| LoadErrors::single(origin, reason))?;
     if docs.is_empty() {
         return Err(LoadErrors::single(origin, "empty input: no MachineConfig"));
@@ -49,13 +243,15 @@ pub fn parse_machine_configs(bytes: &[u8], origin: &str) -> Result<Loaded, LoadE
             origin.to_string()
         };
         let mut warnings = Vec::new();
-        match document(doc, origin, &mut warnings) {
+        match document(doc, origin, &mut warnings, budget) {
             Ok(configs) => loaded.configs.extend(configs),
             Err(errs) => errors.extend(errs.into_iter().map(|e| e.with_origin(&doc_origin))),
         }
-        loaded
-            .warnings
-            .extend(warnings.into_iter().map(|w| prefix(&doc_origin, &w)));
+        loaded.warnings.extend(
+            warnings
+                .into_iter()
+                .map(|w| clip_input(&prefix(&doc_origin, &w))),
+        );
     }
     if errors.is_empty() {
         Ok(loaded)
@@ -75,13 +271,29 @@ fn prefix(origin: &str, message: &str) -> String {
 /// Reads `path`: a file, or a directory's `*.json`, `*.yaml` and `*.yml` files (sorted by name,
 /// not recursive). Problems of every file are reported together.
 pub fn load_path(path: &Path) -> Result<Loaded, LoadErrors> {
-    let origin = path.display().to_string();
-    let meta = std::fs::metadata(path)
-        .map_err(|e| LoadErrors::single(&origin, format!("cannot read: {e}")))?;
-    if !meta.is_dir() {
-        let bytes = std::fs::read(path)
-            .map_err(|e| LoadErrors::single(&origin, format!("cannot read: {e}")))?;
-        return parse_machine_configs(&bytes, &origin);
+    load_path_with(path, &Limits::default())
+}
+
+/// [`load_path`] within `limits` (the total counts every file of the directory).
+pub fn load_path_with(path: &Path, limits: &Limits) -> Result<Loaded, LoadErrors> {
+    load_in(path, &Budget::new(*limits))
+}
+
+/// [`load_path`] within `budget`, shared with other inputs (render's several arguments).
+pub fn load_in_budget(path: &Path, budget: &Budget) -> Result<Loaded, LoadErrors> {
+    load_in(path, budget)
+}
+
+fn load_in(path: &Path, budget: &Budget) -> Result<Loaded, LoadErrors> {
+    let origin = origin_of(path);
+    let is_dir = path != Path::new("-")
+        && std::fs::metadata(path)
+            .map_err(|e| LoadErrors::single(&origin, format!("cannot read: {e}")))?
+            .is_dir();
+    if !is_dir {
+        let bytes = read_input(path, budget.limits.config_bytes)
+            .map_err(|reason| LoadErrors::single(&origin, reason))?;
+        return parse_machine_configs_with(&bytes, &origin, budget);
     }
     let entries = std::fs::read_dir(path)
         .map_err(|e| LoadErrors::single(&origin, format!("cannot read directory: {e}")))?;
@@ -102,7 +314,7 @@ pub fn load_path(path: &Path) -> Result<Loaded, LoadErrors> {
     let mut loaded = Loaded::default();
     let mut errors: Option<LoadErrors> = None;
     for f in files {
-        match load_path(&f) {
+        match load_in(&f, budget) {
             Ok(l) => {
                 loaded.configs.extend(l.configs);
                 loaded.warnings.extend(l.warnings);
@@ -125,17 +337,40 @@ pub fn load_config_arg(
     path: &Path,
     pool: &str,
 ) -> Result<(MachineConfig, Vec<String>), LoadErrors> {
-    let origin = path.display().to_string();
-    let mut loaded = load_path(path)?;
+    load_config_arg_with(path, pool, &Limits::default())
+}
+
+/// [`load_config_arg`] within `limits`.
+pub fn load_config_arg_with(
+    path: &Path,
+    pool: &str,
+    limits: &Limits,
+) -> Result<(MachineConfig, Vec<String>), LoadErrors> {
+    load_desired(path, pool, limits)?
+        .ok_or_else(|| LoadErrors::single(&origin_of(path), "no MachineConfig found"))
+}
+
+/// [`load_config_arg_with`], except that a directory holding no MachineConfig is `None` (the
+/// daemon's empty `desired.d`: nothing is asked for).
+pub fn load_desired(
+    path: &Path,
+    pool: &str,
+    limits: &Limits,
+) -> Result<Option<(MachineConfig, Vec<String>)>, LoadErrors> {
+    let origin = origin_of(path);
+    let mut loaded = load_path_with(path, limits)?;
     if loaded.configs.is_empty() {
+        if path.is_dir() {
+            return Ok(None);
+        }
         return Err(LoadErrors::single(&origin, "no MachineConfig found"));
     }
     if !path.is_dir() && loaded.configs.len() == 1 {
         let mc = loaded.configs.pop().unwrap_or_default();
-        return Ok((mc, loaded.warnings));
+        return Ok(Some((mc, loaded.warnings)));
     }
     super::render::render(pool, &loaded.configs)
-        .map(|mc| (mc, loaded.warnings))
+        .map(|mc| Some((mc, loaded.warnings)))
         .map_err(|e| LoadErrors::single(&origin, e.to_string()))
 }
 
@@ -147,7 +382,7 @@ fn parse_documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     if matches!(first, Some(b'{') | Some(b'[')) {
         return serde_json::from_slice::<Value>(bytes)
             .map(|v| vec![v])
-            .map_err(|e| format!("invalid JSON: {e}"));
+            .map_err(|e| format!("invalid JSON: {}", user_terms(&e.to_string())));
     }
     if first.is_none() {
         return Ok(Vec::new());
@@ -158,7 +393,7 @@ fn parse_documents(bytes: &[u8]) -> Result<Vec<Value>, String> {
     };
     serde_saphyr::from_slice_multiple_with_options::<Value>(bytes, options)
         .map(|docs| docs.into_iter().filter(|d| !d.is_null()).collect())
-        .map_err(|e| format!("invalid YAML: {e}"))
+        .map_err(|e| format!("invalid YAML: {}", user_terms(&e.to_string())))
 }
 
 /// One document → its MachineConfigs.
@@ -166,6 +401,7 @@ fn document(
     doc: &Value,
     origin: &str,
     warnings: &mut Vec<String>,
+    budget: &Budget,
 ) -> Result<Vec<MachineConfig>, Vec<FieldError>> {
     let Value::Object(obj) = doc else {
         return Err(vec![FieldError::new(
@@ -180,7 +416,7 @@ fn document(
     let api = obj.get("apiVersion");
     match kind {
         None if api.is_none() && obj.contains_key("ignition") => {
-            let (config, w) = super::ignition::parse_config(doc, "")?;
+            let (config, w) = super::ignition::parse_config_with(doc, "", budget)?;
             warnings.extend(w);
             let name = Path::new(origin)
                 .file_stem()
@@ -217,7 +453,7 @@ fn document(
             };
             let mut configs = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                match machine_config(item, &format!("items[{i}]"), warnings) {
+                match machine_config(item, &format!("items[{i}]"), warnings, budget) {
                     Ok(mc) => configs.push(mc),
                     Err(e) => errors.extend(e),
                 }
@@ -228,7 +464,7 @@ fn document(
                 Err(errors)
             }
         }
-        _ => machine_config(doc, "", warnings).map(|mc| vec![mc]),
+        _ => machine_config(doc, "", warnings, budget).map(|mc| vec![mc]),
     }
 }
 
@@ -269,7 +505,8 @@ fn check_name(name: &str) -> Result<(), String> {
         Ok(())
     } else {
         Err(format!(
-            "{name:?} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)"
+            "{} is not a valid name (lowercase letters, digits, '-' and '.', at most 253)",
+            quote(name)
         ))
     }
 }
@@ -279,6 +516,7 @@ fn machine_config(
     v: &Value,
     at: &str,
     warnings: &mut Vec<String>,
+    budget: &Budget,
 ) -> Result<MachineConfig, Vec<FieldError>> {
     let Value::Object(obj) = v else {
         return Err(vec![FieldError::new(
@@ -372,7 +610,7 @@ fn machine_config(
     let null = Value::Null;
     let field = |k: &str| spec.get(k).unwrap_or(&null);
 
-    match super::ignition::parse_config(field("config"), &join(&spec_at, "config")) {
+    match super::ignition::parse_config_with(field("config"), &join(&spec_at, "config"), budget) {
         Ok((config, w)) => {
             mc.spec.config = config;
             warnings.extend(w);
@@ -414,7 +652,10 @@ fn machine_config(
         }
         Value::String(s) => errors.push(FieldError::new(
             kt_at,
-            format!("unsupported kernel type {s:?} (default, realtime or 64k-pages)"),
+            format!(
+                "unsupported kernel type {} (default, realtime or 64k-pages)",
+                quote(s)
+            ),
         )),
         other => errors.push(FieldError::new(
             kt_at,

@@ -124,11 +124,20 @@ impl Node {
         Status::read(&self.root.join(STATUS)).ok()
     }
 
-    /// Every entry beneath the root except the status directory: type, mode and contents.
+    /// Every entry beneath the root except the status directory and the single-instance lock
+    /// (the PID of the last daemon to start, and the state directory it created for it): type,
+    /// mode and contents.
     pub fn snapshot(&self) -> Vec<(String, String)> {
         let mut out = Vec::new();
         walk(&self.root, &self.root, &mut out);
         out.retain(|(p, _)| !p.starts_with("run/machine-config-daemon"));
+        out.retain(|(p, _)| p != "etc/machine-config-daemon/lock");
+        if !out
+            .iter()
+            .any(|(p, _)| p.starts_with("etc/machine-config-daemon/"))
+        {
+            out.retain(|(p, _)| p != "etc/machine-config-daemon");
+        }
         out
     }
 

@@ -81,11 +81,18 @@ pub type Snapshot = BTreeMap<String, String>;
 /// The scratch file the stored config's writes reuse (see `host::txn`): it holds
 /// whichever config was last written or replaced, carries no state, and so is left out of
 /// snapshots; where present it must be a regular file with one link.
+/// The single-instance lock, beneath the root.
+pub const LOCK: &str = "etc/machine-config-daemon/lock";
 pub const SCRATCH: &str = "etc/machine-config-daemon/.currentconfig.mcdtmp";
 
 pub fn snapshot(root: &Path) -> Snapshot {
     let mut out = BTreeMap::new();
     walk(root, root, &mut out);
+    // The single-instance lock holds the PID of the last command that took it: bookkeeping of
+    // the commands, not part of the node's state.
+    if let Some(lock) = out.remove(LOCK) {
+        assert!(lock.starts_with("100644 "), "lock file: {lock}");
+    }
     if out.remove(SCRATCH).is_some() {
         let md = std::fs::symlink_metadata(root.join(SCRATCH)).unwrap();
         assert!(md.is_file() && md.nlink() == 1, "scratch file: {md:?}");

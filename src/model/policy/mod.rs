@@ -177,10 +177,12 @@ pub struct PolicyError {
 
 impl PolicyError {
     pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        // A policy is input too: no more than about 200 characters of it in a message.
+        let clip = crate::model::error::clip_input;
         PolicyError {
             origin: None,
-            field: field.into(),
-            message: message.into(),
+            field: clip(&field.into()),
+            message: clip(&message.into()),
         }
     }
 
