@@ -94,6 +94,15 @@ fn install_time_sections_are_reported_not_dropped() {
     let st = d.wait_done("p");
     assert_eq!(st.not_applied, NOTES.to_vec());
     assert!(d.log().contains(NOTES[3]), "{}", d.log());
+    let st = mcd(&["status", "--root", n2.root.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&st.stdout);
+    for note in NOTES {
+        assert!(
+            out.contains(&format!("not applied: {note}\n")),
+            "{note}\n{out}"
+        );
+    }
+    assert!(out.contains("host: "), "{out}");
 }
 
 #[test]

@@ -123,6 +123,12 @@ pub fn run(args: Args) -> ExitCode {
                 Some(None) => println!("daemon: running (pid unknown)"),
                 None => println!("daemon: not running (the status below is the last one written)"),
             }
+            if !status.host.is_empty() {
+                println!("host: {}", status.host);
+            }
+            for n in &status.not_applied {
+                println!("not applied: {n}");
+            }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();
                 let ago = humantime::format_duration(Duration::from_secs(ago.as_secs()));
