@@ -1,7 +1,7 @@
 //! The first apply checks what every update checks, and says what it does not apply:
 //! install-time sections are accepted and reported one line per field (command output, status,
 //! log), never silently dropped; the same item rules refuse the same configs in `validate`,
-//! `plan` and `apply`.
+//! `plan` and `apply` (bad input, exit code 2).
 
 mod daemon_common;
 use daemon_common::*;
@@ -134,10 +134,10 @@ fn the_same_item_rules_in_validate_plan_and_apply() {
         let b = base.to_str().unwrap();
         for (args, code) in [
             (vec!["validate", "--config", p], 2),
-            (vec!["plan", "--from", b, "--to", p], 3),
+            (vec!["plan", "--from", b, "--to", p], 2),
             (
                 vec!["apply", "--no-systemd", "--root", root, "--config", p],
-                3,
+                2,
             ),
             (
                 vec![
@@ -149,7 +149,7 @@ fn the_same_item_rules_in_validate_plan_and_apply() {
                     "--config",
                     p,
                 ],
-                3,
+                2,
             ),
         ] {
             let o = mcd(&args);

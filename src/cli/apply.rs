@@ -85,6 +85,9 @@ pub fn run(args: Args) -> ExitCode {
         }
         Err(e) => return super::fail_load(&e),
     };
+    if let Err(code) = super::check_items(&new, &args.config) {
+        return code;
+    }
     let policy = match &args.policy {
         Some(p) => match super::load_policy(p) {
             Ok(p) => p,

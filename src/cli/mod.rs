@@ -151,3 +151,20 @@ pub fn load_policy(
         .map_err(|e| fail(EXIT_BAD_INPUT, e.errors()))?;
     Ok(mc.effective_policy())
 }
+
+/// Refuses (bad input, exit 2) a config holding items no config may hold
+/// ([`machine_config_daemon::plan::reconcile::invalid_items`]), each named with the file.
+pub fn check_items(
+    config: &machine_config_daemon::model::MachineConfig,
+    origin: &std::path::Path,
+) -> Result<(), ExitCode> {
+    let problems = machine_config_daemon::plan::reconcile::invalid_items(config);
+    if problems.is_empty() {
+        return Ok(());
+    }
+    let origin = origin.display();
+    Err(fail(
+        EXIT_BAD_INPUT,
+        problems.iter().map(|p| format!("{origin}: {p}")),
+    ))
+}

@@ -93,6 +93,9 @@ pub fn run(args: Args) -> ExitCode {
     let (Some(old), Some(new)) = (old, new) else {
         return super::fail(super::EXIT_BAD_INPUT, ["no MachineConfig loaded"]);
     };
+    if let Err(code) = super::check_items(&new, &args.to) {
+        return code;
+    }
     let policy = match policy {
         Ok(p) => p,
         Err(code) => return code,

@@ -115,6 +115,39 @@ pub fn check(old: &MachineConfig, new: &MachineConfig, diff: &Diff) -> Result<()
     }
 }
 
+/// Items that no config may hold, whatever the node runs: a file in the daemon's own state
+/// directory, a masked unit with contents. `validate`, `plan` and `apply` refuse them as bad
+/// input (exit 2), naming the item; the daemon refuses the config.
+pub fn invalid_items(config: &MachineConfig) -> Vec<String> {
+    let c = &config.spec.config;
+    let mut out: Vec<String> = c
+        .files
+        .iter()
+        .filter_map(|f| state_dir_problem(&f.path))
+        .collect();
+    out.extend(c.units.iter().filter_map(mask_problem));
+    out
+}
+
+fn state_dir_problem(path: &str) -> Option<String> {
+    path.strip_prefix(STATE_DIR)
+        .is_some_and(|rest| rest.starts_with('/'))
+        .then(|| {
+            format!(
+                "storage.files: {path} is in the daemon's own state directory {STATE_DIR}, which a config may not write"
+            )
+        })
+}
+
+fn mask_problem(u: &Unit) -> Option<String> {
+    (u.mask == Some(true) && u.contents.as_deref().is_some_and(|c| !c.is_empty())).then(|| {
+        format!(
+            "systemd.units: {}: mask: true with contents; a masked unit is a link to /dev/null, so the contents would never be written",
+            u.name
+        )
+    })
+}
+
 /// Problems of one config on its own: file paths (absolute, clean, allowed trees, not the force
 /// file), `append`, unit and dropin names, and `kernel-devel` with a non-default kernel.
 pub fn config_problems(config: &MachineConfig) -> Vec<String> {
@@ -253,13 +286,8 @@ fn path_problems(path: &str) -> Option<String> {
             "storage.files: {FORCE_FILE} is the force file and may not be written by a config"
         ));
     }
-    if path
-        .strip_prefix(STATE_DIR)
-        .is_some_and(|rest| rest.starts_with('/'))
-    {
-        return Some(format!(
-            "storage.files: {path} is in the daemon's own state directory {STATE_DIR}, which a config may not write"
-        ));
+    if let Some(p) = state_dir_problem(path) {
+        return Some(p);
     }
     let allowed = WRITABLE_TREES.iter().any(|t| {
         path.strip_prefix(t)
@@ -293,12 +321,7 @@ fn unit_name_problem(name: &str) -> Option<String> {
 
 fn unit_problems(u: &Unit) -> Vec<String> {
     let mut out: Vec<String> = unit_name_problem(&u.name).into_iter().collect();
-    if u.mask == Some(true) && u.contents.as_deref().is_some_and(|c| !c.is_empty()) {
-        out.push(format!(
-            "systemd.units: {}: mask: true with contents; a masked unit is a link to /dev/null, so the contents would never be written",
-            u.name
-        ));
-    }
+    out.extend(mask_problem(u));
     for d in &u.dropins {
         if d.name.is_empty() || d.name.contains('/') || d.name == "." || d.name == ".." {
             out.push(format!(
