@@ -453,10 +453,18 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
     assert_eq!(c.file(FILE).as_deref(), Some("three"));
 
     // Again, with the history compacted (410 on re-watch: a fresh list).
+    let node_lists = c.server.count_on("list", NODES);
     c.server.compact();
     c.server.drop_watches();
     c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
     assert!(c.alive(), "{}", c.log());
+    assert!(c.server.gone_served() >= 1, "{:#?}", c.server.requests());
+    assert_eq!(
+        c.server.count_on("list", NODES),
+        node_lists + 1,
+        "the node watch re-listed once after its 410: {:#?}",
+        c.server.requests()
+    );
 }
