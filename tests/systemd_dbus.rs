@@ -5,6 +5,8 @@
 //! `--ignored --exact NAME`. Run on a developer's machine they refuse to start rather than touch
 //! its systemd. The tests without `#[ignore]` need no systemd and run with `cargo test`.
 
+mod precondition;
+
 use machine_config_daemon::host::systemd::{
     Bus, JobResult, ServiceManager, SystemdClient, SystemdError, SystemdOptions,
 };
@@ -451,7 +453,7 @@ async fn bus_without_systemd_is_a_clear_error() {
         .stdout(std::process::Stdio::piped())
         .spawn()
     else {
-        eprintln!("skipped: dbus-daemon is not installed");
+        precondition::missing("dbus-daemon (Debian package dbus-daemon)");
         return;
     };
     let mut line = String::new();
