@@ -320,9 +320,9 @@ async fn job_timeout_is_reported() {
         bus: Bus::System,
         job_timeout: Duration::from_millis(500),
     });
-    let started = Instant::now();
+    // The job runs 30 s: an error naming the 500 ms timeout and the unit still activating is
+    // the client giving up on it.
     let err = client.restart_unit(unit).await.expect_err("times out");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         err.to_string()
             .starts_with("restart mcd-test-slow.service: job did not finish within 500ms; unit is activating/start"),
