@@ -227,14 +227,15 @@ fn metric(body: &str, name: &str) -> Option<f64> {
 fn metrics_endpoint_reports_state_and_drift() {
     let node = Node::new();
     node.set_desired(&config());
-    let addr = format!("127.0.0.1:{}", free_port());
+    // Port 0: the daemon binds a free port and logs it.
     let d = Daemon::start(
         &node,
         StartOpts {
-            metrics: Some(addr.clone()),
+            metrics: Some("127.0.0.1:0".into()),
             ..Default::default()
         },
     );
+    let addr = d.metrics_address();
     d.wait_done("rendered-worker-a");
     let (code, body) = http_get(&addr, "/healthz");
     assert_eq!((code, body.trim()), (200, "ok"));
@@ -289,22 +290,24 @@ fn drift_right_after_a_restart_is_detected() {
 }
 
 /// Drift detection is paused during an update, not blind: a path the update does not touch,
-/// changed while the update runs (held open 1.5 s by a fail point), is reported once the node is
-/// on the new config. (Needs `--features failpoints`.)
+/// changed while the update runs (held at a fail point until the change is made), is reported
+/// once the node is on the new config. (Needs `--features failpoints`.)
 #[cfg(feature = "failpoints")]
 #[test]
 fn drift_made_during_an_update_is_reported_after_it() {
     let node = Node::new();
     node.set_desired(&config());
+    let hold = Hold::new(&node, "host::after_journal");
     let d = Daemon::start(
         &node,
         StartOpts {
-            env: vec![("FAILPOINTS", "host::after_journal=1*off->sleep(1500)")],
+            env: vec![hold.env()],
             ..Default::default()
         },
     );
     d.wait_done("rendered-worker-a");
 
+    hold.arm();
     let mut b = config();
     b.name = "rendered-worker-b".into();
     b.spec.config.files[1] = file("/etc/x", "x changed\n");
@@ -312,7 +315,10 @@ fn drift_made_during_an_update_is_reported_after_it() {
     d.wait("Working on rendered-worker-b", |s| {
         s.state == NodeState::Working && s.desired_config == "rendered-worker-b"
     });
+    let held = hold.held();
     chmod(&node.path("/etc/mco-test-file"), 0o755);
+    assert_eq!(node.read("/etc/x"), "x\n", "the update is held");
+    drop(held);
 
     let st = d.wait("Degraded on rendered-worker-b", |s| {
         s.state == NodeState::Degraded && s.current_config == "rendered-worker-b"

@@ -128,6 +128,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 what: format!("metrics endpoint {addr}"),
                 source,
             })?;
+        // The bound address (port 0 asks the system for a free port; tests read it here).
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(address = %bound, "metrics endpoint listening");
+        }
         tokio::spawn(super::metrics::serve(listener, d.metrics.clone()));
     }
     d.start().await?;
