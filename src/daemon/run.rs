@@ -600,6 +600,8 @@ impl Daemon {
                 format!("applied {}; rebooted, validation failed", rec.config)
             });
         });
+        let first_mismatch = self.drift.values().next().map_or("", String::as_str);
+        self.metrics.update_ended(&rec.config, first_mismatch, now);
         tracing::info!(config = %rec.config, valid = ok, "finished the reboot into {}: the disk {} it", rec.config, if ok { "matches" } else { "does not match" });
         RebootRecord::remove(&self.reboot_record());
         Some((rec.config, ok))
