@@ -830,6 +830,16 @@ impl Daemon {
             }
             self.check_drift(Some(paths));
         }
+        // A desired config held back by the drift (the check before applying) is applied once
+        // the drift is repaired.
+        let held_back = self
+            .status
+            .lock()
+            .is_ok_and(|s| !s.desired_config.is_empty() && s.desired_config != self.current_name);
+        if self.drift.is_empty() && self.problem.is_none() && held_back {
+            self.sync().await;
+            return;
+        }
         self.settle();
     }
 }
