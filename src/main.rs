@@ -46,9 +46,24 @@ enum Command {
 
 fn main() -> ExitCode {
     // Built with `--features failpoints` (tests only): fail points from $FAILPOINTS, e.g.
-    // `FAILPOINTS=after_journal=sleep(2000)` to widen the window of an update.
+    // `FAILPOINTS=after_journal=sleep(2000)` to widen the window of an update, and
+    // `MCD_FAILPOINT_HOLD=NAME=FIFO`: each time NAME is reached while the named pipe FIFO
+    // exists, it holds until a test has opened FIFO for writing and closed it again (a window
+    // that the test opens and ends on events of its own, not after a delay).
     #[cfg(feature = "failpoints")]
     let _failpoints = fail::FailScenario::setup();
+    #[cfg(feature = "failpoints")]
+    if let Ok(spec) = std::env::var("MCD_FAILPOINT_HOLD")
+        && let Some((name, fifo)) = spec.split_once('=')
+    {
+        let fifo = std::path::PathBuf::from(fifo);
+        fail::cfg_callback(name, move || {
+            if let Ok(mut held) = std::fs::File::open(&fifo) {
+                let _ = std::io::copy(&mut held, &mut std::io::sink());
+            }
+        })
+        .expect("MCD_FAILPOINT_HOLD names a fail point");
+    }
     let cli = Cli::parse();
     if !matches!(cli.command, Command::Start(_)) {
         // A command whose output is cut short (`status | head`) ends quietly, as every Unix

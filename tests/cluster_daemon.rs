@@ -42,6 +42,8 @@ struct Cluster {
     dir: tempfile::TempDir,
     root: PathBuf,
     daemon: Option<Child>,
+    /// [`Cluster::settled`]: (requests, bookmarks) when the requests last changed.
+    quiet: std::cell::Cell<Option<(usize, usize)>>,
 }
 
 impl Drop for Cluster {
@@ -79,6 +81,7 @@ impl Cluster {
             dir,
             root,
             daemon: None,
+            quiet: std::cell::Cell::new(None),
         }
     }
 
@@ -178,6 +181,43 @@ impl Cluster {
             .collect()
     }
 
+    /// Waits until the tail of what the daemon was doing (reports, events) is over: no request
+    /// while its watches received 10 bookmarks (one every 100 ms on each watch). Returns the
+    /// number of requests so far.
+    async fn settled(&self) -> usize {
+        let ok = eventually(WAIT, || {
+            let (requests, bookmarks) =
+                (self.server.requests().len(), self.server.bookmarks_sent());
+            let quiet = self.quiet.get();
+            self.quiet.set(match quiet {
+                Some((r, b)) if r == requests && bookmarks >= b + 10 => return true,
+                Some((r, b)) if r == requests => Some((r, b)),
+                _ => Some((requests, bookmarks)),
+            });
+            false
+        })
+        .await;
+        self.quiet.set(None);
+        assert!(
+            ok,
+            "the daemon never stopped making requests:\n{}",
+            self.log()
+        );
+        self.server.requests().len()
+    }
+
+    /// The requests the daemon makes, once settled, while its watches receive 40 bookmarks
+    /// (about 2 s): an idle daemon makes none.
+    async fn idle_requests(&self) -> BTreeMap<String, usize> {
+        let before = self.settled().await;
+        let bookmarks = self.server.bookmarks_sent();
+        assert!(
+            eventually(WAIT, || self.server.bookmarks_sent() >= bookmarks + 40).await,
+            "bookmarks flow"
+        );
+        self.requests_by_verb(before)
+    }
+
     fn requests_by_verb(&self, skip: usize) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
         for r in self.server.requests().into_iter().skip(skip) {
@@ -225,11 +265,8 @@ async fn desired_config_change_is_applied_reported_and_idle_is_quiet() {
     println!("start-up and first apply: {startup:?}");
 
     // Idle: nothing but the open watches.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = c.server.requests().len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = c.requests_by_verb(before);
-    println!("idle requests over 2 s: {idle:?}");
+    let idle = c.idle_requests().await;
+    println!("idle requests over 40 bookmarks: {idle:?}");
     assert!(idle.is_empty(), "idle daemon made requests: {idle:?}");
 
     // One update.
@@ -246,7 +283,7 @@ async fn desired_config_change_is_applied_reported_and_idle_is_quiet() {
     })
     .await;
     assert!(ok, "{:?}", c.server.get(MACHINECONFIGNODES, NODE));
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.settled().await;
     let update = c.requests_by_verb(before);
     println!(
         "one update (single node, no drain): {update:?} = {}",
@@ -277,10 +314,7 @@ async fn desired_config_change_is_applied_reported_and_idle_is_quiet() {
     }
 
     // Idle again after the update; memory.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = c.server.requests().len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let idle = c.requests_by_verb(before);
+    let idle = c.idle_requests().await;
     assert!(idle.is_empty(), "idle daemon made requests: {idle:?}");
     println!("VmRSS after Done and idle: {} KiB", vm_rss_kib(c.pid()));
     assert!(c.alive());
@@ -308,8 +342,9 @@ async fn controller_drain_handoff() {
     .await;
     assert!(asked, "no drain request\n{}", c.log());
     assert_eq!(c.annotation(STATE).as_deref(), Some("Working"));
-    // Nothing is written until the controller has drained.
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Nothing is written until the controller has drained: the daemon waits for it, its
+    // requests settle, and the file is still the old one.
+    c.settled().await;
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
     c.annotate(json!({LAST_APPLIED_DRAIN: "drain-rendered-worker-2"}));
     let uncordon = eventually(WAIT, || {
@@ -320,7 +355,7 @@ async fn controller_drain_handoff() {
     assert_eq!(c.file(FILE).as_deref(), Some("two"));
     c.annotate(json!({LAST_APPLIED_DRAIN: "uncordon-rendered-worker-2"}));
     c.wait_state("Done", Some("rendered-worker-2")).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    c.settled().await;
     let update = c.requests_by_verb(before);
     println!(
         "one update with a controller drain: {update:?} = {}",
@@ -453,10 +488,18 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
     assert_eq!(c.file(FILE).as_deref(), Some("three"));
 
     // Again, with the history compacted (410 on re-watch: a fresh list).
+    let node_lists = c.server.count_on("list", NODES);
     c.server.compact();
     c.server.drop_watches();
     c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
     assert!(c.alive(), "{}", c.log());
+    assert!(c.server.gone_served() >= 1, "{:#?}", c.server.requests());
+    assert_eq!(
+        c.server.count_on("list", NODES),
+        node_lists + 1,
+        "the node watch re-listed once after its 410: {:#?}",
+        c.server.requests()
+    );
 }

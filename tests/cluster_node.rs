@@ -205,7 +205,9 @@ async fn missing_node_is_a_clear_error() {
 #[tokio::test]
 async fn watch_relists_after_410_gone() {
     let (server, kn) = setup(json!({DESIRED_CONFIG: "rendered-worker-1"})).await;
-    // The API server forgot the history our resourceVersion points into, then the watch drops.
+    let lists = server.count("list");
+    // The API server forgot the history our resourceVersion points into, then the watch drops:
+    // the re-watch from the old resourceVersion is answered 410, and only a fresh LIST recovers.
     server.merge(
         NODES,
         "",
@@ -225,5 +227,15 @@ async fn watch_relists_after_410_gone() {
             == Some("rendered-worker-4"))
         .await
     );
-    assert!(server.count("list") >= 1);
+    assert_eq!(server.gone_served(), 1, "{:#?}", server.requests());
+    assert_eq!(
+        server.count("list"),
+        lists + 1,
+        "one re-list after the 410: {:#?}",
+        server.requests()
+    );
+    // In that order: the watch from the old resourceVersion (answered 410), then the LIST.
+    let verbs: Vec<&str> = server.requests().iter().map(|r| r.verb).collect();
+    let relist = verbs.iter().rposition(|v| *v == "list").unwrap();
+    assert_eq!(verbs[relist - 1], "watch", "{verbs:?}");
 }

@@ -57,11 +57,19 @@ async fn one_update_and_idle_request_counts() {
     let startup = by_verb(&server, 0);
     println!("start-up requests: {startup:?}");
 
-    // Idle: nothing changes for 2 s (bookmarks flowing every 100 ms).
+    // Idle: nothing changes while 20 bookmarks reach each of the two watches (one every
+    // 100 ms): the watches stay open and nothing else is asked.
     let before = server.requests().len();
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    let bookmarks = server.bookmarks_sent();
+    assert!(
+        eventually(Duration::from_secs(30), || server.bookmarks_sent()
+            >= bookmarks + 40)
+        .await,
+        "bookmarks flow: {} sent",
+        server.bookmarks_sent() - bookmarks
+    );
     let idle = by_verb(&server, before);
-    println!("idle requests over 2 s: {idle:?}");
+    println!("idle requests over 40 bookmarks: {idle:?}");
     assert!(idle.is_empty(), "idle daemon made requests: {idle:?}");
 
     // One update with a controller drain, reported the way the update flow reports it.
@@ -79,9 +87,9 @@ async fn one_update_and_idle_request_counts() {
         .await
     );
     let controller = async {
-        for _ in 0..2 {
+        for round in 0..2 {
             let mut want = None;
-            eventually(Duration::from_secs(5), || {
+            let asked = eventually(Duration::from_secs(5), || {
                 want = server.get(NODES, "worker-0").unwrap()["metadata"]["annotations"]
                     [DESIRED_DRAIN]
                     .as_str()
@@ -93,6 +101,10 @@ async fn one_update_and_idle_request_counts() {
                         != want.as_deref()
             })
             .await;
+            assert!(
+                asked,
+                "drain request {round} (drain, then uncordon) never came"
+            );
             server.merge(
                 NODES,
                 "",

@@ -5,6 +5,7 @@
 //! the tests of this file take turns, so no other daemon starts while the limit is low.
 
 mod daemon_common;
+mod precondition;
 use daemon_common::*;
 use std::sync::Mutex;
 
@@ -23,15 +24,15 @@ impl Drop for Restore {
 }
 
 /// A daemon whose inotify queue holds 16 events, on five managed files in `/etc/app`; `None`
-/// (with the reason printed) when the sysctl cannot be lowered here.
+/// when the sysctl cannot be lowered here (a failure in CI, a skip that says why elsewhere).
 fn daemon_with_a_small_queue() -> Option<(Node, Daemon, inotify::Inotify)> {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: needs root to lower {SYSCTL}");
+        precondition::missing(&format!("root, to lower {SYSCTL}"));
         return None;
     }
     let Ok(old) = std::fs::read_to_string(SYSCTL) else {
-        eprintln!("skipped: {SYSCTL} is not readable");
+        precondition::missing(&format!("{SYSCTL} readable"));
         return None;
     };
     let old = old.trim().to_string();
@@ -41,7 +42,7 @@ fn daemon_with_a_small_queue() -> Option<(Node, Daemon, inotify::Inotify)> {
         .collect();
     node.set_desired(&mc("rendered-worker-a", files));
     if std::fs::write(SYSCTL, "16").is_err() {
-        eprintln!("skipped: {SYSCTL} is not writable");
+        precondition::missing(&format!("{SYSCTL} writable"));
         return None;
     }
     let restore = Restore(old.clone());

@@ -1,13 +1,12 @@
 //! SIGTERM during an update (SPEC §5: deferred until the update ends): the update completes, the
 //! process exits 0, and a second SIGTERM during the update is logged, not obeyed. The update is
-//! held open with a fail point (`FAILPOINTS=host::after_journal=...`), so the binary must be
-//! built with `--features failpoints`.
+//! held at a fail point until the test releases it ([`Hold`]), so the binary must be built with
+//! `--features failpoints`.
 #![cfg(feature = "failpoints")]
 
 mod daemon_common;
 use daemon_common::*;
 use machine_config_daemon::daemon::state::NodeState;
-use std::time::Duration;
 
 #[test]
 fn sigterm_during_an_update_waits_for_it_then_exits_0() {
@@ -16,16 +15,19 @@ fn sigterm_during_an_update_waits_for_it_then_exits_0() {
         "rendered-worker-a",
         vec![file("/etc/app.conf", "version=a\n"), file("/etc/x", "x\n")],
     ));
-    // The first update runs straight through; the next ones sleep 1.5 s after the journal.
+    // The first update runs straight through; the second is held after its journal until
+    // both signals have been handled.
+    let hold = Hold::new(&node, "host::after_journal");
     let mut d = Daemon::start(
         &node,
         StartOpts {
-            env: vec![("FAILPOINTS", "host::after_journal=1*off->sleep(1500)")],
+            env: vec![hold.env()],
             ..Default::default()
         },
     );
     d.wait_done("rendered-worker-a");
 
+    hold.arm();
     node.set_desired(&mc(
         "rendered-worker-b",
         vec![file("/etc/app.conf", "version=b\n"), file("/etc/y", "y\n")],
@@ -33,15 +35,18 @@ fn sigterm_during_an_update_waits_for_it_then_exits_0() {
     d.wait("Working on rendered-worker-b", |s| {
         s.state == NodeState::Working && s.desired_config == "rendered-worker-b"
     });
+    let held = hold.held();
     d.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_log("SIGTERM during an update", 1);
     assert!(d.is_running(), "the first SIGTERM must wait for the update");
     d.signal(libc::SIGTERM);
-    std::thread::sleep(Duration::from_millis(300));
+    d.wait_log("SIGTERM during an update", 2);
     assert!(
         d.is_running(),
         "the second SIGTERM must not cut the update short"
     );
+    assert_eq!(node.read("/etc/app.conf"), "version=a\n", "still held");
+    drop(held);
 
     let status = d
         .wait_exit(DEADLINE)

@@ -700,24 +700,30 @@ fn special_reloads_crio_and_drains_when_unsafe() {
     let p = run(&base(), &new, &defaults());
     assert_eq!(p.actions, vec![Action::Special]);
     assert!(!p.reboot);
-    // The placeholder analysis (and any unsafe verdict) drains, and the notes say why.
-    let verdict = machine_config_daemon::plan::registries::analyze(
-        Some(b"unqualified-search-registries = []"),
-        Some(b"[[registry]]\nlocation = \"x\""),
-    );
-    assert_eq!(p.drain, !verdict.safe);
+    // A registry added without digest-only pulls is unsafe: drain, and the notes say why.
+    assert!(p.drain);
     assert!(
         p.notes.iter().any(|n| n.contains("reloading crio.service")),
         "{:?}",
         p.notes
     );
-    if !verdict.safe {
-        assert!(
-            p.notes.iter().any(|n| n.contains(&verdict.reasons[0])),
-            "{:?}",
-            p.notes
-        );
-    }
+    assert!(
+        p.notes.iter().any(|n| n.contains(
+            r#"registry "x": added without mirror-by-digest-only and without digest-only mirrors"#
+        )),
+        "{:?}",
+        p.notes
+    );
+    // A registry added with mirror-by-digest-only is safe: the crio reload alone, no drain.
+    let safe = with_file(
+        base(),
+        "/etc/containers/registries.conf",
+        "[[registry]]\nlocation = \"x\"\nmirror-by-digest-only = true\n\
+         [[registry.mirror]]\nlocation = \"m\"",
+    );
+    let p = run(&base(), &safe, &defaults());
+    assert_eq!(p.actions, vec![Action::Special]);
+    assert!(!p.drain, "{:?}", p.notes);
     // Special alongside a crio reload: both kept, in path order (policy.json < registries.conf).
     let both = with_file(new, "/etc/containers/policy.json", "{2}");
     let p = run(&base(), &both, &defaults());

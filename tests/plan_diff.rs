@@ -320,8 +320,10 @@ fn os_fields() {
     assert_eq!(d.os[1].new, serde_json::json!("64k-pages"));
 }
 
+/// 10,000 files, listed in opposite orders: every one is a change, sorted by path. (How fast:
+/// `cargo bench --bench plan`.)
 #[test]
-fn ten_thousand_files_diff_quickly_and_sorted() {
+fn ten_thousand_files_diff_sorted() {
     let n = 10_000;
     let old = with_files(
         (0..n)
@@ -334,11 +336,7 @@ fn ten_thousand_files_diff_quickly_and_sorted() {
             .map(|i| file(&format!("/etc/d{}/f{i}", i % 97), "new"))
             .collect(),
     );
-    let start = std::time::Instant::now();
     let d = diff(&old, &new);
-    let elapsed = start.elapsed();
     assert_eq!(d.files.len(), n);
     assert!(d.files.windows(2).all(|w| w[0].path < w[1].path));
-    // Generous bound for an unoptimised test build on a shared machine; the bench measures.
-    assert!(elapsed.as_secs() < 2, "diff of {n} files took {elapsed:?}");
 }

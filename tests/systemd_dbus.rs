@@ -5,6 +5,8 @@
 //! `--ignored --exact NAME`. Run on a developer's machine they refuse to start rather than touch
 //! its systemd. The tests without `#[ignore]` need no systemd and run with `cargo test`.
 
+mod precondition;
+
 use machine_config_daemon::host::systemd::{
     Bus, JobResult, ServiceManager, SystemdClient, SystemdError, SystemdOptions,
 };
@@ -318,9 +320,9 @@ async fn job_timeout_is_reported() {
         bus: Bus::System,
         job_timeout: Duration::from_millis(500),
     });
-    let started = Instant::now();
+    // The job runs 30 s: an error naming the 500 ms timeout and the unit still activating is
+    // the client giving up on it.
     let err = client.restart_unit(unit).await.expect_err("times out");
-    assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
         err.to_string()
             .starts_with("restart mcd-test-slow.service: job did not finish within 500ms; unit is activating/start"),
@@ -451,7 +453,7 @@ async fn bus_without_systemd_is_a_clear_error() {
         .stdout(std::process::Stdio::piped())
         .spawn()
     else {
-        eprintln!("skipped: dbus-daemon is not installed");
+        precondition::missing("dbus-daemon (Debian package dbus-daemon)");
         return;
     };
     let mut line = String::new();

@@ -131,11 +131,18 @@ impl Metrics {
 
     /// Records the end of an update of `config`; `error` is empty on success.
     pub fn update_done(&self, config: &str, error: &str, took: Duration, now: SystemTime) {
+        self.update_ended(config, error, now);
+        self.update_seconds.observe(took.as_secs_f64());
+    }
+
+    /// `mcd_update_state` alone: an update that needed a reboot ends after it, when the disk
+    /// has been validated (`error`: the first mismatch, empty when it matched); its duration
+    /// was recorded before the reboot.
+    pub fn update_ended(&self, config: &str, error: &str, now: SystemTime) {
         self.update_state.clear();
         self.update_state
             .get_or_create(&labels(&[("config", config), ("err", error)]))
             .set(unix_now(now) as i64);
-        self.update_seconds.observe(took.as_secs_f64());
     }
 
     /// Records a detected drift.

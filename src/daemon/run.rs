@@ -129,6 +129,10 @@ pub async fn run(opts: Options) -> Result<(), DaemonError> {
                 what: format!("metrics endpoint {addr}"),
                 source,
             })?;
+        // The bound address (port 0 asks the system for a free port; tests read it here).
+        if let Ok(bound) = listener.local_addr() {
+            tracing::info!(address = %bound, "metrics endpoint listening");
+        }
         tokio::spawn(super::metrics::serve(listener, d.metrics.clone()));
     }
     d.start().await?;
@@ -713,6 +717,8 @@ impl Daemon {
                 format!("applied {}; rebooted, validation failed", rec.config)
             });
         });
+        let first_mismatch = self.drift.values().next().map_or("", String::as_str);
+        self.metrics.update_ended(&rec.config, first_mismatch, now);
         tracing::info!(config = %rec.config, valid = ok, "finished the reboot into {}: the disk {} it", rec.config, if ok { "matches" } else { "does not match" });
         RebootRecord::remove(&self.reboot_record());
         Some((rec.config, ok))
@@ -946,6 +952,16 @@ impl Daemon {
                 return;
             }
             self.check_drift(Some(paths));
+        }
+        // A desired config held back by the drift (the check before applying) is applied once
+        // the drift is repaired.
+        let held_back = self
+            .status
+            .lock()
+            .is_ok_and(|s| !s.desired_config.is_empty() && s.desired_config != self.current_name);
+        if self.drift.is_empty() && self.problem.is_none() && held_back {
+            self.sync().await;
+            return;
         }
         self.settle();
     }

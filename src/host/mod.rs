@@ -113,4 +113,5 @@ pub const FAIL_POINTS: &[&str] = &[
     "host::after_currentconfig",
     "host::after_commit",
     "host::rollback::restore",
+    "host::rollback::after_journal",
 ];

@@ -787,6 +787,7 @@ fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
         }
     }
     root.remove(&root.state_path(JOURNAL), Tree::Etc)?;
+    failpoint!("host::rollback::after_journal");
     clean_staging(root)?;
     for (d, tree) in journal.created_dirs.iter().rev() {
         if holds_journal(d) {
@@ -835,6 +836,14 @@ pub fn recover(root: &Root) -> Result<Option<String>, HostError> {
         Entry::File { data, .. } => data,
         Entry::Absent => {
             clean_staging(root)?;
+            // No journal and no stored config: a first apply that crashed before its journal
+            // (the stored config's temp file is written ahead) or while its rollback removed
+            // the directories it had created. The state directory holds at most that temp
+            // file; both go, leaving the node as before its first apply.
+            if root.probe(&root.state_path(CURRENT_CONFIG), Tree::Etc)? == Probe::Absent {
+                root.discard(&scratch_path(root), Tree::Etc)?;
+                root.remove_dir(root.state_dir(), Tree::Etc)?;
+            }
             return Ok(None);
         }
         _ => {

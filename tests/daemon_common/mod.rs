@@ -322,6 +322,34 @@ impl Daemon {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
+    /// Waits until the log holds `needle` at least `count` times; returns the log.
+    pub fn wait_log(&self, needle: &str, count: usize) -> String {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            let log = self.log();
+            if log.matches(needle).count() >= count {
+                return log;
+            }
+            assert!(
+                Instant::now() < end,
+                "{needle:?} not logged {count} times:\n{log}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The address the metrics endpoint listens on, as the daemon logs it once bound (start it
+    /// with `metrics: Some("127.0.0.1:0")` for a free port).
+    pub fn metrics_address(&self) -> String {
+        let log = self.wait_log("metrics endpoint listening", 1);
+        let line = log
+            .lines()
+            .rfind(|l| l.contains("metrics endpoint listening"))
+            .unwrap();
+        let rest = &line[line.find("address=").expect("address field") + "address=".len()..];
+        rest.split_whitespace().next().unwrap().to_string()
+    }
+
     pub fn signal(&self, sig: libc::c_int) {
         // SAFETY: kill(2) on our own child's pid.
         let r = unsafe { libc::kill(self.pid(), sig) };
@@ -504,11 +532,58 @@ pub fn http_get(addr: &str, path: &str) -> (u16, String) {
     (code, body.to_string())
 }
 
-/// A free loopback port (bound, read, released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A hold on a fail point of the daemon (`MCD_FAILPOINT_HOLD`, see `src/main.rs`; needs
+/// `--features failpoints`): once armed, the next update to reach the point stops there until
+/// the test lets it go.
+pub struct Hold {
+    /// `NAME=FIFO`, for [`StartOpts::env`].
+    pub spec: String,
+    fifo: PathBuf,
+}
+
+/// The daemon is stopped at the point until this is dropped.
+pub struct Held(std::fs::File);
+
+impl Hold {
+    /// A hold on `point` for daemons of `node` (not armed yet).
+    pub fn new(node: &Node, point: &str) -> Hold {
+        let fifo = node.dir.path().join("hold.fifo");
+        Hold {
+            spec: format!("{point}={}", fifo.display()),
+            fifo,
+        }
+    }
+
+    /// The environment a daemon needs for this hold.
+    pub fn env(&self) -> (&str, &str) {
+        ("MCD_FAILPOINT_HOLD", self.spec.as_str())
+    }
+
+    /// The next update to reach the point stops there.
+    pub fn arm(&self) {
+        nix::unistd::mkfifo(&self.fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+    }
+
+    /// Waits until an update is stopped at the point (the daemon has opened the pipe) and
+    /// disarms the hold; the update goes on when the returned [`Held`] is dropped.
+    pub fn held(&self) -> Held {
+        use std::os::unix::fs::OpenOptionsExt;
+        let end = Instant::now() + DEADLINE;
+        // Opening for writing without blocking fails (ENXIO) until the daemon reads.
+        let writer = loop {
+            match std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(libc::O_NONBLOCK)
+                .open(&self.fifo)
+            {
+                Ok(f) => break f,
+                Err(e) if e.raw_os_error() == Some(libc::ENXIO) && Instant::now() < end => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(e) => panic!("no update reached the hold: {e}"),
+            }
+        };
+        std::fs::remove_file(&self.fifo).unwrap();
+        Held(writer)
+    }
 }

@@ -75,7 +75,9 @@ pub fn with_core(mut m: MachineConfig, keys: &[&str], hash: Option<&str>) -> Mac
     m
 }
 
-/// Every entry beneath `root`: type, mode, owner and contents (or link target).
+/// Every entry beneath `root`: type, mode, owner and contents (or link target). Contents are
+/// kept byte for byte, ASCII-escaped (`\n`, `\xff`: one spelling per byte sequence), so two
+/// snapshots are equal only when every byte is.
 pub type Snapshot = BTreeMap<String, String>;
 
 /// The scratch file the stored config's writes reuse (see `host::txn`): it holds
@@ -116,10 +118,7 @@ fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
             walk(root, &p, out);
             head
         } else {
-            format!(
-                "{head} {}",
-                String::from_utf8_lossy(&std::fs::read(&p).unwrap())
-            )
+            format!("{head} {}", std::fs::read(&p).unwrap().escape_ascii())
         };
         out.insert(rel, v);
     }

@@ -386,8 +386,9 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
 
     // What to send first: history after `from`, or (from 0) the current objects as ADDED.
     let (initial, mut last_rv, gone) = {
-        let s = shared.store.lock().unwrap();
+        let mut s = shared.store.lock().unwrap();
         if from != 0 && from < s.compacted {
+            s.gone += 1;
             (Vec::new(), s.rv, true)
         } else if from == 0 {
             let objs: Vec<Value> = s
@@ -432,12 +433,19 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
         let mut ticker = tokio::time::interval(interval.unwrap_or(Duration::from_secs(3600)));
         ticker.tick().await;
         loop {
+            // Biased, the drop first: no change written after `drop_watches` returned reaches a
+            // watch that was open before it (the client must re-watch to see it).
             tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => return,
+                biased;
                 _ = dropped.changed() => return,
                 _ = tx.closed() => return,
+                _ = tokio::time::sleep_until(deadline) => return,
                 _ = ticker.tick(), if bookmarks && interval.is_some() => {
-                    let rv = shared.store.lock().unwrap().rv;
+                    let rv = {
+                        let mut s = shared.store.lock().unwrap();
+                        s.bookmarks += 1;
+                        s.rv
+                    };
                     let bm = json!({"kind": kind, "apiVersion": api_version,
                                     "metadata": {"resourceVersion": rv.to_string()}});
                     if tx.send(line("BOOKMARK", &bm)).await.is_err() { return; }

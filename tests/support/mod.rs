@@ -5,7 +5,8 @@
 //! `(namespace, name)`; every write takes the next value of one global resourceVersion counter
 //! and is recorded in a history that watches replay. Supported: GET, LIST and WATCH (field
 //! selectors on `metadata.name`, `spec.nodeName`; bookmarks; `timeoutSeconds`; 410 for a
-//! resourceVersion older than [`TestApiServer::compact`]), POST, PUT, PATCH (merge, strategic
+//! resourceVersion older than [`TestApiServer::compact`], always served to a watch that was open
+//! at the compaction and is re-established from where it was), POST, PUT, PATCH (merge, strategic
 //! treated as merge, JSON patch) with 409 on a stale `metadata.resourceVersion`, `/status`
 //! subresources, `pods/NAME/eviction` (201, scriptable 429, 404). Faults: 500 for the next N
 //! requests, 409 for the next N writes, dropping every open watch. Every request is counted.
@@ -55,6 +56,10 @@ pub(crate) struct Store {
     pub history: Vec<Change>,
     /// Watches starting before this resourceVersion get 410 Gone.
     pub compacted: u64,
+    /// 410 Gone answers served so far.
+    pub gone: usize,
+    /// BOOKMARK events sent so far, on every watch.
+    pub bookmarks: usize,
     /// Remaining 429 answers per pod (namespace, name).
     pub eviction_blocks: HashMap<(String, String), u32>,
     pub requests: Vec<Request>,
@@ -250,16 +255,31 @@ impl TestApiServer {
         self.shared.drop_watches.send_modify(|g| *g += 1);
     }
 
-    /// Forget history: watches from an older resourceVersion get 410 Gone.
+    /// Forget history: watches from an older resourceVersion get 410 Gone. The revision moves
+    /// on by one (as another client's write would), so every resourceVersion a client holds
+    /// now is older than the compaction, whatever it has seen: re-establishing a
+    /// watch opened before this call is answered 410, deterministically; a fresh LIST gives a
+    /// resourceVersion to watch from.
     pub fn compact(&self) {
         let mut s = self.shared.store.lock().unwrap();
+        s.rv += 1;
         s.compacted = s.rv;
         s.history.clear();
+    }
+
+    /// 410 Gone answers served so far (watches from a compacted resourceVersion).
+    pub fn gone_served(&self) -> usize {
+        self.shared.store.lock().unwrap().gone
     }
 
     /// Send a BOOKMARK on open watches that asked for them, every `every`.
     pub fn bookmarks_every(&self, every: Duration) {
         *self.shared.bookmark_interval.lock().unwrap() = Some(every);
+    }
+
+    /// BOOKMARK events sent so far, on every watch.
+    pub fn bookmarks_sent(&self) -> usize {
+        self.shared.store.lock().unwrap().bookmarks
     }
 
     /// A PodDisruptionBudget refuses the next `times` evictions of this pod with 429.

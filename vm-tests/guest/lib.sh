@@ -11,8 +11,9 @@ fail() { echo "FAILED: $*" >&2; echo "$*" >> "$MCD_RESULTS/reason"; exit 1; }
 # assert_eq WANT GOT WHAT
 assert_eq() { [ "$1" = "$2" ] || fail "$3: want '$1', got '$2'"; }
 
-# Runs one test of tests/systemd_dbus.rs (the systemd client against this guest's PID 1); its
-# printed lines (not libtest's) go to the report.
+# Runs one test of tests/systemd_dbus.rs (the systemd client against this guest's PID 1) and
+# requires that exactly that one test ran and passed; its printed lines (not libtest's) go to the
+# report.
 client_test() {
     local out
     out=$("$MCD_BIN/systemd_dbus" --ignored --exact "$1" --nocapture --test-threads=1 2>&1) || {
@@ -20,6 +21,12 @@ client_test() {
         fail "client test $1: $(echo "$out" | grep -m1 -A3 'panicked at' | tail -n +2 | tr '\n' ' ')"
     }
     echo "$out"
+    # libtest exits 0 when the name matches nothing (after a rename, say): exactly one test must
+    # have run, and passed.
+    echo "$out" | grep -qx 'running 1 test' \
+        || fail "client test $1: not exactly one test ran ($(echo "$out" | grep -m1 '^running' || echo 'no "running" line'))"
+    echo "$out" | grep -qE '^test result: ok\. 1 passed; 0 failed;' \
+        || fail "client test $1: no 'test result: ok. 1 passed' line"
     echo "$out" | sed -E 's/^test [^ ]+ \.\.\. //' \
         | grep -vE '^(running [0-9]+ tests?|test result:.*|ok|)$' >> "$MCD_RESULTS/report" || true
 }

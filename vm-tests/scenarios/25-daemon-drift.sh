@@ -1,6 +1,6 @@
 # Drift: editing, chmod-ing or deleting a managed file makes the node Degraded with the exact
-# reason within 1 s (the daemon leaves the file alone); restoring it brings Done back; a touch
-# (mtime only) is not drift.
+# reason (the daemon leaves the file alone); restoring it brings Done back; a touch (mtime only)
+# is not drift. How long each took is reported, not judged (the daemon bench measures it).
 . "$MCD_VMTEST/guest/lib.sh"
 . "$MCD_VMTEST/guest/daemon.sh"
 F=/etc/mcd-test/app.conf
@@ -11,20 +11,19 @@ v1=$MC_RENDERED
 mcd_start
 wait_done "$v1" 10
 
-# wait_drift REASON WHAT: Degraded with exactly REASON, within 1 s.
+# wait_drift REASON WHAT: Degraded with exactly REASON (generous timeout; the time is reported).
 wait_drift() {
-    wait_status ".state == \"Degraded\" and .reason == $(jq -Rn --arg r "$1" '$r')" 5 "Degraded: $1"
-    awk -v w="$WAITED" 'BEGIN{exit !(w < 1.0)}' || fail "$2: drift seen after $WAITED s (limit 1 s)"
+    wait_status ".state == \"Degraded\" and .reason == $(jq -Rn --arg r "$1" '$r')" 30 "Degraded: $1"
     report "$2 -> Degraded in $WAITED s: $1"
 }
 restored() {
-    wait_done "$v1" 5
+    wait_done "$v1" 30
     report "$1 -> Done in $WAITED s"
 }
 
 echo "tampered" >> $F
 wait_drift "content mismatch for file \"$F\"" "append to $F"
-sleep 0.2
+# Degraded is where the daemon stops: it reports the drift and repairs nothing.
 assert_eq "version=1"$'\n'"tampered" "$(cat $F)" "the daemon did not overwrite the drifted file"
 printf 'version=1\n' > $F
 restored "content restored"
@@ -43,15 +42,20 @@ mv /etc/mcd-test/.app.conf.new $F
 restored "rename back"
 
 rm /etc/mcd-test/other.conf
-wait_status '.state == "Degraded"' 5 "Degraded after a delete"
-awk -v w="$WAITED" 'BEGIN{exit !(w < 1.0)}' || fail "delete: drift seen after $WAITED s"
+wait_status '.state == "Degraded"' 30 "Degraded after a delete"
 reason=$(st .reason)
 case "$reason" in *'"/etc/mcd-test/other.conf"'*) ;; *) fail "delete: reason does not name the file: $reason" ;; esac
 report "rm other.conf -> Degraded in $WAITED s: $reason"
 printf 'other\n' > /etc/mcd-test/other.conf
 restored "other.conf recreated"
 
+# A touch, then a real drift of the other file: $F comes first in event order and in path
+# order, so had the touch counted as drift, the Degraded reason would name $F.
 touch $F
-sleep 0.5
-assert_eq Done "$(st .state)" "state after a touch (mtime only)"
-report "touch: still Done after 0.5 s"
+chmod 0600 /etc/mcd-test/other.conf
+wait_status '.state == "Degraded"' 30 "Degraded after the chmod that follows the touch"
+reason=$(st .reason)
+case "$reason" in *'"/etc/mcd-test/other.conf"'*) ;; *) fail "touch of $F counted as drift: $reason" ;; esac
+report "touch: not drift (the next Degraded names other.conf: $reason)"
+chmod 0644 /etc/mcd-test/other.conf
+restored "other.conf mode restored"

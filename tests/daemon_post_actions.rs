@@ -1,0 +1,181 @@
+//! Post actions (SPEC §5 step 10): several in one plan run in plan order, the first failure stops
+//! the sequence, and the files are put back to the old config, byte for byte.
+//!
+//! systemd is a recording double here (the real one, as PID 1, is vm-tests' part: scenario
+//! `27-daemon-rollback` fails a real reload); what is under test is the update flow's order,
+//! stop and rollback, through the public `daemon::update::update`.
+
+mod host_common;
+use host_common::*;
+use machine_config_daemon::daemon::update::{Standalone, UpdateError, UpdateInput, update};
+use machine_config_daemon::host::systemd::{
+    Operation, ServiceManager, SystemdError, UnitProperties,
+};
+use machine_config_daemon::host::{self, ApplyOptions, Root};
+use machine_config_daemon::model::MachineConfig;
+use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, effective};
+use std::sync::Mutex;
+
+/// Records every call; the call named `fail` (e.g. `restart b.service`) fails.
+struct Systemd {
+    calls: Mutex<Vec<String>>,
+    fail: &'static str,
+}
+
+impl Systemd {
+    fn new(fail: &'static str) -> Systemd {
+        Systemd {
+            calls: Mutex::new(Vec::new()),
+            fail,
+        }
+    }
+
+    fn call(&self, op: Operation, what: &str) -> Result<(), SystemdError> {
+        let call = format!("{op} {what}").trim().to_string();
+        self.calls.lock().unwrap().push(call.clone());
+        if call == self.fail {
+            return Err(SystemdError::Refused {
+                op,
+                unit: what.to_string(),
+                detail: "injected failure".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn calls(&self) -> Vec<String> {
+        self.calls.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceManager for Systemd {
+    async fn reload_unit(&self, unit: &str) -> Result<(), SystemdError> {
+        self.call(Operation::Reload, unit)
+    }
+    async fn restart_unit(&self, unit: &str) -> Result<(), SystemdError> {
+        self.call(Operation::Restart, unit)
+    }
+    async fn daemon_reload(&self) -> Result<(), SystemdError> {
+        self.call(Operation::DaemonReload, "")
+    }
+    async fn enable_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
+        self.call(Operation::Enable, &units.join(" "))
+    }
+    async fn disable_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
+        self.call(Operation::Disable, &units.join(" "))
+    }
+    async fn preset_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
+        self.call(Operation::Preset, &units.join(" "))
+    }
+    async fn mask_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
+        self.call(Operation::Mask, &units.join(" "))
+    }
+    async fn unmask_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
+        self.call(Operation::Unmask, &units.join(" "))
+    }
+    async fn reboot(&self) -> Result<(), SystemdError> {
+        self.call(Operation::Reboot, "")
+    }
+    async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
+        Ok(UnitProperties {
+            load_state: "loaded".into(),
+            active_state: "active".into(),
+            sub_state: "running".into(),
+            result: "success".into(),
+            main_pid: 1,
+            need_daemon_reload: false,
+            can_reload: true,
+        })
+    }
+}
+
+fn config(name: &str, version: &str) -> MachineConfig {
+    mc(
+        name,
+        vec![
+            file("/etc/a.conf", &format!("a {version}\n"), 0o644),
+            file("/etc/b.conf", &format!("b {version}\n"), 0o644),
+            file("/etc/c.conf", &format!("c {version}\n"), 0o644),
+        ],
+    )
+}
+
+/// Each file has its own action: reload a.service, restart b.service, reload c.service.
+fn policy() -> Policy {
+    effective(&Policy {
+        files: vec![
+            FilePolicy {
+                path: "/etc/a.conf".into(),
+                actions: vec![Action::reload("a.service")],
+            },
+            FilePolicy {
+                path: "/etc/b.conf".into(),
+                actions: vec![Action::restart("b.service")],
+            },
+            FilePolicy {
+                path: "/etc/c.conf".into(),
+                actions: vec![Action::reload("c.service")],
+            },
+        ],
+        ..Policy::default()
+    })
+}
+
+/// A root on `config("rendered-worker-1", "1")`.
+fn node() -> tempfile::TempDir {
+    let t = make_root();
+    host::update(
+        &Root::open(t.path()).unwrap(),
+        &config("rendered-worker-1", "1"),
+        &ApplyOptions::default(),
+    )
+    .unwrap();
+    t
+}
+
+async fn update_to_2(
+    root: &std::path::Path,
+    systemd: &Systemd,
+) -> Result<Vec<String>, UpdateError> {
+    let input = UpdateInput {
+        old: Some(config("rendered-worker-1", "1")),
+        new: config("rendered-worker-2", "2"),
+        policy: policy(),
+        force: false,
+        state_dir: None,
+    };
+    update(root, input, Some(systemd), &Standalone)
+        .await
+        .map(|a| a.steps.iter().map(|s| s.what.clone()).collect())
+}
+
+#[tokio::test]
+async fn post_actions_run_in_plan_order() {
+    let t = node();
+    let systemd = Systemd::new("");
+    let steps = update_to_2(t.path(), &systemd).await.unwrap();
+    assert_eq!(
+        systemd.calls(),
+        ["reload a.service", "restart b.service", "reload c.service"]
+    );
+    assert_eq!(steps.len(), 3, "{steps:?}");
+    assert_eq!(read(t.path(), "/etc/b.conf"), "b 2\n");
+}
+
+#[tokio::test]
+async fn the_first_failing_post_action_stops_the_sequence_and_the_files_are_put_back() {
+    let t = node();
+    let before = snapshot(t.path());
+    let systemd = Systemd::new("restart b.service");
+    let err = update_to_2(t.path(), &systemd).await.unwrap_err();
+    // The reload of a.service ran, the restart of b.service failed, c.service was not touched.
+    assert_eq!(systemd.calls(), ["reload a.service", "restart b.service"]);
+    assert!(matches!(err, UpdateError::Action { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "restart b.service: injected failure; rolled back to rendered-worker-1"
+    );
+    let after = snapshot(t.path());
+    assert_eq!(before, after, "{}", diff(&before, &after));
+}
