@@ -144,6 +144,7 @@ async fn update_to_2(
         policy: policy(),
         force: false,
         state_dir: None,
+        os: machine_config_daemon::host::os::detect(root),
     };
     update(root, input, Some(systemd), &Standalone)
         .await
