@@ -121,10 +121,10 @@ async fn one_update_and_idle_request_counts() {
                 "plan computed",
             ),
             Condition::new(
-                T::UpdateCompatible,
+                T::AppliedFilesAndOS,
                 S::True,
-                "UpdateCompatible",
-                "reconcilable",
+                "AppliedFilesAndOS",
+                "files written",
             ),
         ])
         .await

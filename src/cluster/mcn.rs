@@ -29,7 +29,10 @@ pub fn machine_config_node_resource() -> ApiResource {
     )
 }
 
-/// The condition types of a MachineConfigNode.
+/// The condition types of an upstream v1 MachineConfigNode that this daemon writes (upstream
+/// also has `PinnedImageSetsProgressing` and `PinnedImageSetsDegraded`, which it does not
+/// produce; the v1alpha1 types `UpdateCompatible`, `UpdateFilesAndOS` and `ReloadedCRIO` are
+/// gone from v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConditionType {
     Updated,
@@ -38,17 +41,36 @@ pub enum ConditionType {
     UpdatePostActionComplete,
     UpdateComplete,
     Resumed,
-    UpdateCompatible,
-    UpdateFilesAndOS,
+    AppliedFilesAndOS,
     Drained,
     Cordoned,
     RebootedNode,
-    ReloadedCRIO,
     Uncordoned,
     NodeDegraded,
 }
 
 impl ConditionType {
+    /// Every type, in the order `oc get machineconfignodes -o wide` shows them.
+    pub const ALL: [ConditionType; 12] = [
+        ConditionType::Updated,
+        ConditionType::UpdatePrepared,
+        ConditionType::UpdateExecuted,
+        ConditionType::UpdatePostActionComplete,
+        ConditionType::UpdateComplete,
+        ConditionType::Resumed,
+        ConditionType::AppliedFilesAndOS,
+        ConditionType::Cordoned,
+        ConditionType::Drained,
+        ConditionType::RebootedNode,
+        ConditionType::Uncordoned,
+        ConditionType::NodeDegraded,
+    ];
+
+    /// The type named `name`, if it is one of [`ConditionType::ALL`].
+    pub fn parse(name: &str) -> Option<ConditionType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The `type` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,12 +80,10 @@ impl ConditionType {
             ConditionType::UpdatePostActionComplete => "UpdatePostActionComplete",
             ConditionType::UpdateComplete => "UpdateComplete",
             ConditionType::Resumed => "Resumed",
-            ConditionType::UpdateCompatible => "UpdateCompatible",
-            ConditionType::UpdateFilesAndOS => "UpdateFilesAndOS",
+            ConditionType::AppliedFilesAndOS => "AppliedFilesAndOS",
             ConditionType::Drained => "Drained",
             ConditionType::Cordoned => "Cordoned",
             ConditionType::RebootedNode => "RebootedNode",
-            ConditionType::ReloadedCRIO => "ReloadedCRIO",
             ConditionType::Uncordoned => "Uncordoned",
             ConditionType::NodeDegraded => "NodeDegraded",
         }
@@ -277,7 +297,7 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
             "type": c.type_.as_str(),
             "status": c.status.as_str(),
             "reason": c.reason,
-            "message": c.message,
+            "message": clip_message(&c.message),
         });
         match list
             .iter_mut()
@@ -311,6 +331,18 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
         changed = true;
     }
     changed
+}
+
+/// Upstream's limit on a condition message, in characters.
+const MESSAGE_MAX: usize = 32768;
+
+/// The message cut to [`MESSAGE_MAX`] characters (an error text can be longer: the schema
+/// would refuse the whole status write).
+fn clip_message(m: &str) -> &str {
+    match m.char_indices().nth(MESSAGE_MAX) {
+        Some((i, _)) => &m[..i],
+        None => m,
+    }
 }
 
 fn now_rfc3339() -> String {

@@ -300,7 +300,7 @@ impl ClusterCtx {
             .iter()
             .filter_map(|c| {
                 Some(mcn::Condition::new(
-                    condition_type(&c.type_)?,
+                    mcn::ConditionType::parse(&c.type_)?,
                     match c.status {
                         ConditionStatus::True => mcn::ConditionStatus::True,
                         ConditionStatus::False => mcn::ConditionStatus::False,
@@ -452,39 +452,39 @@ fn spec_policy(spec: serde_json::Value) -> Result<policy::Policy, String> {
         .map_err(|e| format!("MachineConfiguration/cluster: {e}"))
 }
 
-fn condition_type(name: &str) -> Option<mcn::ConditionType> {
-    use mcn::ConditionType as T;
-    Some(match name {
-        "Updated" => T::Updated,
-        "UpdatePrepared" => T::UpdatePrepared,
-        "UpdateExecuted" => T::UpdateExecuted,
-        "UpdatePostActionComplete" => T::UpdatePostActionComplete,
-        "UpdateComplete" => T::UpdateComplete,
-        "Resumed" => T::Resumed,
-        "UpdateCompatible" => T::UpdateCompatible,
-        "UpdateFilesAndOS" => T::UpdateFilesAndOS,
-        "Drained" => T::Drained,
-        "Cordoned" => T::Cordoned,
-        "RebootedNode" => T::RebootedNode,
-        "ReloadedCRIO" => T::ReloadedCRIO,
-        "Uncordoned" => T::Uncordoned,
-        "NodeDegraded" => T::NodeDegraded,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::systemd::JobResult;
 
+    /// The status shows exactly the upstream v1 MachineConfigNode types, each once.
     #[test]
-    fn every_status_condition_has_a_machine_config_node_type() {
-        for c in super::super::status::PHASES
-            .iter()
-            .chain(super::super::status::DETAILS.iter())
-        {
-            assert!(condition_type(c).is_some(), "{c}");
+    fn status_conditions_are_the_upstream_v1_types() {
+        use super::super::status::{DETAILS, PHASES};
+        let shown: Vec<&str> = PHASES.iter().chain(DETAILS.iter()).copied().collect();
+        let mut sorted = shown.clone();
+        sorted.sort_unstable();
+        let mut upstream = vec![
+            "UpdatePrepared",
+            "UpdateExecuted",
+            "UpdatePostActionComplete",
+            "UpdateComplete",
+            "Updated",
+            "Resumed",
+            "Drained",
+            "AppliedFilesAndOS",
+            "Cordoned",
+            "Uncordoned",
+            "RebootedNode",
+            "NodeDegraded",
+        ];
+        upstream.sort_unstable();
+        assert_eq!(sorted, upstream);
+        for c in shown {
+            assert_eq!(mcn::ConditionType::parse(c).map(|t| t.as_str()), Some(c));
+        }
+        for old in ["UpdateCompatible", "UpdateFilesAndOS", "ReloadedCRIO"] {
+            assert_eq!(mcn::ConditionType::parse(old), None, "{old}");
         }
     }
 

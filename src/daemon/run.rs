@@ -298,7 +298,12 @@ impl Daemon {
             } else {
                 ConditionStatus::False
             };
-            s.set_condition("NodeDegraded", st, to.as_str(), reason, now);
+            let message = if reason.is_empty() {
+                format!("node is {to}")
+            } else {
+                reason.to_string()
+            };
+            s.set_condition("NodeDegraded", st, to.as_str(), &message, now);
         });
         if from != to {
             tracing::info!(from = %from, state = %to, config = %self.current_name, reason, "state {from} -> {to} on {}{}", dash(&self.current_name), if reason.is_empty() { String::new() } else { format!(": {reason}") });
@@ -531,7 +536,13 @@ impl Daemon {
                 );
                 let now = SystemTime::now();
                 self.with_status(|s| {
-                    s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+                    s.set_condition(
+                        "Uncordoned",
+                        ConditionStatus::True,
+                        "Uncordoned",
+                        &format!("node schedulable again after {config}"),
+                        now,
+                    )
                 });
             }
             Err(e) => self.problem = Some((NodeState::Degraded, e)),
@@ -589,7 +600,13 @@ impl Daemon {
                 now,
             );
             s.set_condition("Updated", c, "Validated", &rec.config, now);
-            s.set_condition("Resumed", c, "Validated", "", now);
+            s.set_condition(
+                "Resumed",
+                c,
+                "Validated",
+                &format!("resumed on {}", rec.config),
+                now,
+            );
             s.last_outcome = Some(if ok {
                 format!("applied {}; rebooted and validated", rec.config)
             } else {
