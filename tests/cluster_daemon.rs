@@ -460,3 +460,78 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
     assert!(c.alive(), "{}", c.log());
 }
+
+/// The API server refuses the MachineConfigNode for good (422, as upstream's schema refuses an
+/// invalid object): the refusal is logged once and the create is tried again only for another
+/// desired config; the update itself is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_machine_config_node_is_tried_again_only_when_inputs_change() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.server.refuse("create", "machineconfignodes", 422);
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 1);
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 2);
+    assert_eq!(
+        c.log().matches("MachineConfigNode refused").count(),
+        2,
+        "{}",
+        c.log()
+    );
+
+    // Once the server accepts it, the next desired config creates it.
+    c.server.stop_refusing();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    let ok = eventually(WAIT, || {
+        c.server
+            .get(MACHINECONFIGNODES, NODE)
+            .is_some_and(|m| m["spec"]["configVersion"]["desired"] == "rendered-worker-1")
+    })
+    .await;
+    assert!(ok, "{}", c.log());
+    assert!(c.alive());
+}
+
+/// A plain Kubernetes node (no desiredConfig) and a desiredConfig that is not a valid name get
+/// no MachineConfigNode (upstream's schema requires a DNS-1123 name); a valid one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_machine_config_node_without_a_valid_desired_config() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({topology: single}),
+        &[machine_config("rendered-worker-1", "one")],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", None).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 0);
+
+    c.annotate(json!({DESIRED_CONFIG: "Bad_Name"}));
+    c.wait_state("Degraded", None).await;
+    let reason = c.annotation(REASON).unwrap_or_default();
+    assert!(reason.contains("Bad_Name"), "{reason}");
+    assert_eq!(
+        c.server.count_on("create", "machineconfignodes"),
+        0,
+        "{}",
+        c.log()
+    );
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    let mcn = c.server.get(MACHINECONFIGNODES, NODE).expect("created");
+    assert_eq!(mcn["spec"]["configVersion"]["desired"], "rendered-worker-1");
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 1);
+}

@@ -202,17 +202,26 @@ async fn missing_node_is_a_clear_error() {
     assert_eq!(err.to_string(), "node \"ghost\" not found");
 }
 
+/// A watch resumed after an API server restart gets `410 Gone`: the node is relisted at once,
+/// not after the watch backoff (an hour here: a relist that waited for it would miss the
+/// deadline), and exactly once.
 #[tokio::test]
-async fn watch_relists_after_410_gone() {
-    let (server, kn) = setup(json!({DESIRED_CONFIG: "rendered-worker-1"})).await;
-    // The API server forgot the history our resourceVersion points into, then the watch drops.
-    server.merge(
+async fn resumed_watch_gone_relists_at_once() {
+    let server = TestApiServer::start().await;
+    server.put(
         NODES,
-        "",
-        "worker-0",
-        json!({"metadata": {"labels": {"a": "b"}}}),
+        node("worker-0", json!({DESIRED_CONFIG: "rendered-worker-1"})),
     );
-    server.compact();
+    let opts = Options {
+        backoff_base: Duration::from_secs(3600),
+        backoff_max: Duration::from_secs(3600),
+        ..Options::fast()
+    };
+    let kn = KubeNode::new(server.client(), "worker-0", opts);
+    kn.wait_synced().await.expect("node seen");
+    let lists = server.count_on("list", "nodes");
+    let watches = server.count_on("watch", "nodes");
+    server.gone_next_watches(1);
     server.drop_watches();
     server.merge(
         NODES,
@@ -223,7 +232,11 @@ async fn watch_relists_after_410_gone() {
     assert!(
         eventually(WAIT, || kn.view().and_then(|v| v.desired_config).as_deref()
             == Some("rendered-worker-4"))
-        .await
+        .await,
+        "the change after the 410 was not seen: {:?}",
+        server.requests()
     );
-    assert!(server.count("list") >= 1);
+    assert_eq!(server.count_on("list", "nodes"), lists + 1, "one relist");
+    // The resumed watch (answered 410), then the watch after the relist.
+    assert!(server.count_on("watch", "nodes") >= watches + 2);
 }

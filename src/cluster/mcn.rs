@@ -149,7 +149,25 @@ impl MachineConfigNodes {
 
     /// Makes sure the object exists with spec `{node: {name}, pool: {name}, configVersion:
     /// {desired}}`: creates it when missing, updates the spec when pool or desired differ.
+    /// Names upstream's schema would refuse (not DNS-1123 subdomains, empty) are refused here,
+    /// before any request, as [`ClusterError::Invalid`].
     pub async fn ensure(&self, pool: &str, desired: &str) -> Result<(), ClusterError> {
+        for (field, value) in [
+            ("spec.node.name", self.name.as_str()),
+            ("spec.pool.name", pool),
+            ("spec.configVersion.desired", desired),
+        ] {
+            if !is_dns1123_subdomain(value) {
+                return Err(ClusterError::Invalid {
+                    what: format!("MachineConfigNode {}: {field}", self.name),
+                    detail: format!(
+                        "{value:?} is not a lowercase RFC 1123 subdomain (lowercase letters, \
+                         digits, '-' and '.', starting and ending with a letter or digit, at \
+                         most 253 characters)"
+                    ),
+                });
+            }
+        }
         let spec = json!({
             "node": {"name": self.name},
             "pool": {"name": pool},
@@ -159,12 +177,18 @@ impl MachineConfigNodes {
         let post = PostParams::default();
         let mut cached = self.cached.lock().await;
         for _ in 0..self.opts.conflict_attempts {
-            let current = with_retries(&self.opts, &what, || self.api.get_opt(&self.name)).await?;
+            let current = with_retries(&self.opts, &format!("get {what}"), || {
+                self.api.get_opt(&self.name)
+            })
+            .await?;
             let result = match current {
                 None => {
                     let mut obj = DynamicObject::new(&self.name, &machine_config_node_resource());
                     obj.data = json!({ "spec": spec });
-                    let r = with_retries(&self.opts, &what, || self.api.create(&post, &obj)).await;
+                    let r = with_retries(&self.opts, &format!("create {what}"), || {
+                        self.api.create(&post, &obj)
+                    })
+                    .await;
                     if r.is_ok() {
                         tracing::info!(mcn = %self.name, pool, desired, "MachineConfigNode created");
                     }
@@ -173,7 +197,7 @@ impl MachineConfigNodes {
                 Some(obj) if obj.data.get("spec") == Some(&spec) => Ok(obj),
                 Some(mut obj) => {
                     obj.data["spec"] = spec.clone();
-                    let r = with_retries(&self.opts, &what, || {
+                    let r = with_retries(&self.opts, &format!("update {what} spec"), || {
                         self.api.replace(&self.name, &post, &obj)
                     })
                     .await;
@@ -232,7 +256,7 @@ impl MachineConfigNodes {
 
     /// Applies `change` to the status (returns whether it changed anything) and writes it.
     async fn update_status(&self, change: impl Fn(&mut Value) -> bool) -> Result<(), ClusterError> {
-        let what = format!("MachineConfigNode {} status", self.name);
+        let what = format!("update MachineConfigNode {} status", self.name);
         let mut cached = self.cached.lock().await;
         for _ in 0..self.opts.conflict_attempts {
             let obj = match cached.take() {
@@ -333,6 +357,20 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
     changed
 }
 
+/// Whether `s` is a lowercase RFC 1123 subdomain, as upstream's schema requires of the names in
+/// a MachineConfigNode: dot-separated labels of lowercase letters, digits and `-`, each starting
+/// and ending with a letter or digit, at most 253 characters in all.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            label.starts_with(alnum)
+                && label.ends_with(alnum)
+                && label.chars().all(|c| alnum(c) || c == '-')
+        })
+}
+
 /// Upstream's limit on a condition message, in characters.
 const MESSAGE_MAX: usize = 32768;
 
@@ -347,4 +385,29 @@ fn clip_message(m: &str) -> &str {
 
 fn now_rfc3339() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns1123_subdomains() {
+        for ok in ["rendered-worker-1", "a", "a.b-c.d9", "0x"] {
+            assert!(is_dns1123_subdomain(ok), "{ok}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "", "Bad_Name", "-a", "a-", "a..b", ".a", "a.", "a_b", "UPPER", &long,
+        ] {
+            assert!(!is_dns1123_subdomain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_are_clipped_to_upstreams_limit() {
+        let long = "é".repeat(MESSAGE_MAX + 5);
+        assert_eq!(clip_message(&long).chars().count(), MESSAGE_MAX);
+        assert_eq!(clip_message("short"), "short");
+    }
 }
