@@ -49,6 +49,8 @@ pub struct Envtest {
     pub server: String,
     /// The CA of the API server's certificate.
     pub ca: String,
+    /// etcd's client URL (`http://127.0.0.1:PORT`).
+    pub etcd: String,
 }
 
 /// The bundle: `CARGO_MANIFEST_DIR/../shared/envtest`.
@@ -107,6 +109,7 @@ fn start() -> Option<Envtest> {
         kubeconfig: var("KUBECONFIG"),
         server: var("MCD_ENVTEST_SERVER"),
         ca: var("MCD_ENVTEST_CA"),
+        etcd: var("MCD_ENVTEST_ETCD"),
         dir,
     })
 }
@@ -148,10 +151,13 @@ impl Envtest {
             .unwrap()
     }
 
-    /// Stops the kube-apiserver (SIGTERM, waits for it to exit) and starts it again with the
-    /// same command line (same port, same etcd: every object survives, watches break). The new
-    /// pid goes to DIR/kube-apiserver.pid, where down.sh finds it. Returns once /readyz answers.
-    pub async fn restart_apiserver(&self) {
+    /// Kills the kube-apiserver (SIGKILL: a graceful stop holds open watches for 60 s) and
+    /// starts it again with the same command line (same port, same etcd: every object survives,
+    /// watches break, the watch cache starts over). With `compact`, etcd's history is compacted
+    /// while the server is down (as the API server's periodic compaction does), so a watch
+    /// resumed from a resourceVersion seen before gets `410 Gone`. The new pid goes to
+    /// DIR/kube-apiserver.pid, where down.sh finds it. Returns once /readyz answers.
+    pub async fn restart_apiserver(&self, compact: bool) {
         let pid = self.apiserver_pid();
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap();
         let argv: Vec<String> = cmdline
@@ -161,7 +167,7 @@ impl Envtest {
             .collect();
         nix::sys::signal::kill(
             nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGTERM,
+            nix::sys::signal::Signal::SIGKILL,
         )
         .unwrap();
         // Not our child (up.sh started it): wait for /proc/PID to go.
@@ -172,6 +178,9 @@ impl Envtest {
         })
         .await;
         assert!(gone, "kube-apiserver {pid} did not stop");
+        if compact {
+            self.compact_etcd();
+        }
         let log = std::fs::OpenOptions::new()
             .append(true)
             .open(format!("{}/kube-apiserver.log", self.dir))
@@ -202,6 +211,28 @@ impl Envtest {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         assert!(ready, "kube-apiserver not ready after the restart");
+    }
+}
+
+impl Envtest {
+    /// Compacts etcd's history up to its current revision (through etcd's JSON gateway).
+    pub fn compact_etcd(&self) {
+        let curl = |path: &str, body: &str| -> Value {
+            let out = Command::new("curl")
+                .args(["-fsS", "-X", "POST", "-d", body])
+                .arg(format!("{}{path}", self.etcd))
+                .output()
+                .expect("curl");
+            assert!(out.status.success(), "etcd {path}: {out:?}");
+            serde_json::from_slice(&out.stdout).unwrap()
+        };
+        // Any key: the answer's header carries the store's revision.
+        let range = curl("/v3/kv/range", r#"{"key": "AA=="}"#);
+        let revision = range["header"]["revision"].as_str().unwrap().to_string();
+        curl(
+            "/v3/kv/compaction",
+            &format!(r#"{{"revision": "{revision}", "physical": true}}"#),
+        );
     }
 }
 
