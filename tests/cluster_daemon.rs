@@ -452,12 +452,25 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
     c.wait_state("Done", Some("rendered-worker-3")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("three"));
 
-    // Again, with the history compacted (410 on re-watch: a fresh list).
-    c.server.compact();
+    // Again, the resumed watch answered 410 (as after an API server restart): a fresh list.
+    let lists = c.server.count("list");
+    c.server.gone_next_watches(1);
     c.server.drop_watches();
     c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    // The 410 went to one of the two resumed watches (node or policy): that one relisted.
+    assert_eq!(
+        c.server.count("list"),
+        lists + 1,
+        "{:?}",
+        c.server.requests()
+    );
+    assert!(
+        c.log().contains("watch expired (410 Gone): relisting now"),
+        "{}",
+        c.log()
+    );
     assert!(c.alive(), "{}", c.log());
 }
 

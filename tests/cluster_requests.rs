@@ -81,7 +81,7 @@ async fn one_update_and_idle_request_counts() {
     let controller = async {
         for _ in 0..2 {
             let mut want = None;
-            eventually(Duration::from_secs(5), || {
+            let asked = eventually(Duration::from_secs(5), || {
                 want = server.get(NODES, "worker-0").unwrap()["metadata"]["annotations"]
                     [DESIRED_DRAIN]
                     .as_str()
@@ -93,6 +93,11 @@ async fn one_update_and_idle_request_counts() {
                         != want.as_deref()
             })
             .await;
+            assert!(
+                asked,
+                "no drain or uncordon request: {:?}",
+                server.get(NODES, "worker-0")
+            );
             server.merge(
                 NODES,
                 "",
