@@ -1,5 +1,7 @@
 //! This node's `MachineConfigNode` (`machineconfiguration.openshift.io/v1`, named after the
-//! node): where the daemon reports the phases of an update as conditions (SPEC §8).
+//! node): where the daemon reports the phases of an update as conditions (SPEC §8). The spec and
+//! the conditions it sends are built from the types of [`super::crd`], the ones the packaged
+//! CRD is generated from.
 //!
 //! [`MachineConfigNodes::ensure`] creates the object when missing (spec: node, pool, desired
 //! config). Status changes are merge patches of the `status` subresource carrying the
@@ -14,6 +16,7 @@ use kube::api::{
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use super::crd;
 use super::retry::{is_code, with_retries};
 use super::{Client, ClusterError, Options};
 
@@ -168,11 +171,18 @@ impl MachineConfigNodes {
                 });
             }
         }
-        let spec = json!({
-            "node": {"name": self.name},
-            "pool": {"name": pool},
-            "configVersion": {"desired": desired},
-        });
+        let spec = serde_json::to_value(crd::MachineConfigNodeSpec {
+            node: crd::MCOObjectReference {
+                name: self.name.clone(),
+            },
+            pool: crd::MCOObjectReference {
+                name: pool.to_string(),
+            },
+            config_version: crd::MachineConfigNodeSpecMachineConfigVersion {
+                desired: desired.to_string(),
+            },
+        })
+        .expect("spec to JSON");
         let what = format!("MachineConfigNode {}", self.name);
         let post = PostParams::default();
         let mut cached = self.cached.lock().await;
@@ -317,12 +327,24 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
     let list = status["conditions"].as_array_mut().expect("array");
     let mut changed = false;
     for c in new {
-        let entry = json!({
-            "type": c.type_.as_str(),
-            "status": c.status.as_str(),
-            "reason": c.reason,
-            "message": clip_message(&c.message),
-        });
+        let mut entry = serde_json::to_value(crd::Condition {
+            type_: c.type_.as_str().to_string(),
+            status: match c.status {
+                ConditionStatus::True => crd::ConditionStatus::True,
+                ConditionStatus::False => crd::ConditionStatus::False,
+                ConditionStatus::Unknown => crd::ConditionStatus::Unknown,
+            },
+            last_transition_time: now.to_string(),
+            reason: c.reason.clone(),
+            message: clip_message(&c.message).to_string(),
+            observed_generation: None,
+        })
+        .expect("condition to JSON");
+        // Compared without its time, which is set below.
+        entry
+            .as_object_mut()
+            .expect("object")
+            .remove("lastTransitionTime");
         match list
             .iter_mut()
             .find(|e| e.get("type").and_then(Value::as_str) == Some(c.type_.as_str()))

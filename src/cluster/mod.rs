@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod crd;
 pub mod drain;
 pub mod events;
 pub mod machineconfig;

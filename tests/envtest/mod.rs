@@ -62,7 +62,16 @@ pub fn bundle() -> PathBuf {
 /// bundle is absent. With `CI` set, an absent bundle panics.
 pub fn envtest(test: &str) -> Option<&'static Envtest> {
     static ENV: OnceLock<Option<Envtest>> = OnceLock::new();
-    let env = ENV.get_or_init(start).as_ref();
+    skipped(test, ENV.get_or_init(|| start(true)).as_ref())
+}
+
+/// [`envtest`] without the upstream CRDs (the test installs its own).
+pub fn envtest_without_crds(test: &str) -> Option<&'static Envtest> {
+    static ENV: OnceLock<Option<Envtest>> = OnceLock::new();
+    skipped(test, ENV.get_or_init(|| start(false)).as_ref())
+}
+
+fn skipped(test: &str, env: Option<&'static Envtest>) -> Option<&'static Envtest> {
     if env.is_none() {
         eprintln!(
             "{test}: SKIPPED: no real API server ({} not present)",
@@ -72,7 +81,7 @@ pub fn envtest(test: &str) -> Option<&'static Envtest> {
     env
 }
 
-fn start() -> Option<Envtest> {
+fn start(crds: bool) -> Option<Envtest> {
     let up = bundle().join("up.sh");
     if !up.exists() {
         assert!(
@@ -84,7 +93,8 @@ fn start() -> Option<Envtest> {
     }
     let out = Command::new("bash")
         .arg(&up)
-        .args(["--crds", "--watch", &std::process::id().to_string()])
+        .args(crds.then_some("--crds"))
+        .args(["--watch", &std::process::id().to_string()])
         .output()
         .expect("bash");
     assert!(
