@@ -2,22 +2,35 @@
 //! not stale, and the schema is as strict as upstream's (openshift/api, in
 //! `../shared/envtest/crds/`) for every field it has.
 
-use machine_config_daemon::cluster::crd::machine_config_node_crd_yaml;
+use machine_config_daemon::cluster::crd::{machine_config_crd_yaml, machine_config_node_crd_yaml};
 use std::path::Path;
 
-const PACKAGED: &str = "packaging/kubernetes/12-crd-machineconfignode.yaml";
-
-#[test]
-fn packaged_machine_config_node_crd_is_generated_from_the_types() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(PACKAGED);
-    let generated = machine_config_node_crd_yaml();
+/// The checked-in file is what the types generate (`MCD_BLESS=1` rewrites it).
+fn check_generated(packaged: &str, generated: String) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(packaged);
     if std::env::var_os("MCD_BLESS").is_some() {
         std::fs::write(&path, &generated).unwrap();
     }
-    let packaged = std::fs::read_to_string(&path).unwrap();
+    let on_disk = std::fs::read_to_string(&path).unwrap();
     assert!(
-        packaged == generated,
-        "{PACKAGED} is stale: run `MCD_BLESS=1 cargo test --test crds` and commit it"
+        on_disk == generated,
+        "{packaged} is stale: run `MCD_BLESS=1 cargo test --test crds` and commit it"
+    );
+}
+
+#[test]
+fn packaged_machine_config_node_crd_is_generated_from_the_types() {
+    check_generated(
+        "packaging/kubernetes/12-crd-machineconfignode.yaml",
+        machine_config_node_crd_yaml(),
+    );
+}
+
+#[test]
+fn packaged_machine_config_crd_is_generated_from_the_types() {
+    check_generated(
+        "packaging/kubernetes/10-crd-machineconfig.yaml",
+        machine_config_crd_yaml(),
     );
 }
 
@@ -40,8 +53,11 @@ fn upstream(file: &str) -> Option<serde_json::Value> {
 }
 
 /// The keywords compared: names, types, required fields, enums, limits, patterns, list types,
-/// CEL rules. Descriptions, `nullable` and `title` are not.
-const KEYWORDS: [&str; 12] = [
+/// nullability, open objects, CEL rules. Descriptions and `title` are not.
+const KEYWORDS: [&str; 15] = [
+    "nullable",
+    "x-kubernetes-preserve-unknown-fields",
+    "maximum",
     "type",
     "format",
     "enum",
@@ -111,9 +127,7 @@ fn machine_config_node_schema_is_as_strict_as_upstreams() {
     else {
         return;
     };
-    use kube::CustomResourceExt;
-    let ours = serde_json::to_value(machine_config_daemon::cluster::crd::MachineConfigNode::crd())
-        .unwrap();
+    let ours = machine_config_daemon::cluster::crd::machine_config_node_crd();
     assert_eq!(
         ours["spec"]["names"]["plural"],
         theirs["spec"]["names"]["plural"]
@@ -131,6 +145,47 @@ fn machine_config_node_schema_is_as_strict_as_upstreams() {
             .iter()
             .filter(|c| c["name"] != "Age")
             .map(|c| (c["name"].to_string(), c["jsonPath"].to_string()))
+            .collect()
+    };
+    assert_eq!(cols(&ours), cols(&theirs));
+}
+
+#[test]
+fn machine_config_schema_is_upstreams() {
+    let Some(theirs) = upstream("0000_80_machine-config_01_machineconfigs.crd.yaml") else {
+        return;
+    };
+    let ours = machine_config_daemon::cluster::crd::machine_config_crd();
+    assert_eq!(
+        ours["spec"]["names"]["plural"],
+        theirs["spec"]["names"]["plural"]
+    );
+    assert_eq!(
+        ours["spec"]["names"]["shortNames"],
+        theirs["spec"]["names"]["shortNames"]
+    );
+    assert_eq!(ours["spec"]["scope"], theirs["spec"]["scope"]);
+    let mut errors = Vec::new();
+    compare(schema(&ours), schema(&theirs), "", &mut errors);
+    // Both ways: every field of upstream's spec is ours too.
+    compare(
+        &schema(&theirs)["properties"]["spec"],
+        &schema(&ours)["properties"]["spec"],
+        "(upstream).spec",
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:#?}");
+    let cols = |crd: &serde_json::Value| -> Vec<String> {
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{} {} {} {}",
+                    c["name"], c["type"], c["jsonPath"], c["priority"]
+                )
+            })
             .collect()
     };
     assert_eq!(cols(&ours), cols(&theirs));

@@ -1,6 +1,6 @@
-//! The packaged MachineConfigNode CRD (generated from src/cluster/crd.rs) on a real
-//! kube-apiserver (tests/envtest/, without the upstream CRDs): a valid object is stored, and
-//! objects upstream's schema refuses are refused by ours too. Skipped, saying so, where the
+//! The packaged MachineConfigNode and MachineConfig CRDs (generated from src/cluster/crd.rs) on
+//! a real kube-apiserver (tests/envtest/, without the upstream CRDs): valid objects are stored,
+//! and MachineConfigNodes upstream's schema refuses are refused by ours too. Skipped, saying so, where the
 //! envtest bundle is absent (failed under `CI`).
 
 mod envtest;
@@ -43,19 +43,39 @@ async fn the_packaged_crd_refuses_what_upstream_refuses() {
         return;
     };
     let client = env.client().await;
-    let file = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("packaging/kubernetes/12-crd-machineconfignode.yaml");
-    apply_yaml(&client, &file, false).await;
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let established = kube::runtime::wait::await_condition(
-        crds,
-        "machineconfignodes.machineconfiguration.openshift.io",
-        kube::runtime::wait::conditions::is_crd_established(),
-    );
-    tokio::time::timeout(WAIT, established)
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes");
+    for (file, name) in [
+        (
+            "12-crd-machineconfignode.yaml",
+            "machineconfignodes.machineconfiguration.openshift.io",
+        ),
+        (
+            "10-crd-machineconfig.yaml",
+            "machineconfigs.machineconfiguration.openshift.io",
+        ),
+    ] {
+        apply_yaml(&client, &pkg.join(file), false).await;
+        let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+        let established = kube::runtime::wait::await_condition(
+            crds,
+            name,
+            kube::runtime::wait::conditions::is_crd_established(),
+        );
+        tokio::time::timeout(WAIT, established)
+            .await
+            .expect("CRD established in time")
+            .unwrap();
+    }
+    // A MachineConfig as the daemon reads it is stored whole (the Ignition config stays open).
+    put_machine_config(&client, machine_config("rendered-worker-1", "/etc/x", "x")).await;
+    let mc = machine_configs(&client)
+        .get("rendered-worker-1")
         .await
-        .expect("CRD established in time")
         .unwrap();
+    assert_eq!(
+        mc.data["spec"]["config"]["storage"]["files"][0]["path"],
+        "/etc/x"
+    );
     let api = machine_config_nodes(&client);
     let pp = PostParams::default();
 

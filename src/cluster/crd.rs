@@ -13,6 +13,11 @@
 //! `packaging/kubernetes/12-crd-machineconfignode.yaml` is [`machine_config_node_crd_yaml`]'s
 //! output, checked in; `tests/crds.rs` fails when it is stale (`MCD_BLESS=1` rewrites it) and
 //! compares the schema with upstream's CRD. [`super::mcn`] builds what it sends from these types.
+//!
+//! The `MachineConfig` CRD (`10-crd-machineconfig.yaml`, [`machine_config_crd_yaml`]) is
+//! generated the same way from [`MachineConfigSpec`]; like upstream's it keeps the Ignition config
+//! open (`x-kubernetes-preserve-unknown-fields`): the daemon's own parser
+//! (`model::parse_machine_configs`) validates it field by field when it fetches a config.
 
 use kube::CustomResource;
 use kube::KubeSchema;
@@ -146,14 +151,122 @@ pub enum ConditionStatus {
     Unknown,
 }
 
-/// The packaged CRD as YAML, with its header comment.
-pub fn machine_config_node_crd_yaml() -> String {
+/// `spec` of a MachineConfig (the fields upstream's CRD has).
+// Each `printcolumn(...)` repeats `type_`: not a duplicate, though clippy reads it as one.
+#[allow(clippy::duplicated_attributes)]
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[kube(
+    group = "machineconfiguration.openshift.io",
+    version = "v1",
+    kind = "MachineConfig",
+    plural = "machineconfigs",
+    singular = "machineconfig",
+    shortname = "mc",
+    doc = "A (rendered) machine config: an Ignition config and the node's OS settings.",
+    printcolumn(
+        name = "GeneratedByController",
+        type_ = "string",
+        json_path = ".metadata.annotations.machineconfiguration\\.openshift\\.io/generated-by-controller-version"
+    ),
+    printcolumn(
+        name = "IgnitionVersion",
+        type_ = "string",
+        json_path = ".spec.config.ignition.version"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct MachineConfigSpec {
+    /// An Ignition v3 config (validated by the daemon's parser).
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    #[schemars(schema_with = "open_object")]
+    pub config: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub kernel_arguments: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub extensions: Vec<String>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub kernel_type: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub fips: bool,
+    #[serde(
+        default,
+        rename = "osImageURL",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub os_image_url: String,
+    #[serde(
+        default,
+        rename = "baseOSExtensionsContainerImage",
+        skip_serializing_if = "String::is_empty"
+    )]
+    pub base_os_extensions_container_image: String,
+}
+
+/// An object whose fields the API server keeps as they are.
+fn open_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({"type": "object", "x-kubernetes-preserve-unknown-fields": true})
+}
+
+/// The packaged MachineConfigNode CRD. The derive marks every `Option` field `nullable`;
+/// upstream's schema has no nullable field here (an absent field is written by leaving it out),
+/// so the marks are removed.
+pub fn machine_config_node_crd() -> serde_json::Value {
     use kube::CustomResourceExt;
-    let crd = serde_json::to_value(MachineConfigNode::crd()).expect("CRD to JSON");
+    let mut crd = serde_json::to_value(MachineConfigNode::crd()).expect("CRD to JSON");
+    remove_key(&mut crd, "nullable");
+    crd
+}
+
+/// The packaged MachineConfig CRD. Upstream's does not require `spec` (the derive does).
+pub fn machine_config_crd() -> serde_json::Value {
+    use kube::CustomResourceExt;
+    let mut crd = serde_json::to_value(MachineConfig::crd()).expect("CRD to JSON");
+    for v in crd["spec"]["versions"].as_array_mut().expect("versions") {
+        if let Some(root) = v["schema"]["openAPIV3Schema"].as_object_mut() {
+            root.remove("required");
+        }
+    }
+    crd
+}
+
+fn remove_key(v: &mut serde_json::Value, key: &str) {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.remove(key);
+            m.values_mut().for_each(|x| remove_key(x, key));
+        }
+        serde_json::Value::Array(l) => l.iter_mut().for_each(|x| remove_key(x, key)),
+        _ => {}
+    }
+}
+
+/// The packaged MachineConfigNode CRD as YAML, with its header comment.
+pub fn machine_config_node_crd_yaml() -> String {
+    crd_yaml(
+        machine_config_node_crd(),
+        "# One per node, named after it: where the daemon reports the phases of an update.\n",
+    )
+}
+
+/// The packaged MachineConfig CRD as YAML, with its header comment.
+pub fn machine_config_crd_yaml() -> String {
+    crd_yaml(
+        machine_config_crd(),
+        "# A rendered config: the Ignition config the daemon applies, and OS settings.\n",
+    )
+}
+
+fn crd_yaml(crd: serde_json::Value, what: &str) -> String {
     let yaml = serde_saphyr::to_string(&crd).expect("CRD to YAML");
     format!(
         "# Generated from src/cluster/crd.rs (MCD_BLESS=1 cargo test --test crds rewrites it).\n\
-         # One per node, named after it: where the daemon reports the phases of an update.\n\
-         # For clusters without the Machine Config Operator.\n{yaml}"
+         {what}# For clusters without the Machine Config Operator.\n{yaml}"
     )
 }
