@@ -548,3 +548,47 @@ async fn no_machine_config_node_without_a_valid_desired_config() {
     assert_eq!(mcn["spec"]["configVersion"]["desired"], "rendered-worker-1");
     assert_eq!(c.server.count_on("create", "machineconfignodes"), 1);
 }
+
+/// The API server refuses the fetch of the desired config for good (403): the node is
+/// `Degraded` with the error, no retry is armed (the daemon logs "retrying later" when it arms
+/// one, before it reports), and a new desiredConfig is fetched at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_fetch_is_not_retried_until_desired_config_changes() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+            machine_config("rendered-worker-3", "three"),
+        ],
+    )
+    .await;
+    c.server
+        .refuse("get", "machineconfigs/rendered-worker-2", 403);
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Degraded", None).await;
+    let reason = c.annotation(REASON).unwrap_or_default();
+    assert!(
+        reason.contains("rendered-worker-2") && reason.contains("Forbidden"),
+        "{reason}"
+    );
+    assert!(!c.log().contains(": retrying later"), "{}", c.log());
+    assert_eq!(
+        c.log()
+            .matches("refused the fetch of the desired config")
+            .count(),
+        1
+    );
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-3"}));
+    c.wait_state("Done", Some("rendered-worker-3")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("three"));
+    assert_eq!(
+        c.server.count_on("get", "machineconfigs/rendered-worker-2"),
+        1
+    );
+}

@@ -191,10 +191,55 @@ impl Envtest {
         if compact {
             self.compact_etcd();
         }
-        let log = std::fs::OpenOptions::new()
+        let log_path = format!("{}/kube-apiserver.log", self.dir);
+        let client = self.client().await;
+        let deadline = tokio::time::Instant::now() + WAIT;
+        let mut last: String;
+        let mut child = self.spawn_apiserver(&argv, &log_path);
+        loop {
+            let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
+            let r = tokio::time::timeout(Duration::from_secs(2), client.request_text(req)).await;
+            match r {
+                Ok(Ok(t)) if t == "ok" => break,
+                other => last = format!("{other:?}"),
+            }
+            let exited = child.try_wait().unwrap();
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail = log.rsplit("=== restart").next().unwrap_or_default();
+            // While no server listened, a client reconnecting to the port from an ephemeral
+            // port can have connected to itself (TCP self-connect) and so hold the port for a
+            // moment: start again.
+            if exited.is_some()
+                && tail.contains("address already in use")
+                && tokio::time::Instant::now() < deadline
+            {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                child = self.spawn_apiserver(&argv, &log_path);
+                continue;
+            }
+            if exited.is_some() || tokio::time::Instant::now() >= deadline {
+                let lines: Vec<&str> = tail.lines().rev().take(30).collect();
+                panic!(
+                    "kube-apiserver not ready after the restart (exited: {exited:?}; last \
+                     answer: {last})\n{}",
+                    lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // The process outlives this handle: down.sh stops it by the pid file.
+        std::mem::forget(child);
+    }
+
+    /// Starts kube-apiserver with `argv`, output appended to `log_path` after a marker line;
+    /// its pid goes to DIR/kube-apiserver.pid.
+    fn spawn_apiserver(&self, argv: &[String], log_path: &str) -> Child {
+        use std::io::Write;
+        let mut log = std::fs::OpenOptions::new()
             .append(true)
-            .open(format!("{}/kube-apiserver.log", self.dir))
+            .open(log_path)
             .unwrap();
+        writeln!(log, "=== restart").unwrap();
         let child = Command::new(&argv[0])
             .args(&argv[1..])
             .current_dir("/")
@@ -208,19 +253,7 @@ impl Envtest {
             child.id().to_string(),
         )
         .unwrap();
-        // The child is reaped by nobody but down.sh's kill; forget the handle.
-        std::mem::forget(child);
-        let client = self.client().await;
-        let mut ready = false;
-        for _ in 0..600 {
-            let req = http::Request::get("/readyz").body(Vec::new()).unwrap();
-            if client.request_text(req).await.is_ok_and(|t| t == "ok") {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ready, "kube-apiserver not ready after the restart");
+        child
     }
 }
 
