@@ -312,6 +312,25 @@ async fn desired_config_change_is_applied_reported_and_idle_is_quiet() {
     ] {
         assert!(reasons.iter().any(|e| e == r), "{r} missing: {reasons:?}");
     }
+    // The drift monitor starts with a config, never against none.
+    let notes: Vec<String> = c
+        .server
+        .list(EVENTS)
+        .iter()
+        .filter(|e| e["reason"] == "ConfigDriftMonitorStarted")
+        .filter_map(|e| {
+            e["message"]
+                .as_str()
+                .or(e["note"].as_str())
+                .map(String::from)
+        })
+        .collect();
+    assert!(
+        !notes.is_empty()
+            && notes.iter().all(|n| n
+                .starts_with("Config Drift Monitor started, watching against rendered-worker-")),
+        "{notes:?}"
+    );
 
     // Idle again after the update; memory.
     let idle = c.idle_requests().await;
@@ -487,13 +506,19 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
     c.wait_state("Done", Some("rendered-worker-3")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("three"));
 
-    // Again, with the history compacted (410 on re-watch: a fresh list).
+    // Again, with the history compacted (410 on re-watch, as after an API server restart with
+    // etcd compacted meanwhile): a fresh list, at once.
     let node_lists = c.server.count_on("list", NODES);
     c.server.compact();
     c.server.drop_watches();
     c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    assert!(
+        c.log().contains("watch expired (410 Gone): relisting now"),
+        "{}",
+        c.log()
+    );
     assert!(c.alive(), "{}", c.log());
     assert!(c.server.gone_served() >= 1, "{:#?}", c.server.requests());
     assert_eq!(
@@ -501,5 +526,124 @@ async fn server_errors_and_dropped_watches_lose_no_update() {
         node_lists + 1,
         "the node watch re-listed once after its 410: {:#?}",
         c.server.requests()
+    );
+}
+
+/// The API server refuses the MachineConfigNode for good (422, as upstream's schema refuses an
+/// invalid object): the refusal is logged once and the create is tried again only for another
+/// desired config; the update itself is not held up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_machine_config_node_is_tried_again_only_when_inputs_change() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.server.refuse("create", "machineconfignodes", 422);
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 1);
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 2);
+    assert_eq!(
+        c.log().matches("MachineConfigNode refused").count(),
+        2,
+        "{}",
+        c.log()
+    );
+
+    // Once the server accepts it, the next desired config creates it.
+    c.server.stop_refusing();
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    let ok = eventually(WAIT, || {
+        c.server
+            .get(MACHINECONFIGNODES, NODE)
+            .is_some_and(|m| m["spec"]["configVersion"]["desired"] == "rendered-worker-1")
+    })
+    .await;
+    assert!(ok, "{}", c.log());
+    assert!(c.alive());
+}
+
+/// A plain Kubernetes node (no desiredConfig) and a desiredConfig that is not a valid name get
+/// no MachineConfigNode (upstream's schema requires a DNS-1123 name); a valid one does.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_machine_config_node_without_a_valid_desired_config() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({topology: single}),
+        &[machine_config("rendered-worker-1", "one")],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", None).await;
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 0);
+
+    c.annotate(json!({DESIRED_CONFIG: "Bad_Name"}));
+    c.wait_state("Degraded", None).await;
+    let reason = c.annotation(REASON).unwrap_or_default();
+    assert!(reason.contains("Bad_Name"), "{reason}");
+    assert_eq!(
+        c.server.count_on("create", "machineconfignodes"),
+        0,
+        "{}",
+        c.log()
+    );
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-1"}));
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    let mcn = c.server.get(MACHINECONFIGNODES, NODE).expect("created");
+    assert_eq!(mcn["spec"]["configVersion"]["desired"], "rendered-worker-1");
+    assert_eq!(c.server.count_on("create", "machineconfignodes"), 1);
+}
+
+/// The API server refuses the fetch of the desired config for good (403): the node is
+/// `Degraded` with the error, no retry is armed (the daemon logs "retrying later" when it arms
+/// one, before it reports), and a new desiredConfig is fetched at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_fetch_is_not_retried_until_desired_config_changes() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+            machine_config("rendered-worker-3", "three"),
+        ],
+    )
+    .await;
+    c.server
+        .refuse("get", "machineconfigs/rendered-worker-2", 403);
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Degraded", None).await;
+    let reason = c.annotation(REASON).unwrap_or_default();
+    assert!(
+        reason.contains("rendered-worker-2") && reason.contains("Forbidden"),
+        "{reason}"
+    );
+    assert!(!c.log().contains(": retrying later"), "{}", c.log());
+    assert_eq!(
+        c.log()
+            .matches("refused the fetch of the desired config")
+            .count(),
+        1
+    );
+
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-3"}));
+    c.wait_state("Done", Some("rendered-worker-3")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("three"));
+    assert_eq!(
+        c.server.count_on("get", "machineconfigs/rendered-worker-2"),
+        1
     );
 }

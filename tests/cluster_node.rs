@@ -239,3 +239,42 @@ async fn watch_relists_after_410_gone() {
     let relist = verbs.iter().rposition(|v| *v == "list").unwrap();
     assert_eq!(verbs[relist - 1], "watch", "{verbs:?}");
 }
+
+/// A watch resumed after an API server restart gets `410 Gone`: the node is relisted at once,
+/// not after the watch backoff (an hour here: a relist that waited for it would miss the
+/// deadline), and exactly once.
+#[tokio::test]
+async fn resumed_watch_gone_relists_at_once() {
+    let server = TestApiServer::start().await;
+    server.put(
+        NODES,
+        node("worker-0", json!({DESIRED_CONFIG: "rendered-worker-1"})),
+    );
+    let opts = Options {
+        backoff_base: Duration::from_secs(3600),
+        backoff_max: Duration::from_secs(3600),
+        ..Options::fast()
+    };
+    let kn = KubeNode::new(server.client(), "worker-0", opts);
+    kn.wait_synced().await.expect("node seen");
+    let lists = server.count_on("list", "nodes");
+    let watches = server.count_on("watch", "nodes");
+    server.gone_next_watches(1);
+    server.drop_watches();
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"metadata": {"annotations": {DESIRED_CONFIG: "rendered-worker-4"}}}),
+    );
+    assert!(
+        eventually(WAIT, || kn.view().and_then(|v| v.desired_config).as_deref()
+            == Some("rendered-worker-4"))
+        .await,
+        "the change after the 410 was not seen: {:?}",
+        server.requests()
+    );
+    assert_eq!(server.count_on("list", "nodes"), lists + 1, "one relist");
+    // The resumed watch (answered 410), then the watch after the relist.
+    assert!(server.count_on("watch", "nodes") >= watches + 2);
+}

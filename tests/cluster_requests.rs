@@ -103,7 +103,8 @@ async fn one_update_and_idle_request_counts() {
             .await;
             assert!(
                 asked,
-                "drain request {round} (drain, then uncordon) never came"
+                "drain request {round} (drain, then uncordon) never came: {:?}",
+                server.get(NODES, "worker-0")
             );
             server.merge(
                 NODES,
@@ -133,10 +134,10 @@ async fn one_update_and_idle_request_counts() {
                 "plan computed",
             ),
             Condition::new(
-                T::UpdateCompatible,
+                T::AppliedFilesAndOS,
                 S::True,
-                "UpdateCompatible",
-                "reconcilable",
+                "AppliedFilesAndOS",
+                "files written",
             ),
         ])
         .await

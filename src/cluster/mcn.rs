@@ -1,5 +1,7 @@
 //! This node's `MachineConfigNode` (`machineconfiguration.openshift.io/v1`, named after the
-//! node): where the daemon reports the phases of an update as conditions (SPEC §8).
+//! node): where the daemon reports the phases of an update as conditions (SPEC §8). The spec and
+//! the conditions it sends are built from the types of [`super::crd`], the ones the packaged
+//! CRD is generated from.
 //!
 //! [`MachineConfigNodes::ensure`] creates the object when missing (spec: node, pool, desired
 //! config). Status changes are merge patches of the `status` subresource carrying the
@@ -14,6 +16,7 @@ use kube::api::{
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
+use super::crd;
 use super::retry::{is_code, with_retries};
 use super::{Client, ClusterError, Options};
 
@@ -29,7 +32,10 @@ pub fn machine_config_node_resource() -> ApiResource {
     )
 }
 
-/// The condition types of a MachineConfigNode.
+/// The condition types of an upstream v1 MachineConfigNode that this daemon writes (upstream
+/// also has `PinnedImageSetsProgressing` and `PinnedImageSetsDegraded`, which it does not
+/// produce; the v1alpha1 types `UpdateCompatible`, `UpdateFilesAndOS` and `ReloadedCRIO` are
+/// gone from v1).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConditionType {
     Updated,
@@ -38,17 +44,36 @@ pub enum ConditionType {
     UpdatePostActionComplete,
     UpdateComplete,
     Resumed,
-    UpdateCompatible,
-    UpdateFilesAndOS,
+    AppliedFilesAndOS,
     Drained,
     Cordoned,
     RebootedNode,
-    ReloadedCRIO,
     Uncordoned,
     NodeDegraded,
 }
 
 impl ConditionType {
+    /// Every type, in the order `oc get machineconfignodes -o wide` shows them.
+    pub const ALL: [ConditionType; 12] = [
+        ConditionType::Updated,
+        ConditionType::UpdatePrepared,
+        ConditionType::UpdateExecuted,
+        ConditionType::UpdatePostActionComplete,
+        ConditionType::UpdateComplete,
+        ConditionType::Resumed,
+        ConditionType::AppliedFilesAndOS,
+        ConditionType::Cordoned,
+        ConditionType::Drained,
+        ConditionType::RebootedNode,
+        ConditionType::Uncordoned,
+        ConditionType::NodeDegraded,
+    ];
+
+    /// The type named `name`, if it is one of [`ConditionType::ALL`].
+    pub fn parse(name: &str) -> Option<ConditionType> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+
     /// The `type` string.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -58,12 +83,10 @@ impl ConditionType {
             ConditionType::UpdatePostActionComplete => "UpdatePostActionComplete",
             ConditionType::UpdateComplete => "UpdateComplete",
             ConditionType::Resumed => "Resumed",
-            ConditionType::UpdateCompatible => "UpdateCompatible",
-            ConditionType::UpdateFilesAndOS => "UpdateFilesAndOS",
+            ConditionType::AppliedFilesAndOS => "AppliedFilesAndOS",
             ConditionType::Drained => "Drained",
             ConditionType::Cordoned => "Cordoned",
             ConditionType::RebootedNode => "RebootedNode",
-            ConditionType::ReloadedCRIO => "ReloadedCRIO",
             ConditionType::Uncordoned => "Uncordoned",
             ConditionType::NodeDegraded => "NodeDegraded",
         }
@@ -129,22 +152,53 @@ impl MachineConfigNodes {
 
     /// Makes sure the object exists with spec `{node: {name}, pool: {name}, configVersion:
     /// {desired}}`: creates it when missing, updates the spec when pool or desired differ.
+    /// Names upstream's schema would refuse (not DNS-1123 subdomains, empty) are refused here,
+    /// before any request, as [`ClusterError::Invalid`].
     pub async fn ensure(&self, pool: &str, desired: &str) -> Result<(), ClusterError> {
-        let spec = json!({
-            "node": {"name": self.name},
-            "pool": {"name": pool},
-            "configVersion": {"desired": desired},
-        });
+        for (field, value) in [
+            ("spec.node.name", self.name.as_str()),
+            ("spec.pool.name", pool),
+            ("spec.configVersion.desired", desired),
+        ] {
+            if !is_dns1123_subdomain(value) {
+                return Err(ClusterError::Invalid {
+                    what: format!("MachineConfigNode {}: {field}", self.name),
+                    detail: format!(
+                        "{value:?} is not a lowercase RFC 1123 subdomain (lowercase letters, \
+                         digits, '-' and '.', starting and ending with a letter or digit, at \
+                         most 253 characters)"
+                    ),
+                });
+            }
+        }
+        let spec = serde_json::to_value(crd::MachineConfigNodeSpec {
+            node: crd::MCOObjectReference {
+                name: self.name.clone(),
+            },
+            pool: crd::MCOObjectReference {
+                name: pool.to_string(),
+            },
+            config_version: crd::MachineConfigNodeSpecMachineConfigVersion {
+                desired: desired.to_string(),
+            },
+        })
+        .expect("spec to JSON");
         let what = format!("MachineConfigNode {}", self.name);
         let post = PostParams::default();
         let mut cached = self.cached.lock().await;
         for _ in 0..self.opts.conflict_attempts {
-            let current = with_retries(&self.opts, &what, || self.api.get_opt(&self.name)).await?;
+            let current = with_retries(&self.opts, &format!("get {what}"), || {
+                self.api.get_opt(&self.name)
+            })
+            .await?;
             let result = match current {
                 None => {
                     let mut obj = DynamicObject::new(&self.name, &machine_config_node_resource());
                     obj.data = json!({ "spec": spec });
-                    let r = with_retries(&self.opts, &what, || self.api.create(&post, &obj)).await;
+                    let r = with_retries(&self.opts, &format!("create {what}"), || {
+                        self.api.create(&post, &obj)
+                    })
+                    .await;
                     if r.is_ok() {
                         tracing::info!(mcn = %self.name, pool, desired, "MachineConfigNode created");
                     }
@@ -153,7 +207,7 @@ impl MachineConfigNodes {
                 Some(obj) if obj.data.get("spec") == Some(&spec) => Ok(obj),
                 Some(mut obj) => {
                     obj.data["spec"] = spec.clone();
-                    let r = with_retries(&self.opts, &what, || {
+                    let r = with_retries(&self.opts, &format!("update {what} spec"), || {
                         self.api.replace(&self.name, &post, &obj)
                     })
                     .await;
@@ -212,7 +266,7 @@ impl MachineConfigNodes {
 
     /// Applies `change` to the status (returns whether it changed anything) and writes it.
     async fn update_status(&self, change: impl Fn(&mut Value) -> bool) -> Result<(), ClusterError> {
-        let what = format!("MachineConfigNode {} status", self.name);
+        let what = format!("update MachineConfigNode {} status", self.name);
         let mut cached = self.cached.lock().await;
         for _ in 0..self.opts.conflict_attempts {
             let obj = match cached.take() {
@@ -273,12 +327,24 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
     let list = status["conditions"].as_array_mut().expect("array");
     let mut changed = false;
     for c in new {
-        let entry = json!({
-            "type": c.type_.as_str(),
-            "status": c.status.as_str(),
-            "reason": c.reason,
-            "message": c.message,
-        });
+        let mut entry = serde_json::to_value(crd::Condition {
+            type_: c.type_.as_str().to_string(),
+            status: match c.status {
+                ConditionStatus::True => crd::ConditionStatus::True,
+                ConditionStatus::False => crd::ConditionStatus::False,
+                ConditionStatus::Unknown => crd::ConditionStatus::Unknown,
+            },
+            last_transition_time: now.to_string(),
+            reason: c.reason.clone(),
+            message: clip_message(&c.message).to_string(),
+            observed_generation: None,
+        })
+        .expect("condition to JSON");
+        // Compared without its time, which is set below.
+        entry
+            .as_object_mut()
+            .expect("object")
+            .remove("lastTransitionTime");
         match list
             .iter_mut()
             .find(|e| e.get("type").and_then(Value::as_str) == Some(c.type_.as_str()))
@@ -313,6 +379,57 @@ fn merge_conditions(status: &mut Value, new: &[Condition], now: &str) -> bool {
     changed
 }
 
+/// Whether `s` is a lowercase RFC 1123 subdomain, as upstream's schema requires of the names in
+/// a MachineConfigNode: dot-separated labels of lowercase letters, digits and `-`, each starting
+/// and ending with a letter or digit, at most 253 characters in all.
+pub fn is_dns1123_subdomain(s: &str) -> bool {
+    let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            label.starts_with(alnum)
+                && label.ends_with(alnum)
+                && label.chars().all(|c| alnum(c) || c == '-')
+        })
+}
+
+/// Upstream's limit on a condition message, in characters.
+const MESSAGE_MAX: usize = 32768;
+
+/// The message cut to [`MESSAGE_MAX`] characters (an error text can be longer: the schema
+/// would refuse the whole status write).
+fn clip_message(m: &str) -> &str {
+    match m.char_indices().nth(MESSAGE_MAX) {
+        Some((i, _)) => &m[..i],
+        None => m,
+    }
+}
+
 fn now_rfc3339() -> String {
     Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns1123_subdomains() {
+        for ok in ["rendered-worker-1", "a", "a.b-c.d9", "0x"] {
+            assert!(is_dns1123_subdomain(ok), "{ok}");
+        }
+        let long = "a".repeat(254);
+        for bad in [
+            "", "Bad_Name", "-a", "a-", "a..b", ".a", "a.", "a_b", "UPPER", &long,
+        ] {
+            assert!(!is_dns1123_subdomain(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn messages_are_clipped_to_upstreams_limit() {
+        let long = "é".repeat(MESSAGE_MAX + 5);
+        assert_eq!(clip_message(&long).chars().count(), MESSAGE_MAX);
+        assert_eq!(clip_message("short"), "short");
+    }
 }

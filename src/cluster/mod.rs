@@ -34,6 +34,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod crd;
 pub mod drain;
 pub mod events;
 pub mod machineconfig;
@@ -99,6 +100,23 @@ impl ClusterError {
             source: Box::new(source),
         }
     }
+    /// True for a refusal that sending the same request again cannot change: 400 (bad
+    /// request), 403 (forbidden), 422 (invalid), a 404 of an update (`update`: the object to
+    /// change is gone; a 404 of a GET is an object that may still appear), and
+    /// [`ClusterError::Invalid`] (refused before sending). The daemon reports these once and
+    /// tries again only when what it would send changes.
+    pub fn is_permanent(&self, update: bool) -> bool {
+        match self {
+            ClusterError::Invalid { .. } => true,
+            ClusterError::NodeNotFound { .. } => update,
+            _ => match self.status_code() {
+                Some(400 | 403 | 422) => true,
+                Some(404) => update,
+                _ => false,
+            },
+        }
+    }
+
     /// HTTP status code of an API error, if this is one.
     pub fn status_code(&self) -> Option<u16> {
         match self {

@@ -12,15 +12,14 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, Patch, PatchParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::{Map, Value, json};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::retry::{WatchBackoff, is_code, with_retries};
+use super::retry::{PacedWatch, is_code, with_retries};
 use super::{ANNOTATION_PREFIX, Client, ClusterError, Options};
 
 /// `machineconfiguration.openshift.io/currentConfig`
@@ -135,7 +134,7 @@ impl KubeNode {
             node_name.to_string(),
             tx,
             rv_hint.clone(),
-            WatchBackoff::new(&opts),
+            opts.clone(),
         ));
         KubeNode {
             client,
@@ -349,10 +348,10 @@ async fn watch_node(
     name: String,
     tx: watch::Sender<Observed>,
     rv_hint: Arc<Mutex<Option<String>>>,
-    backoff: WatchBackoff,
+    opts: Options,
 ) {
     let config = watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let mut stream = watcher(api, config).backoff(backoff).boxed();
+    let mut stream = PacedWatch::new(api, config, &opts, &format!("node {name}"));
     let mut listing: Option<Node> = None;
     while let Some(event) = stream.next().await {
         let seen = match event {

@@ -12,15 +12,14 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::retry::{WatchBackoff, is_code};
+use super::retry::{PacedWatch, is_code};
 use super::{Client, ClusterError, Options};
 use crate::model::policy::Policy;
 
@@ -74,7 +73,7 @@ impl PolicyWatch {
     pub fn new(client: Client, opts: Options) -> Self {
         let api: Api<DynamicObject> = Api::all_with(client, &machine_configuration_resource());
         let (tx, rx) = watch::channel(Seen::Pending);
-        let task = tokio::spawn(watch_policy(api, tx, WatchBackoff::new(&opts)));
+        let task = tokio::spawn(watch_policy(api, tx, opts.clone()));
         PolicyWatch { rx, opts, task }
     }
 
@@ -178,10 +177,10 @@ fn spec_policy(obj: &Value) -> Value {
         .unwrap_or_else(|| Value::Object(Default::default()))
 }
 
-async fn watch_policy(api: Api<DynamicObject>, tx: watch::Sender<Seen>, backoff: WatchBackoff) {
+async fn watch_policy(api: Api<DynamicObject>, tx: watch::Sender<Seen>, opts: Options) {
     let config =
         watcher::Config::default().fields(&format!("metadata.name={MACHINE_CONFIGURATION_NAME}"));
-    let mut stream = watcher(api, config).backoff(backoff).boxed();
+    let mut stream = PacedWatch::new(api, config, &opts, "MachineConfiguration cluster");
     let mut listing: Option<DynamicObject> = None;
     while let Some(event) = stream.next().await {
         let seen = match event {

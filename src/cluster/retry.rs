@@ -91,3 +91,93 @@ impl kube::runtime::utils::Backoff for WatchBackoff {
         self.attempt = 0;
     }
 }
+
+/// True when a watch error is `410 Gone` (the resourceVersion it resumed from is too old: the
+/// API server restarted or compacted its history), as an error event or as the watch's answer.
+pub(crate) fn is_gone(err: &kube::runtime::watcher::Error) -> bool {
+    use kube::runtime::watcher::Error as E;
+    match err {
+        E::WatchError(s) => s.code == 410,
+        E::WatchStartFailed(e) | E::InitialListFailed(e) | E::WatchFailed(e) => is_code(e, 410),
+        _ => false,
+    }
+}
+
+type WatchStream<K> = futures::stream::BoxStream<
+    'static,
+    Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>,
+>;
+
+/// A kube-runtime watcher with the daemon's pacing: after an error the next attempt waits for
+/// [`WatchBackoff`] (reset by any event), except that a `410 Gone` relists at once, with the
+/// backoff reset: it is the normal answer to a watch resumed after an API server restart, and
+/// the backoff built up while the server was away must not delay the relist. A second 410 in
+/// a row (a server that keeps answering so) waits for the backoff like any other error.
+/// 410s are logged here and not handed to the caller.
+pub(crate) struct PacedWatch<K: 'static> {
+    start: Box<dyn Fn() -> WatchStream<K> + Send>,
+    stream: WatchStream<K>,
+    backoff: WatchBackoff,
+    pause: Option<Duration>,
+    gone_in_a_row: u32,
+    what: String,
+}
+
+impl<K> PacedWatch<K>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    pub(crate) fn new(
+        api: kube::Api<K>,
+        config: kube::runtime::watcher::Config,
+        opts: &Options,
+        what: &str,
+    ) -> Self {
+        use futures::StreamExt;
+        let start = move || kube::runtime::watcher(api.clone(), config.clone()).boxed();
+        PacedWatch {
+            stream: start(),
+            start: Box::new(start),
+            backoff: WatchBackoff::new(opts),
+            pause: None,
+            gone_in_a_row: 0,
+            what: what.to_string(),
+        }
+    }
+
+    /// The next event or error (never a 410); None when the stream ends.
+    pub(crate) async fn next(
+        &mut self,
+    ) -> Option<Result<kube::runtime::watcher::Event<K>, kube::runtime::watcher::Error>> {
+        use futures::StreamExt;
+        use kube::runtime::utils::Backoff;
+        loop {
+            if let Some(d) = self.pause.take() {
+                tokio::time::sleep(d).await;
+            }
+            let item = self.stream.next().await?;
+            match &item {
+                Ok(_) => {
+                    self.backoff.reset();
+                    self.gone_in_a_row = 0;
+                }
+                Err(e) if is_gone(e) => {
+                    self.gone_in_a_row += 1;
+                    if self.gone_in_a_row == 1 {
+                        self.backoff.reset();
+                        tracing::info!(watch = %self.what, error = %e, "watch expired (410 Gone): relisting now");
+                    } else {
+                        self.pause = self.backoff.next();
+                        tracing::warn!(watch = %self.what, error = %e, delay = ?self.pause, "watch expired again (410 Gone): relisting after a backoff");
+                    }
+                    // A fresh watcher lists from scratch (one resumed with the old
+                    // resourceVersion would get the same answer).
+                    self.stream = (self.start)();
+                    continue;
+                }
+                Err(_) => self.pause = self.backoff.next(),
+            }
+            return Some(item);
+        }
+    }
+}

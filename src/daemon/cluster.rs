@@ -22,6 +22,14 @@
 //! inside [`crate::cluster`]; what still fails (the desired config cannot be fetched, a report
 //! cannot be written) is retried later on a timer with exponential backoff (1 s to 5 min),
 //! armed only while something is pending.
+//!
+//! A permanent refusal ([`ClusterError::is_permanent`]: 400, 403, 404 of an update, 422) is
+//! not retried on the timer: it is logged once (the fetch of the desired config also makes the
+//! node `Degraded` with the error as its reason) and the same write is tried again only when
+//! its inputs change (another desired config, state, or set of conditions). The
+//! MachineConfigNode is created only once the desired config has a name upstream's schema
+//! accepts (a DNS-1123 subdomain): a node without a `desiredConfig`, or with an invalid one,
+//! gets none until it has a valid one.
 
 use super::run::LocalNode;
 use super::source::Wanted;
@@ -84,6 +92,14 @@ pub(super) struct ClusterCtx {
     mcn: MachineConfigNodes,
     /// The MachineConfigNode exists (ensured); None: not yet; Some(false): not served.
     mcn_ready: Option<bool>,
+    /// (pool, desired) the MachineConfigNode could not be created or updated with, for good.
+    mcn_refused: Option<(String, String)>,
+    /// The MachineConfigNode status write refused for good (what it would have written).
+    status_refused: Option<String>,
+    /// The node annotations refused for good.
+    node_refused: Option<Annotations>,
+    /// The last fetch of the desired config was refused for good: no retry on the timer.
+    fetch_refused: bool,
     opts: ClusterOptions,
     pool: String,
     /// The node watch: the daemon sleeps on `changed()`.
@@ -154,6 +170,10 @@ impl ClusterCtx {
             policy,
             mcn,
             mcn_ready: None,
+            mcn_refused: None,
+            status_refused: None,
+            node_refused: None,
+            fetch_refused: false,
             pool: pool.to_string(),
             rx,
             written: Annotations {
@@ -185,11 +205,20 @@ impl ClusterCtx {
 
     /// Fetches and parses MachineConfig `name`, and reads the policy. The error is the reason
     /// the node reports.
+    /// A permanent refusal (400, 403, 422) is not retried on the timer (see
+    /// [`ClusterCtx::retry_later`]); a new desiredConfig fetches again.
     pub(super) async fn fetch(&mut self, name: &str) -> Result<Wanted, String> {
         self.ensure_mcn(name).await;
+        self.fetch_refused = false;
         let bytes = fetch_machine_config_bytes(&self.client, name, &self.opts.api)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| {
+                if e.is_permanent(false) {
+                    tracing::error!(config = name, error = %e, "the API server refused the fetch of the desired config; not retrying until desiredConfig changes");
+                    self.fetch_refused = true;
+                }
+                e.to_string()
+            })?;
         let origin = format!("MachineConfig {name}");
         let mut loaded =
             model::parse_machine_configs(&bytes, &origin).map_err(|e| e.to_string())?;
@@ -225,20 +254,41 @@ impl ClusterCtx {
     }
 
     /// Makes sure the MachineConfigNode exists with `desired` in its spec. A cluster without
-    /// the resource (404) gets no MachineConfigNode reporting; other failures retry later.
-    async fn ensure_mcn(&mut self, desired: &str) {
+    /// the resource (404) gets no MachineConfigNode reporting; a permanent refusal (an invalid
+    /// name, 400, 403, 422) is logged once and tried again only with another pool or desired
+    /// config; other failures retry later. Returns false when it should be retried later.
+    async fn ensure_mcn(&mut self, desired: &str) -> bool {
         if self.mcn_ready == Some(false) {
-            return;
+            return true;
+        }
+        let inputs = (self.pool.clone(), desired.to_string());
+        if self.mcn_refused.as_ref() == Some(&inputs) {
+            return true;
         }
         match self.mcn.ensure(&self.pool, desired).await {
-            Ok(()) => self.mcn_ready = Some(true),
+            Ok(()) => {
+                self.mcn_ready = Some(true);
+                self.mcn_refused = None;
+                true
+            }
+            Err(e @ ClusterError::Invalid { .. }) => {
+                tracing::info!(error = %e, "no MachineConfigNode until the node has a valid desired config");
+                self.mcn_refused = Some(inputs);
+                true
+            }
+            Err(e) if e.is_permanent(true) => {
+                tracing::error!(error = %e, pool = %self.pool, desired, "MachineConfigNode refused; not retrying until the pool or the desired config changes");
+                self.mcn_refused = Some(inputs);
+                true
+            }
             Err(e) if e.status_code() == Some(404) => {
                 tracing::warn!(error = %e, "machineconfignodes not served: no MachineConfigNode reporting");
                 self.mcn_ready = Some(false);
+                true
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot create the MachineConfigNode; retrying later");
-                self.mcn_ready = None;
+                tracing::warn!(error = %e, "cannot write the MachineConfigNode; retrying later");
+                false
             }
         }
     }
@@ -260,18 +310,27 @@ impl ClusterCtx {
             reason: if done { String::new() } else { reason.clone() },
             current: current.clone().or_else(|| self.written.current.clone()),
         };
-        if want != self.written {
+        if want != self.written && self.node_refused.as_ref() != Some(&want) {
             match self.node.report(s.state, &reason, current.as_deref()).await {
-                Ok(()) => self.written = want,
+                Ok(()) => {
+                    self.written = want;
+                    self.node_refused = None;
+                }
+                Err(e) if e.is_permanent(true) => {
+                    tracing::error!(error = %e, state = %s.state, "the API server refused the node state; not retrying until it changes");
+                    self.node_refused = Some(want);
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, state = %s.state, "cannot report the node state");
                     ok = false;
                 }
             }
         }
-        if self.mcn_ready.is_none() {
+        if self.mcn_ready != Some(true) {
             let desired = self.desired().unwrap_or_else(|| s.current_config.clone());
-            self.ensure_mcn(&desired).await;
+            if !self.ensure_mcn(&desired).await {
+                ok = false;
+            }
         }
         if self.mcn_ready == Some(true) && !self.mirror_conditions(s, done).await {
             ok = false;
@@ -294,13 +353,15 @@ impl ClusterCtx {
 
     /// The status conditions as MachineConfigNode conditions, and `configVersion` once the node
     /// is `Done` on its desired config (the update is validated).
+    /// False when it should be retried later; a permanent refusal is logged once and tried
+    /// again only when what would be written changes.
     async fn mirror_conditions(&mut self, s: &Snapshot, done: bool) -> bool {
         let conditions: Vec<mcn::Condition> = s
             .conditions
             .iter()
             .filter_map(|c| {
                 Some(mcn::Condition::new(
-                    condition_type(&c.type_)?,
+                    mcn::ConditionType::parse(&c.type_)?,
                     match c.status {
                         ConditionStatus::True => mcn::ConditionStatus::True,
                         ConditionStatus::False => mcn::ConditionStatus::False,
@@ -311,29 +372,44 @@ impl ClusterCtx {
                 ))
             })
             .collect();
-        if let Err(e) = self.mcn.set_conditions(&conditions).await {
-            tracing::warn!(error = %e, "cannot write the MachineConfigNode conditions");
-            return false;
-        }
-        if done
+        let validated = done
             && !s.current_config.is_empty()
-            && self.desired().as_deref() == Some(&s.current_config)
-        {
-            for r in [
-                self.mcn.set_validated_desired(&s.current_config).await,
-                self.mcn.set_current(&s.current_config).await,
-            ] {
-                if let Err(e) = r {
-                    tracing::warn!(error = %e, "cannot write the MachineConfigNode config version");
-                    return false;
-                }
+            && self.desired().as_deref() == Some(&s.current_config);
+        let key = format!("{conditions:?} {validated} {}", s.current_config);
+        if self.status_refused.as_ref() == Some(&key) {
+            return true;
+        }
+        let mut result = self.mcn.set_conditions(&conditions).await;
+        if result.is_ok() && validated {
+            result = self.mcn.set_validated_desired(&s.current_config).await;
+            if result.is_ok() {
+                result = self.mcn.set_current(&s.current_config).await;
             }
         }
-        true
+        match result {
+            Ok(()) => {
+                self.status_refused = None;
+                true
+            }
+            Err(e) if e.is_permanent(true) => {
+                tracing::error!(error = %e, "the API server refused the MachineConfigNode status; not retrying until it changes");
+                self.status_refused = Some(key);
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write the MachineConfigNode status");
+                false
+            }
+        }
     }
 
-    /// Arms the retry timer with the next backoff delay.
+    /// Arms the retry timer with the next backoff delay; not after a fetch of the desired
+    /// config that was refused for good (then only a new desiredConfig fetches again).
     pub(super) fn retry_later(&mut self) {
+        if std::mem::take(&mut self.fetch_refused) {
+            self.sync_pending = false;
+            return;
+        }
         let at = Instant::now() + self.backoff;
         self.retry_at = Some(self.retry_at.map_or(at, |t| t.min(at)));
         tracing::info!(after = ?self.backoff, "retrying later");
@@ -453,39 +529,39 @@ fn spec_policy(spec: serde_json::Value) -> Result<policy::Policy, String> {
         .map_err(|e| e.to_string())
 }
 
-fn condition_type(name: &str) -> Option<mcn::ConditionType> {
-    use mcn::ConditionType as T;
-    Some(match name {
-        "Updated" => T::Updated,
-        "UpdatePrepared" => T::UpdatePrepared,
-        "UpdateExecuted" => T::UpdateExecuted,
-        "UpdatePostActionComplete" => T::UpdatePostActionComplete,
-        "UpdateComplete" => T::UpdateComplete,
-        "Resumed" => T::Resumed,
-        "UpdateCompatible" => T::UpdateCompatible,
-        "UpdateFilesAndOS" => T::UpdateFilesAndOS,
-        "Drained" => T::Drained,
-        "Cordoned" => T::Cordoned,
-        "RebootedNode" => T::RebootedNode,
-        "ReloadedCRIO" => T::ReloadedCRIO,
-        "Uncordoned" => T::Uncordoned,
-        "NodeDegraded" => T::NodeDegraded,
-        _ => return None,
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::host::systemd::JobResult;
 
+    /// The status shows exactly the upstream v1 MachineConfigNode types, each once.
     #[test]
-    fn every_status_condition_has_a_machine_config_node_type() {
-        for c in super::super::status::PHASES
-            .iter()
-            .chain(super::super::status::DETAILS.iter())
-        {
-            assert!(condition_type(c).is_some(), "{c}");
+    fn status_conditions_are_the_upstream_v1_types() {
+        use super::super::status::{DETAILS, PHASES};
+        let shown: Vec<&str> = PHASES.iter().chain(DETAILS.iter()).copied().collect();
+        let mut sorted = shown.clone();
+        sorted.sort_unstable();
+        let mut upstream = vec![
+            "UpdatePrepared",
+            "UpdateExecuted",
+            "UpdatePostActionComplete",
+            "UpdateComplete",
+            "Updated",
+            "Resumed",
+            "Drained",
+            "AppliedFilesAndOS",
+            "Cordoned",
+            "Uncordoned",
+            "RebootedNode",
+            "NodeDegraded",
+        ];
+        upstream.sort_unstable();
+        assert_eq!(sorted, upstream);
+        for c in shown {
+            assert_eq!(mcn::ConditionType::parse(c).map(|t| t.as_str()), Some(c));
+        }
+        for old in ["UpdateCompatible", "UpdateFilesAndOS", "ReloadedCRIO"] {
+            assert_eq!(mcn::ConditionType::parse(old), None, "{old}");
         }
     }
 

@@ -324,7 +324,12 @@ impl Daemon {
             } else {
                 ConditionStatus::False
             };
-            s.set_condition("NodeDegraded", st, to.as_str(), reason, now);
+            let message = if reason.is_empty() {
+                format!("node is {to}")
+            } else {
+                reason.to_string()
+            };
+            s.set_condition("NodeDegraded", st, to.as_str(), &message, now);
         });
         if from != to {
             tracing::info!(from = %from, state = %to, config = %self.current_name, reason, "state {from} -> {to} on {}{}", dash(&self.current_name), if reason.is_empty() { String::new() } else { format!(": {reason}") });
@@ -497,11 +502,14 @@ impl Daemon {
             self.manifest.len(),
             dash(&self.current_name)
         );
-        let note = format!(
-            "Config Drift Monitor started, watching against {}",
-            dash(&self.current_name)
-        );
-        self.queue(EventReason::ConfigDriftMonitorStarted, note);
+        // Nothing to watch against before the first apply: the event comes with the first config.
+        if !self.current_name.is_empty() {
+            let note = format!(
+                "Config Drift Monitor started, watching against {}",
+                self.current_name
+            );
+            self.queue(EventReason::ConfigDriftMonitorStarted, note);
+        }
         Ok(())
     }
 
@@ -649,7 +657,13 @@ impl Daemon {
                 );
                 let now = SystemTime::now();
                 self.with_status(|s| {
-                    s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+                    s.set_condition(
+                        "Uncordoned",
+                        ConditionStatus::True,
+                        "Uncordoned",
+                        &format!("node schedulable again after {config}"),
+                        now,
+                    )
                 });
             }
             Err(e) => self.problem = Some((NodeState::Degraded, e)),
@@ -710,7 +724,13 @@ impl Daemon {
                 now,
             );
             s.set_condition("Updated", c, "Validated", &rec.config, now);
-            s.set_condition("Resumed", c, "Validated", "", now);
+            s.set_condition(
+                "Resumed",
+                c,
+                "Validated",
+                &format!("resumed on {}", rec.config),
+                now,
+            );
             s.last_outcome = Some(if ok {
                 format!("applied {}; rebooted and validated", rec.config)
             } else {

@@ -19,8 +19,12 @@ pub fn status_path(root: &Path) -> PathBuf {
     root.join(STATUS_FILE)
 }
 
-/// Condition types, in the order the table shows them. The first six are the phases of an
-/// update; the rest are its finer steps.
+/// Condition types, in the order the table shows them: the upstream MachineConfigNode v1 types
+/// (`machineconfiguration.openshift.io/v1`; the v1alpha1 names `UpdateCompatible`,
+/// `UpdateFilesAndOS` and `ReloadedCRIO` are not written). The first six are the phases of an
+/// update; the rest are its finer steps. Every condition is written with a non-empty reason
+/// (upstream's pattern `^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$`), a message a person can read
+/// and its transition time, as the upstream schema requires.
 pub const PHASES: [&str; 6] = [
     "Updated",
     "UpdatePrepared",
@@ -30,13 +34,11 @@ pub const PHASES: [&str; 6] = [
     "Resumed",
 ];
 /// The finer conditions (shown with `--wide`).
-pub const DETAILS: [&str; 8] = [
-    "UpdateCompatible",
-    "UpdateFilesAndOS",
+pub const DETAILS: [&str; 6] = [
+    "AppliedFilesAndOS",
     "Cordoned",
     "Drained",
     "RebootedNode",
-    "ReloadedCRIO",
     "Uncordoned",
     "NodeDegraded",
 ];
@@ -245,12 +247,11 @@ fn dash(s: &str) -> String {
     }
 }
 
-/// Column names as `oc get machineconfignodes` prints them.
+/// Column names as `oc get machineconfignodes -o wide` prints them (the upstream CRD's printer
+/// columns: `AppliedFilesAndOS` is the column `UpdatedFilesAndOS`).
 fn column_name(condition: &str) -> String {
     match condition {
-        "UpdatePostActionComplete" => "UPDATEPOSTACTIONCOMPLETED".into(),
-        "UpdateComplete" => "UPDATECOMPLETED".into(),
-        "UpdateFilesAndOS" => "UPDATEDFILESANDOS".into(),
+        "AppliedFilesAndOS" => "UPDATEDFILESANDOS".into(),
         "Cordoned" => "CORDONEDNODE".into(),
         "Drained" => "DRAINEDNODE".into(),
         "Uncordoned" => "UNCORDONEDNODE".into(),

@@ -145,6 +145,20 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             s.conflict_next_writes -= 1;
             return conflict(&target);
         }
+        if let Some(r) = s
+            .refusals
+            .iter()
+            .find(|r| r.verb == verb && path.contains(&r.path_part))
+        {
+            let reason = match r.code {
+                400 => "BadRequest",
+                403 => "Forbidden",
+                404 => "NotFound",
+                422 => "Invalid",
+                _ => "Refused",
+            };
+            return error(r.code, reason, format!("injected {} refusal", r.code));
+        }
     }
     let ns = target.namespace.clone().unwrap_or_default();
     match verb {
@@ -387,7 +401,11 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
     // What to send first: history after `from`, or (from 0) the current objects as ADDED.
     let (initial, mut last_rv, gone) = {
         let mut s = shared.store.lock().unwrap();
-        if from != 0 && from < s.compacted {
+        if from != 0 && s.gone_next_watches > 0 {
+            s.gone_next_watches -= 1;
+            s.gone += 1;
+            (Vec::new(), s.rv, true)
+        } else if from != 0 && from < s.compacted {
             s.gone += 1;
             (Vec::new(), s.rv, true)
         } else if from == 0 {

@@ -9,7 +9,15 @@
 //! at the compaction and is re-established from where it was), POST, PUT, PATCH (merge, strategic
 //! treated as merge, JSON patch) with 409 on a stale `metadata.resourceVersion`, `/status`
 //! subresources, `pods/NAME/eviction` (201, scriptable 429, 404). Faults: 500 for the next N
-//! requests, 409 for the next N writes, dropping every open watch. Every request is counted.
+//! requests, 409 for the next N writes, 410 for the next N resumed watches, a chosen status
+//! (400, 403, 404, 422) for chosen requests, dropping every open watch. Every request is
+//! counted.
+//!
+//! Which server covers what: this one is for what a real API server cannot do on demand —
+//! injected 500s, 409s, 410s and refusals at an exact request, dropped watches, and exact
+//! request counts. What the real one decides (schema validation of the upstream CRDs, RBAC of
+//! the packaged ServiceAccount, eviction and PodDisruptionBudgets, a real restart) is tested
+//! against a real kube-apiserver and etcd (`envtest`, tests/envtest/, `tests/envtest_*.rs`).
 #![allow(dead_code)]
 
 mod http;
@@ -40,6 +48,14 @@ pub struct Request {
     pub verb: &'static str,
 }
 
+/// Requests with this verb whose path contains `path_part` are answered with `code`.
+#[derive(Debug, Clone)]
+pub struct Refusal {
+    pub verb: &'static str,
+    pub path_part: String,
+    pub code: u16,
+}
+
 /// A change, as sent to watches.
 #[derive(Debug, Clone)]
 pub(crate) struct Change {
@@ -64,6 +80,10 @@ pub(crate) struct Store {
     pub eviction_blocks: HashMap<(String, String), u32>,
     pub requests: Vec<Request>,
     pub fail_next: u32,
+    /// The next this many watches that resume from a resourceVersion get 410 Gone.
+    pub gone_next_watches: u32,
+    /// Requests answered with an error status for as long as the entry stays.
+    pub refusals: Vec<Refusal>,
     pub conflict_next_writes: u32,
     pub uid: u64,
 }
@@ -243,6 +263,27 @@ impl TestApiServer {
     /// Answer 500 to the next `n` requests.
     pub fn fail_next(&self, n: u32) {
         self.shared.store.lock().unwrap().fail_next = n;
+    }
+
+    /// The next `n` watches that resume from a resourceVersion get `410 Gone` (an ERROR event,
+    /// as kube-apiserver answers a resourceVersion older than its history), deterministically.
+    pub fn gone_next_watches(&self, n: u32) {
+        self.shared.store.lock().unwrap().gone_next_watches = n;
+    }
+
+    /// From now on, answer requests with `verb` whose path contains `path_part` with `code`
+    /// (400, 403, 404, 422: what a real server's validation or RBAC would answer).
+    pub fn refuse(&self, verb: &'static str, path_part: &str, code: u16) {
+        self.shared.store.lock().unwrap().refusals.push(Refusal {
+            verb,
+            path_part: path_part.to_string(),
+            code,
+        });
+    }
+
+    /// Ends every [`TestApiServer::refuse`].
+    pub fn stop_refusing(&self) {
+        self.shared.store.lock().unwrap().refusals.clear();
     }
 
     /// Answer 409 to the next `n` PATCH/PUT requests.

@@ -66,7 +66,13 @@ impl Daemon {
             s.last_outcome = None;
             for c in PHASES.iter().chain(DETAILS.iter()) {
                 if *c != "NodeDegraded" {
-                    s.set_condition(c, ConditionStatus::Unknown, "Updating", "", now);
+                    s.set_condition(
+                        c,
+                        ConditionStatus::Unknown,
+                        "Updating",
+                        &format!("updating to {new_name}"),
+                        now,
+                    );
                 }
             }
             s.set_condition(
@@ -193,7 +199,13 @@ impl Daemon {
         let now = SystemTime::now();
         match c.uncordon(config).await {
             Ok(()) => self.with_status(|s| {
-                s.set_condition("Uncordoned", ConditionStatus::True, "Uncordoned", "", now)
+                s.set_condition(
+                    "Uncordoned",
+                    ConditionStatus::True,
+                    "Uncordoned",
+                    &format!("node schedulable again after {config}"),
+                    now,
+                )
             }),
             Err(e) => {
                 self.with_status(|s| {
@@ -259,20 +271,31 @@ impl Daemon {
             .any(|s| s.what == "reload crio.service");
         self.with_status(|s| {
             let t = ConditionStatus::True;
-            s.set_condition("UpdateCompatible", t, "Compatible", "", now);
-            s.set_condition("UpdatePrepared", t, "Prepared", "", now);
             s.set_condition(
-                "UpdateFilesAndOS",
+                "UpdatePrepared",
                 t,
-                "Written",
-                &format!("{} steps", applied.report.steps.len()),
+                "Prepared",
+                &format!("the update to {name} is reconcilable and planned"),
                 now,
             );
-            s.set_condition("UpdateExecuted", t, "Executed", "", now);
+            s.set_condition(
+                "AppliedFilesAndOS",
+                t,
+                "Applied",
+                &format!("{} steps applied for {name}", applied.report.steps.len()),
+                now,
+            );
+            s.set_condition(
+                "UpdateExecuted",
+                t,
+                "Executed",
+                &format!("files and units of {name} written"),
+                now,
+            );
             if cluster {
                 let f = ConditionStatus::False;
                 let (st, reason, msg) = match &drain {
-                    Some(Outcome::Done) => (t, "Drained", ""),
+                    Some(Outcome::Done) => (t, "Drained", "cordoned and drained"),
                     Some(Outcome::Skipped(why)) => (f, "Skipped", why.as_str()),
                     None => (f, "NotNeeded", "the change needs no drain"),
                 };
@@ -292,22 +315,23 @@ impl Daemon {
                     );
                 }
             }
+            let mut post = Vec::new();
             if crio {
-                s.set_condition("ReloadedCRIO", t, "Reloaded", "", now);
+                post.push("crio.service reloaded".to_string());
             }
-            s.set_condition(
-                "UpdatePostActionComplete",
-                t,
-                "Done",
-                &skipped.join("; "),
-                now,
-            );
+            if !skipped.is_empty() {
+                post.push(format!("skipped: {}", skipped.join("; ")));
+            }
+            if post.is_empty() {
+                post.push("post-update actions done".into());
+            }
+            s.set_condition("UpdatePostActionComplete", t, "Done", &post.join("; "), now);
             if reboot_pending {
                 s.set_condition(
                     "RebootedNode",
                     ConditionStatus::Unknown,
                     "Rebooting",
-                    "",
+                    &format!("rebooting into {name}"),
                     now,
                 );
                 s.last_outcome = Some(format!("applied {name}; rebooting"));
@@ -342,8 +366,14 @@ impl Daemon {
                         now,
                     );
                 }
-                s.set_condition("UpdateComplete", t, "Complete", "", now);
-                s.set_condition("Resumed", t, "Resumed", "", now);
+                s.set_condition(
+                    "UpdateComplete",
+                    t,
+                    "Complete",
+                    &format!("update to {name} complete"),
+                    now,
+                );
+                s.set_condition("Resumed", t, "Resumed", &format!("running {name}"), now);
                 s.set_condition("Updated", t, "Updated", name, now);
                 s.last_outcome = Some(if skipped.is_empty() {
                     format!("applied {name}")
@@ -375,7 +405,7 @@ impl Daemon {
         self.with_status(|s| {
             if state == NodeState::Unreconcilable {
                 s.set_condition(
-                    "UpdateCompatible",
+                    "UpdatePrepared",
                     ConditionStatus::False,
                     "Unreconcilable",
                     &reason,
