@@ -562,3 +562,31 @@ fn a_boot_into_the_wrong_image_stays_degraded_across_restarts() {
     d.wait_done("c");
     assert!(!n.node.exists("/etc/machine-config-daemon/os-pending"));
 }
+
+#[test]
+fn a_staged_deployment_dropped_before_the_reboot_is_staged_again() {
+    let n = OsNode::image_based();
+    ok(n.apply(&with_os("a", &[], |_| {})));
+    let b = with_os("b", &["nosmt"], |_| {});
+    ok(n.apply(&b));
+    // Someone drops the staged deployment before the node reboots.
+    let ok_cleanup = Command::new(FAKE)
+        .args(["cleanup", "-p"])
+        .env("FAKE_RPM_OSTREE_DIR", &n.os)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok_cleanup);
+    assert!(n.state()["staged"].is_null());
+    n.node.set_desired(&b);
+    let d = n.start();
+    d.wait("reboot pending", |s| s.reason.contains("reboot pending"));
+    drop(d);
+    assert_eq!(
+        n.calls(),
+        ["kargs --append=nosmt", "cleanup -p", "kargs --append=nosmt"]
+    );
+    n.fake("fake-reboot");
+    let d = n.start();
+    d.wait_done("b");
+}

@@ -4,8 +4,9 @@
 //! - `Staging`: the process died while staging. The OS change is undone (`rpm-ostree cleanup
 //!   -p`, or the package host's inverse) and the files are put back to the config the node ran
 //!   before; the desired config is then applied again as any other.
-//! - `Staged`, this boot: the node has not rebooted into it yet. With systemd the reboot is
-//!   resumed; without, the node stays `Working` with "reboot pending".
+//! - `Staged`, this boot: the node has not rebooted into it yet. On an image-based host whose
+//!   `rpm-ostree status` no longer shows a staged deployment, the change is staged again. With
+//!   systemd the reboot is resumed; without, the node stays `Working` with "reboot pending".
 //! - `Staged`, another boot: the node rebooted. What it booted is checked against the config
 //!   (kernel arguments in `/proc/cmdline`, kernel type, image, packages). A match completes the
 //!   update. A mismatch re-stages the change once and reboots again (a boot that did not take the
@@ -92,6 +93,20 @@ impl Daemon {
             }
             Phase::Staged if p.boot_id == boot_id() => {
                 tracing::warn!(config = %p.config, "the OS changes of {} are staged; the node has not rebooted into them", p.config);
+                // An image-based host shows the staged deployment; if it is gone (dropped by
+                // hand, or by another tool), the change is staged again before the reboot.
+                if let Ok(false) = self.os.staged() {
+                    tracing::warn!(config = %p.config, "no staged deployment for {}: staging it again", p.config);
+                    let restage = async {
+                        p.phase = Phase::Staging;
+                        p.write(&self.root).map_err(|e| e.to_string())?;
+                        update::stage_os(&root, sd.clone(), os.clone(), &mut p).await
+                    };
+                    if let Err(e) = restage.await {
+                        self.os_failed(p, format!("staging the OS changes again failed: {e}"));
+                        return;
+                    }
+                }
                 self.os_pending = Some(p.config.clone());
                 self.resume_reboot(&p.config).await;
             }
