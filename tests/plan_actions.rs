@@ -566,12 +566,38 @@ fn sshkey_and_password_changes_use_the_sshkey_entry() {
     keys.spec.config.users = vec![core(&["ssh-ed25519 AAAA new"])];
     let mut password = base();
     password.spec.config.users[0].password_hash = Some("$6$x".into());
-    for new in [keys, password] {
+    let mut both = base();
+    both.spec.config.users = vec![core(&["ssh-ed25519 AAAA new"])];
+    both.spec.config.users[0].password_hash = Some("$6$x".into());
+    let mut none_left = base();
+    none_left.spec.config.users = vec![core(&[])];
+    for (new, reason) in [
+        (keys, "ssh keys of core changed; matches policy sshkey"),
+        (
+            password,
+            "password hash of core changed; matches policy sshkey",
+        ),
+        (
+            both,
+            "ssh keys and password hash of core changed; matches policy sshkey",
+        ),
+        (none_left, "ssh keys of core changed; matches policy sshkey"),
+    ] {
         let p = run(&base(), &new, &policy);
         assert_eq!(p.changes.len(), 1);
         assert_eq!(p.changes[0].kind, Subject::SshKey);
         assert_eq!(p.changes[0].matched.as_deref(), Some("sshkey"));
+        assert_eq!(p.changes[0].reason, reason);
         assert_eq!(p.actions, vec![Action::reload("sshd.service")]);
+        // A note only when core is left without any key.
+        let warned = p
+            .notes
+            .iter()
+            .any(|n| n == "core will have no ssh authorized key after this change");
+        assert_eq!(
+            warned,
+            new.spec.config.users[0].ssh_authorized_keys.is_empty()
+        );
     }
     // Changes are ordered files, units, sshkey.
     let mut all = with_file(base(), "/etc/containers/policy.json", "{1}");
@@ -804,4 +830,118 @@ fn plan_json_shape() {
     // The diff is exposed to the executor.
     assert_eq!(p.diff.files.len(), 1);
     assert_eq!(p.diff.files[0].path, "/etc/chrony.conf");
+}
+
+/// The `kind` and `change` words of the table output (`as_str`) are the JSON output's.
+#[test]
+fn kind_and_change_words_are_the_json_ones() {
+    let subjects = [
+        (Subject::File, "file"),
+        (Subject::Unit, "unit"),
+        (Subject::SshKey, "sshkey"),
+        (Subject::KernelArguments, "kernelArguments"),
+        (Subject::KernelType, "kernelType"),
+        (Subject::Extensions, "extensions"),
+        (Subject::Fips, "fips"),
+        (Subject::OsImageUrl, "osImageURL"),
+    ];
+    for (s, word) in subjects {
+        assert_eq!(s.as_str(), word);
+        assert_eq!(serde_json::to_value(s).unwrap(), word);
+    }
+    let changes = [
+        (ChangeKind::Added, "added"),
+        (ChangeKind::Changed, "changed"),
+        (ChangeKind::Removed, "removed"),
+    ];
+    for (c, word) in changes {
+        assert_eq!(c.as_str(), word);
+        assert_eq!(serde_json::to_value(c).unwrap(), word);
+    }
+}
+
+/// A unit file written through `storage.files` (not `systemd.units`) redefines its unit too: a
+/// restart of it is preceded by a DaemonReload.
+#[test]
+fn unit_file_in_storage_files_redefines_the_unit() {
+    let policy = effective(&Policy {
+        files: vec![FilePolicy {
+            path: "/etc/systemd/system/crio.service".into(),
+            actions: vec![Action::restart("crio.service")],
+        }],
+        ..Policy::default()
+    });
+    let new = with_file(
+        base(),
+        "/etc/systemd/system/crio.service",
+        "[Service]\nExecStart=/usr/bin/crio\n",
+    );
+    let p = run(&base(), &new, &policy);
+    assert_eq!(
+        p.actions,
+        vec![Action::DaemonReload, Action::restart("crio.service")]
+    );
+    assert!(
+        p.notes
+            .iter()
+            .any(|n| n.contains("DaemonReload added before Restart crio.service")),
+        "{:?}",
+        p.notes
+    );
+}
+
+/// Only a unit file or a file directly in `<unit>.d/` redefines a unit: a file deeper down, or
+/// in a directory whose name only looks alike, does not (no DaemonReload is added).
+#[test]
+fn only_unit_files_and_direct_dropins_redefine_a_unit() {
+    let policy = |path: &str| {
+        effective(&Policy {
+            files: vec![FilePolicy {
+                path: path.into(),
+                actions: vec![Action::restart("crio.service")],
+            }],
+            ..Policy::default()
+        })
+    };
+    for (path, redefines) in [
+        ("/etc/systemd/system/crio.service.d/10-x.conf", true),
+        ("/etc/systemd/system/crio.service.d/sub/10-x.conf", false),
+        ("/etc/systemd/system/crio.service.x/10-x.conf", false),
+    ] {
+        let new = with_file(base(), path, "[Service]\n");
+        let p = run(&base(), &new, &policy(path));
+        let want = if redefines {
+            vec![Action::DaemonReload, Action::restart("crio.service")]
+        } else {
+            vec![Action::restart("crio.service")]
+        };
+        assert_eq!(p.actions, want, "{path}");
+    }
+}
+
+/// Policy paths are matched after lexical cleaning (`//`, `.`, `..`, a trailing `/`), and a
+/// clean path is taken as it is.
+#[test]
+fn policy_paths_are_cleaned_before_matching() {
+    use machine_config_daemon::plan::actions::clean_path;
+    for (raw, clean) in [
+        ("/etc/crio/policies/", "/etc/crio/policies"),
+        ("/etc//crio/./policies", "/etc/crio/policies"),
+        ("/etc/crio/x/../policies", "/etc/crio/policies"),
+        ("/etc/crio/policies", "/etc/crio/policies"),
+        ("/", "/"),
+    ] {
+        assert_eq!(clean_path(raw), clean, "{raw}");
+    }
+    let policy = effective(&Policy {
+        files: vec![FilePolicy {
+            path: "/etc//app/./conf.d/".into(),
+            actions: vec![Action::restart("app.service")],
+        }],
+        ..Policy::default()
+    });
+    let new = with_file(base(), "/etc/app/conf.d/x.conf", "x");
+    let p = run(&base(), &new, &policy);
+    assert_eq!(p.changes[0].matched.as_deref(), Some("/etc//app/./conf.d/"));
+    assert_eq!(p.actions, vec![Action::restart("app.service")]);
 }
