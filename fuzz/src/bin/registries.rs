@@ -1,0 +1,4 @@
+//! Fuzz target: see [`machine_config_daemon_fuzz::registries`].
+fn main() {
+    afl::fuzz!(|data: &[u8]| machine_config_daemon_fuzz::registries(data));
+}
