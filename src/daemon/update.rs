@@ -523,10 +523,7 @@ async fn write(
 ) -> Result<ApplyReport, HostError> {
     let root: PathBuf = root.to_path_buf();
     tokio::task::spawn_blocking(move || {
-        let mut root = Root::open(&root)?;
-        if let Some(dir) = &state_dir {
-            root = root.with_state_dir(dir)?;
-        }
+        let root = state_root(&root, state_dir.as_deref())?;
         host::apply(
             &root,
             old.as_deref(),

@@ -259,6 +259,8 @@ impl OsHost {
                 run: vec!["rpm-ostree".into(), "cleanup".into(), "-p".into()],
             }],
             _ => {
+                // The inverse of each step, last first (the command line file put back as it
+                // was); then kernel-install again, to read it.
                 let mut out = Vec::new();
                 for s in steps.iter().rev() {
                     match s {
@@ -275,31 +277,19 @@ impl OsHost {
                         }
                         OsStep::Cmdline { write, .. } => out.push(OsStep::Cmdline {
                             write: write.clone(),
-                            remove: Vec::new(),
-                            append: Vec::new(),
+                            remove: vec![RESTORE.into()],
+                            append: previous.map(|p| vec![p.to_string()]).unwrap_or_default(),
                         }),
                         OsStep::Run { .. } => {}
                     }
                 }
-                // Put the file back first, then let kernel-install read it again.
-                let mut fixed: Vec<OsStep> = out
-                    .into_iter()
-                    .map(|s| match s {
-                        OsStep::Cmdline { write, .. } => OsStep::Cmdline {
-                            write,
-                            remove: vec![RESTORE.into()],
-                            append: previous.map(|p| vec![p.to_string()]).unwrap_or_default(),
-                        },
-                        other => other,
-                    })
-                    .collect();
-                fixed.extend(
+                out.extend(
                     steps
                         .iter()
                         .filter(|s| matches!(s, OsStep::Run { run } if run.first().is_some_and(|p| p == "kernel-install")))
                         .cloned(),
                 );
-                fixed
+                out
             }
         }
     }

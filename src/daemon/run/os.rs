@@ -125,11 +125,8 @@ impl Daemon {
                         p.boot_id = boot_id();
                         p.phase = Phase::Staging;
                         let restage = async {
-                            let r = crate::host::Root::open(&root)
-                                .and_then(|r| r.with_state_dir(&self.opts.state_dir))
-                                .map_err(|e| e.to_string())?;
-                            os.undo(&p.undo, &r).map_err(|e| e.to_string())?;
-                            p.write(&r).map_err(|e| e.to_string())?;
+                            os.undo(&p.undo, &self.root).map_err(|e| e.to_string())?;
+                            p.write(&self.root).map_err(|e| e.to_string())?;
                             update::stage_os(&root, sd.clone(), os.clone(), &mut p).await
                         };
                         match restage.await {
