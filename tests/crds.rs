@@ -190,3 +190,63 @@ fn machine_config_schema_is_upstreams() {
     };
     assert_eq!(cols(&ours), cols(&theirs));
 }
+
+#[test]
+fn packaged_machine_configuration_crd_is_generated_from_the_types() {
+    check_generated(
+        "packaging/kubernetes/11-crd-machineconfiguration.yaml",
+        machine_config_daemon::cluster::machineconfiguration::machine_configuration_crd_yaml(),
+    );
+}
+
+#[test]
+fn machine_configuration_schema_is_upstreams_for_what_it_has() {
+    let Some(theirs) = upstream("0000_80_machine-config_01_machineconfigurations.crd.yaml") else {
+        return;
+    };
+    let ours = machine_config_daemon::cluster::machineconfiguration::machine_configuration_crd();
+    for key in ["plural", "singular", "kind"] {
+        assert_eq!(ours["spec"]["names"][key], theirs["spec"]["names"][key]);
+    }
+    assert_eq!(ours["spec"]["scope"], theirs["spec"]["scope"]);
+    assert_eq!(ours["spec"]["group"], theirs["spec"]["group"]);
+    assert_eq!(
+        ours["spec"]["versions"][0]["subresources"],
+        theirs["spec"]["versions"][0]["subresources"]
+    );
+    let (o, t) = (schema(&ours), schema(&theirs));
+    assert_eq!(o["required"], t["required"]);
+    let mut errors = Vec::new();
+    for part in ["spec", "status"] {
+        compare(
+            &o["properties"][part],
+            &t["properties"][part],
+            part,
+            &mut errors,
+        );
+    }
+    // Both ways: every upstream field is ours too, but the boot image and irreconcilable
+    // override fields the module doc lists as left out.
+    let left_out = [
+        "spec.managedBootImages",
+        "spec.bootImageSkewEnforcement",
+        "spec.irreconcilableValidationOverrides",
+        "status.managedBootImagesStatus",
+        "status.bootImageSkewEnforcementStatus",
+    ];
+    for part in ["spec", "status"] {
+        for (name, sub) in t["properties"][part]["properties"].as_object().unwrap() {
+            let at = format!("{part}.{name}");
+            if left_out.contains(&at.as_str()) {
+                continue;
+            }
+            compare(
+                sub,
+                &o["properties"][part]["properties"][name],
+                &format!("(upstream).{at}"),
+                &mut errors,
+            );
+        }
+    }
+    assert!(errors.is_empty(), "{errors:#?}");
+}

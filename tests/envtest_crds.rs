@@ -145,3 +145,167 @@ async fn the_packaged_crd_refuses_what_upstream_refuses() {
         "status.configVersion.current",
     );
 }
+
+/// A MachineConfiguration named `name` with `spec`.
+fn machine_configuration(name: &str, spec: Value) -> DynamicObject {
+    serde_json::from_value(json!({
+        "apiVersion": "operator.openshift.io/v1",
+        "kind": "MachineConfiguration",
+        "metadata": {"name": name},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_packaged_machine_configuration_crd_refuses_what_upstream_refuses() {
+    let Some(env) = envtest_without_crds("packaged_machine_configuration_crd") else {
+        return;
+    };
+    let client = env.client().await;
+    let pkg = Path::new(env!("CARGO_MANIFEST_DIR")).join("packaging/kubernetes");
+    apply_yaml(
+        &client,
+        &pkg.join("11-crd-machineconfiguration.yaml"),
+        false,
+    )
+    .await;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let established = kube::runtime::wait::await_condition(
+        crds,
+        "machineconfigurations.operator.openshift.io",
+        kube::runtime::wait::conditions::is_crd_established(),
+    );
+    tokio::time::timeout(WAIT, established)
+        .await
+        .expect("CRD established in time")
+        .unwrap();
+    let api: Api<DynamicObject> = Api::all_with(
+        client.clone(),
+        &gvk(
+            "operator.openshift.io",
+            "v1",
+            "MachineConfiguration",
+            "machineconfigurations",
+        ),
+    );
+    let pp = PostParams::default();
+
+    // Valid as users write it: stored as written; a field this CRD leaves out is pruned.
+    let valid = json!({
+        "managementState": "Managed",
+        "logLevel": "Debug",
+        "managedBootImages": {"machineManagers": []},
+        "nodeDisruptionPolicy": {
+            "files": [{"path": "/etc/chrony.conf",
+                       "actions": [{"type": "Reload", "reload": {"serviceName": "chronyd.service"}}]}],
+            "units": [{"name": "auditd.service", "actions": [{"type": "Drain"}, {"type": "DaemonReload"}]}],
+            "sshkey": {"actions": [{"type": "None"}]},
+        },
+    });
+    let stored = api
+        .create(&pp, &machine_configuration("cluster", valid.clone()))
+        .await
+        .unwrap();
+    assert_eq!(
+        stored.data["spec"]["nodeDisruptionPolicy"],
+        valid["nodeDisruptionPolicy"]
+    );
+    assert_eq!(stored.data["spec"]["operatorLogLevel"], "Normal", "default");
+    assert!(stored.data["spec"]["managedBootImages"].is_null(), "pruned");
+
+    // The typed object reads it back.
+    let typed: Api<machine_config_daemon::cluster::machineconfiguration::MachineConfiguration> =
+        Api::all(client.clone());
+    let got = typed.get("cluster").await.unwrap();
+    let policy = got.spec.node_disruption_policy.unwrap();
+    assert_eq!(policy.files[0].path, "/etc/chrony.conf");
+
+    let policy = |p: Value| json!({"nodeDisruptionPolicy": p});
+    let action = |a: Value| policy(json!({"files": [{"path": "/etc/x", "actions": a}]}));
+    for (name, spec, field) in [
+        (
+            "reboot-not-alone",
+            action(json!([{"type": "Reboot"}, {"type": "Drain"}])),
+            "Reboot action can only be specified standalone",
+        ),
+        (
+            "none-not-alone",
+            action(json!([{"type": "None"}, {"type": "Drain"}])),
+            "None action can only be specified standalone",
+        ),
+        (
+            "reload-without-service",
+            action(json!([{"type": "Reload"}])),
+            "reload is required when type is Reload",
+        ),
+        (
+            "restart-on-drain",
+            action(json!([{"type": "Drain", "restart": {"serviceName": "a.service"}}])),
+            "restart is required when type is Restart, and forbidden otherwise",
+        ),
+        (
+            "special-in-spec",
+            action(json!([{"type": "Special"}])),
+            "spec.nodeDisruptionPolicy.files[0].actions[0].type",
+        ),
+        (
+            "bad-suffix",
+            policy(json!({"units": [{"name": "auditd", "actions": [{"type": "None"}]}]})),
+            "Invalid ${SERVICETYPE} in service name",
+        ),
+        (
+            "bad-service",
+            action(json!([{"type": "Restart", "restart": {"serviceName": "a b.service"}}])),
+            "Invalid ${NAME} in service name",
+        ),
+        (
+            "duplicate-path",
+            policy(json!({"files": [
+                {"path": "/etc/x", "actions": [{"type": "None"}]},
+                {"path": "/etc/x", "actions": [{"type": "Drain"}]}]})),
+            "Duplicate value",
+        ),
+        (
+            "sshkey-without-actions",
+            policy(json!({"sshkey": {}})),
+            "spec.nodeDisruptionPolicy.sshkey.actions",
+        ),
+        (
+            "eleven-actions",
+            action(json!(vec![json!({"type": "Drain"}); 11])),
+            "spec.nodeDisruptionPolicy.files[0].actions",
+        ),
+        (
+            "bad-management-state",
+            json!({"managementState": "Sometimes"}),
+            "spec.managementState",
+        ),
+    ] {
+        refused(
+            api.create(&pp, &machine_configuration(name, spec)).await,
+            field,
+        );
+    }
+
+    // Status: the effective policy may carry Special; a bad observedGeneration type is refused.
+    let status = json!({"status": {
+        "observedGeneration": 1,
+        "nodeDisruptionPolicyStatus": {"clusterPolicies": {
+            "files": [{"path": "/etc/containers/registries.conf", "actions": [{"type": "Special"}]}],
+            "units": [], "sshkey": {"actions": [{"type": "None"}]}}},
+        "conditions": [condition("AsExpected")],
+    }});
+    api.patch_status("cluster", &PatchParams::default(), &Patch::Merge(&status))
+        .await
+        .unwrap();
+    refused(
+        api.patch_status(
+            "cluster",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"status": {"conditions": [condition("")]}})),
+        )
+        .await,
+        "reason",
+    );
+}

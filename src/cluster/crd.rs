@@ -236,7 +236,7 @@ pub fn machine_config_crd() -> serde_json::Value {
     crd
 }
 
-fn remove_key(v: &mut serde_json::Value, key: &str) {
+pub(crate) fn remove_key(v: &mut serde_json::Value, key: &str) {
     match v {
         serde_json::Value::Object(m) => {
             m.remove(key);

@@ -9,6 +9,7 @@
 //! | [`node`]          | this node's `Node` (annotations, cordon)        | one watch; PATCH on change   |
 //! | [`machineconfig`] | `MachineConfig` by name                         | one GET per desired config   |
 //! | [`policy`]        | `MachineConfiguration` `cluster` (the policy)   | one watch                    |
+//! | [`machineconfiguration`] | its Rust types and packaged CRD          | none                         |
 //! | [`events`]        | `events.k8s.io/v1` Events about the node        | one POST (or PATCH) per event|
 //! | [`mcn`]           | this node's `MachineConfigNode`                 | PATCH status on change       |
 //! | [`drain`]         | drain, by controller hand-off or by itself      | see [`drain`]                |
@@ -38,6 +39,7 @@ pub mod crd;
 pub mod drain;
 pub mod events;
 pub mod machineconfig;
+pub mod machineconfiguration;
 pub mod mcn;
 pub mod node;
 pub mod policy;
