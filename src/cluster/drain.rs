@@ -10,6 +10,10 @@
 //!   pods until the evicted ones are gone. Past `timeout` the error names the blocking pods.
 //!
 //! Single-node clusters (`controlPlaneTopology: SingleReplica`) skip the drain in both modes.
+//!
+//! The eviction itself ([`classify`], [`evict_node_pods`]) is shared with the drain controller
+//! (`controller::drain`), which answers the hand-off of the first mode: one implementation of
+//! kubectl-drain's rules for both.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -20,9 +24,9 @@ use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::time::Instant;
 
-use super::ClusterError;
 use super::node::{KubeNode, NodeView};
 use super::retry::{WatchBackoff, is_code, is_transient, with_retries};
+use super::{Client, ClusterError, Options};
 
 /// Annotation marking a mirror (static) pod.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -152,13 +156,19 @@ async fn hand_off(
     Ok(false)
 }
 
-/// What to do with one pod.
-enum Disposition {
+/// What a drain does with one pod (kubectl drain's rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Disposition {
+    /// Left alone, with the reason: a DaemonSet pod (its controller would put it back), a
+    /// mirror (static) pod (the kubelet owns it), a completed pod (nothing runs).
     Skip(&'static str),
+    /// Evicted; with a warning when the eviction loses data (emptyDir) or the pod has no
+    /// controller to recreate it.
     Evict { warning: Option<String> },
 }
 
-fn classify(pod: &Pod) -> Disposition {
+/// What a drain does with `pod`.
+pub fn classify(pod: &Pod) -> Disposition {
     let meta = &pod.metadata;
     let id = pod_id(pod);
     let owners = meta.owner_references.as_deref().unwrap_or_default();
@@ -194,7 +204,8 @@ fn classify(pod: &Pod) -> Disposition {
     Disposition::Evict { warning }
 }
 
-fn pod_id(pod: &Pod) -> String {
+/// `namespace/name` of a pod.
+pub fn pod_id(pod: &Pod) -> String {
     format!(
         "{}/{}",
         pod.metadata.namespace.as_deref().unwrap_or_default(),
@@ -207,16 +218,51 @@ async fn self_drain(
     view: &NodeView,
     opts: &DrainOptions,
 ) -> Result<DrainOutcome, ClusterError> {
-    let started = Instant::now();
-    let deadline = started + opts.timeout;
-    let name = node.name();
     if !view.unschedulable {
         node.set_unschedulable(true).await?;
     }
-    let pods_api: Api<Pod> = Api::all(node.client().clone());
+    let evicted = evict_node_pods(
+        node.client(),
+        node.options(),
+        node.name(),
+        opts.eviction_retry,
+        opts.timeout,
+    )
+    .await?;
+    Ok(DrainOutcome::Drained {
+        evicted: evicted.evicted,
+        warnings: evicted.warnings,
+    })
+}
+
+/// What [`evict_node_pods`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Evicted {
+    /// The pods evicted (`namespace/name`), sorted.
+    pub evicted: Vec<String>,
+    /// Warnings about pods whose eviction loses data or that are not recreated.
+    pub warnings: Vec<String>,
+}
+
+/// Evicts the pods bound to `node` that [`classify`] selects, with the Eviction API: a pod a
+/// PodDisruptionBudget protects (429) or a transient failure is tried again every
+/// `eviction_retry`, a pod already gone (404) is done. Then waits, on a watch of the node's
+/// pods, until every evicted pod is gone (a pod recreated under the same name has a new uid and
+/// counts as gone). Past `timeout` the error ([`ClusterError::DrainTimeout`]) names the pods
+/// still blocking. The caller cordons the node first.
+pub async fn evict_node_pods(
+    client: &Client,
+    opts: &Options,
+    name: &str,
+    eviction_retry: Duration,
+    timeout: Duration,
+) -> Result<Evicted, ClusterError> {
+    let started = Instant::now();
+    let deadline = started + timeout;
+    let pods_api: Api<Pod> = Api::all(client.clone());
     let selector = format!("spec.nodeName={name}");
     let list_params = ListParams::default().fields(&selector);
-    let listed = with_retries(node.options(), &format!("list pods on {name}"), || {
+    let listed = with_retries(opts, &format!("list pods on {name}"), || {
         pods_api.list(&list_params)
     })
     .await?;
@@ -243,7 +289,7 @@ async fn self_drain(
         for (id, pod) in std::mem::take(&mut pending) {
             let ns = pod.metadata.namespace.clone().unwrap_or_default();
             let pod_name = pod.metadata.name.clone().unwrap_or_default();
-            let api: Api<Pod> = Api::namespaced(node.client().clone(), &ns);
+            let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
             match api.evict(&pod_name, &EvictParams::default()).await {
                 Ok(_) => {
                     tracing::info!(node = name, pod = %id, "pod evicted");
@@ -262,20 +308,23 @@ async fn self_drain(
         if blocked.is_empty() {
             break;
         }
-        if Instant::now() + opts.eviction_retry > deadline {
+        if Instant::now() + eviction_retry > deadline {
             return Err(ClusterError::DrainTimeout {
                 node: name.to_string(),
-                after: opts.timeout,
+                after: timeout,
                 pods: blocked.into_keys().collect(),
             });
         }
         pending = blocked;
-        tokio::time::sleep(opts.eviction_retry).await;
+        tokio::time::sleep(eviction_retry).await;
     }
 
-    wait_gone(node, &pods_api, &selector, &evicted, deadline, opts.timeout).await?;
+    wait_gone(
+        name, opts, &pods_api, &selector, &evicted, deadline, timeout,
+    )
+    .await?;
     tracing::info!(node = name, evicted = evicted.len(), elapsed = ?started.elapsed(), "node drained");
-    Ok(DrainOutcome::Drained {
+    Ok(Evicted {
         evicted: evicted.into_keys().collect(),
         warnings,
     })
@@ -283,7 +332,8 @@ async fn self_drain(
 
 /// Waits, on a watch of the node's pods, until none of `evicted` (id → uid) exists any more.
 async fn wait_gone(
-    node: &KubeNode,
+    node: &str,
+    opts: &Options,
     pods_api: &Api<Pod>,
     selector: &str,
     evicted: &BTreeMap<String, Option<String>>,
@@ -304,7 +354,7 @@ async fn wait_gone(
         pods_api.clone(),
         watcher::Config::default().fields(selector),
     )
-    .backoff(WatchBackoff::new(node.options()))
+    .backoff(WatchBackoff::new(opts))
     .boxed();
     let mut present: BTreeSet<(String, Option<String>)> = BTreeSet::new();
     let mut listing: BTreeSet<(String, Option<String>)> = BTreeSet::new();
@@ -317,16 +367,13 @@ async fn wait_gone(
         let event = match next {
             Err(_) => {
                 return Err(ClusterError::DrainTimeout {
-                    node: node.name().to_string(),
+                    node: node.to_string(),
                     after: timeout,
                     pods: still_there(&present),
                 });
             }
             Ok(None) => {
-                return Err(ClusterError::WatchStopped(format!(
-                    "pods on {}",
-                    node.name()
-                )));
+                return Err(ClusterError::WatchStopped(format!("pods on {node}")));
             }
             Ok(Some(e)) => e,
         };
@@ -346,7 +393,7 @@ async fn wait_gone(
             Ok(watcher::Event::Delete(p)) => {
                 present.remove(&key(&p));
             }
-            Err(e) => tracing::warn!(node = node.name(), error = %e, "pod watch error; retrying"),
+            Err(e) => tracing::warn!(node, error = %e, "pod watch error; retrying"),
         }
     }
 }

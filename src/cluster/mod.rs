@@ -43,7 +43,7 @@ pub mod machineconfiguration;
 pub mod mcn;
 pub mod node;
 pub mod policy;
-mod retry;
+pub(crate) mod retry;
 
 use std::path::Path;
 use std::time::Duration;
