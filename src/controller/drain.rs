@@ -191,7 +191,9 @@ impl Drop for Active {
     }
 }
 
-/// Runs the drain controller until the Node watch ends.
+/// Runs the drain controller until the Node watch ends. `client` comes from
+/// [`crate::cluster::connect`] (or [`crate::cluster::client_from_config`]): kube's own retry
+/// layer off, so that each 429 of the Eviction API reaches the drain, which paces its retries.
 pub async fn run(client: Client, opts: DrainControllerOptions) -> Result<(), ControllerError> {
     let api: Api<Node> = Api::all(client.clone());
     let mut stream = PacedWatch::new(api, watcher::Config::default(), &opts.api, "nodes");
