@@ -39,6 +39,7 @@ pub mod drain;
 pub mod events;
 pub mod machineconfig;
 pub mod mcn;
+pub mod mcp;
 pub mod node;
 pub mod policy;
 mod retry;
