@@ -5,6 +5,7 @@
 //! the cluster write, [`plan`] decides, [`host`] changes the node.
 
 pub mod cluster;
+pub mod controller;
 pub mod daemon;
 pub mod host;
 pub mod model;

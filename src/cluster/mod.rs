@@ -42,7 +42,7 @@ pub mod mcn;
 pub mod mcp;
 pub mod node;
 pub mod policy;
-mod retry;
+pub(crate) mod retry;
 
 use std::path::Path;
 use std::time::Duration;
