@@ -83,7 +83,7 @@ pub fn strip_config(mc: &mut MachineConfig) {
 pub struct PoolController {
     client: Client,
     opts: Options,
-    recorder: Recorder,
+    reporter: Reporter,
     renders: RenderCache,
     /// MachineConfigs converted for [`decide`], by name, with the resourceVersion converted.
     configs: HashMap<String, Arc<CachedConfig>>,
@@ -98,7 +98,7 @@ impl PoolController {
             instance: Some(instance.to_string()),
         };
         PoolController {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             opts,
             renders: RenderCache::default(),
@@ -296,8 +296,11 @@ impl PoolController {
             action: "Reconcile".into(),
             secondary: None,
         };
+        // A fresh recorder per event: kube's recorder folds events of one reason into a series
+        // that keeps the first note, and each of these notes says something new.
+        let recorder = Recorder::new(self.client.clone(), self.reporter.clone());
         // An event is best effort: its failure never stops the rollout.
-        if let Err(e) = self.recorder.publish(&event, &reference).await {
+        if let Err(e) = recorder.publish(&event, &reference).await {
             tracing::warn!(reason, error = %e, "event not published");
         }
     }
