@@ -289,6 +289,14 @@ async fn six_nodes_roll_out_two_at_a_time_on_a_real_api_server() {
         "MachineConfigPool"
     );
 
+    // What a user sees (docs/any-kubernetes.md quotes it; `-- --nocapture` shows it).
+    if let Ok(out) = Command::new("kubectl")
+        .args(["--kubeconfig", &env.kubeconfig, "get", "mcp"])
+        .output()
+    {
+        println!("{}", String::from_utf8_lossy(&out.stdout));
+    }
+
     stop.send(()).unwrap();
     controller.await.unwrap().unwrap();
     recorder.abort();
