@@ -26,6 +26,7 @@ fn documents() -> Vec<Value> {
     for f in files
         .iter()
         .filter(|f| f.extension().is_some_and(|e| e == "yaml"))
+        .filter(|f| !f.ends_with("kustomization.yaml"))
     {
         let text = std::fs::read_to_string(f).unwrap();
         for part in text.split("\n---\n") {
@@ -68,7 +69,7 @@ async fn kubectl_apply_dry_run_accepts_the_manifests() {
                 "--server",
             ])
             .arg(&server_url)
-            .arg("-f")
+            .arg("-k")
             .arg(dir)
             .output()
             .unwrap()
@@ -87,6 +88,15 @@ async fn kubectl_apply_dry_run_accepts_the_manifests() {
         "customresourcedefinition.apiextensions.k8s.io/machineconfigs.machineconfiguration.openshift.io",
         "customresourcedefinition.apiextensions.k8s.io/machineconfigurations.operator.openshift.io",
         "customresourcedefinition.apiextensions.k8s.io/machineconfignodes.machineconfiguration.openshift.io",
+        "customresourcedefinition.apiextensions.k8s.io/machineconfigpools.machineconfiguration.openshift.io",
+        "machineconfigpool.machineconfiguration.openshift.io/master",
+        "machineconfigpool.machineconfiguration.openshift.io/worker",
+        "serviceaccount/machine-config-controller",
+        "clusterrole.rbac.authorization.k8s.io/machine-config-controller",
+        "clusterrolebinding.rbac.authorization.k8s.io/machine-config-controller",
+        "role.rbac.authorization.k8s.io/machine-config-controller",
+        "rolebinding.rbac.authorization.k8s.io/machine-config-controller",
+        "deployment.apps/machine-config-controller",
     ] {
         assert!(
             stdout.lines().any(|l| l == expected),
@@ -134,10 +144,8 @@ fn daemonset_runs_privileged_on_every_node() {
     assert_eq!(pod["volumes"][0]["hostPath"]["path"], "/");
 }
 
-#[test]
-fn rbac_grants_only_what_the_daemon_uses() {
-    let docs = documents();
-    let role = find(&docs, "ClusterRole", "machine-config-daemon");
+/// Every (group/resource:verb) a role grants, sorted.
+fn grants(role: &Value) -> Vec<String> {
     let mut grants: Vec<String> = Vec::new();
     for rule in role["rules"].as_array().unwrap() {
         for g in rule["apiGroups"].as_array().unwrap() {
@@ -154,6 +162,13 @@ fn rbac_grants_only_what_the_daemon_uses() {
         }
     }
     grants.sort();
+    grants
+}
+
+#[test]
+fn rbac_grants_only_what_the_daemon_uses() {
+    let docs = documents();
+    let grants = grants(find(&docs, "ClusterRole", "machine-config-daemon"));
     let expected = [
         "/nodes:get",
         "/nodes:list",
@@ -185,6 +200,7 @@ fn crds_have_status_subresources_where_the_daemon_writes_status() {
         ("machineconfigs.machineconfiguration.openshift.io", false),
         ("machineconfigurations.operator.openshift.io", true),
         ("machineconfignodes.machineconfiguration.openshift.io", true),
+        ("machineconfigpools.machineconfiguration.openshift.io", true),
     ] {
         let crd = find(&docs, "CustomResourceDefinition", name);
         assert_eq!(crd["spec"]["scope"], "Cluster", "{name}");
@@ -235,4 +251,111 @@ fn daemonset_probes_the_health_endpoint_and_limits_memory() {
         assert_eq!(get["port"].to_string(), port, "{probe}");
     }
     assert_eq!(c["resources"]["limits"]["memory"], "1Gi");
+}
+
+/// `kubectl apply -k` installs every manifest of the folder.
+#[test]
+fn kustomization_lists_every_manifest() {
+    let k: Value = serde_saphyr::from_str(
+        &std::fs::read_to_string(format!("{DIR}/kustomization.yaml")).unwrap(),
+    )
+    .unwrap();
+    let mut listed: Vec<String> = k["resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap().to_string())
+        .collect();
+    listed.sort();
+    let mut files: Vec<String> = std::fs::read_dir(DIR)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".yaml") && f != "kustomization.yaml")
+        .collect();
+    files.sort();
+    assert_eq!(listed, files);
+}
+
+/// The controller: two replicas, no host access, non-root, read-only root filesystem, its
+/// own ServiceAccount, the leader election identity from the pod's name.
+#[test]
+fn controller_deployment_runs_unprivileged() {
+    let docs = documents();
+    let d = find(&docs, "Deployment", "machine-config-controller");
+    assert_eq!(d["metadata"]["namespace"], "machine-config-daemon");
+    assert_eq!(d["spec"]["replicas"], 2);
+    let pod = &d["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "machine-config-controller");
+    for host in ["hostNetwork", "hostPID", "hostIPC"] {
+        assert!(pod[host].is_null() || pod[host] == false, "{host}");
+    }
+    assert!(pod["volumes"].is_null(), "no volumes (no hostPath)");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"], serde_json::json!(["controller"]));
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert!(c["securityContext"]["privileged"].is_null());
+    assert_eq!(c["env"][0]["name"], "POD_NAME");
+    assert_eq!(
+        c["env"][0]["valueFrom"]["fieldRef"]["fieldPath"],
+        "metadata.name"
+    );
+    // `controller --help` knows POD_NAME as the identity.
+    let help = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .args(["controller", "--help"])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("[env: POD_NAME="));
+}
+
+#[test]
+fn controller_rbac_grants_only_what_the_controllers_use() {
+    let docs = documents();
+    let cluster = grants(find(&docs, "ClusterRole", "machine-config-controller"));
+    let expected = [
+        "/nodes:get",
+        "/nodes:list",
+        "/nodes:patch",
+        "/nodes:watch",
+        "/pods/eviction:create",
+        "/pods:list",
+        "/pods:watch",
+        "events.k8s.io/events:create",
+        "events.k8s.io/events:patch",
+        "machineconfiguration.openshift.io/machineconfigpools/status:patch",
+        "machineconfiguration.openshift.io/machineconfigpools/status:update",
+        "machineconfiguration.openshift.io/machineconfigpools:get",
+        "machineconfiguration.openshift.io/machineconfigpools:list",
+        "machineconfiguration.openshift.io/machineconfigpools:patch",
+        "machineconfiguration.openshift.io/machineconfigpools:watch",
+        "machineconfiguration.openshift.io/machineconfigs:create",
+        "machineconfiguration.openshift.io/machineconfigs:delete",
+        "machineconfiguration.openshift.io/machineconfigs:get",
+        "machineconfiguration.openshift.io/machineconfigs:list",
+        "machineconfiguration.openshift.io/machineconfigs:watch",
+        "operator.openshift.io/machineconfigurations/status:patch",
+        "operator.openshift.io/machineconfigurations/status:update",
+        "operator.openshift.io/machineconfigurations:get",
+        "operator.openshift.io/machineconfigurations:list",
+        "operator.openshift.io/machineconfigurations:watch",
+    ];
+    assert_eq!(cluster, expected);
+    // The Lease: in its namespace only.
+    let role = find(&docs, "Role", "machine-config-controller");
+    assert_eq!(role["metadata"]["namespace"], "machine-config-daemon");
+    assert_eq!(
+        grants(role),
+        [
+            "coordination.k8s.io/leases:create",
+            "coordination.k8s.io/leases:get",
+            "coordination.k8s.io/leases:update"
+        ]
+    );
+    let binding = find(&docs, "RoleBinding", "machine-config-controller");
+    assert_eq!(binding["subjects"][0]["name"], "machine-config-controller");
 }

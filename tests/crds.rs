@@ -250,3 +250,69 @@ fn machine_configuration_schema_is_upstreams_for_what_it_has() {
     }
     assert!(errors.is_empty(), "{errors:#?}");
 }
+#[test]
+fn packaged_machine_config_pool_crd_is_generated_from_the_types() {
+    check_generated(
+        "packaging/kubernetes/13-crd-machineconfigpool.yaml",
+        machine_config_daemon::cluster::mcp::machine_config_pool_crd_yaml(),
+    );
+}
+
+#[test]
+fn machine_config_pool_schema_is_upstreams() {
+    let Some(theirs) = upstream("0000_80_machine-config_01_machineconfigpools.crd.yaml") else {
+        return;
+    };
+    let ours = machine_config_daemon::cluster::mcp::machine_config_pool_crd();
+    for key in ["plural", "singular", "kind", "shortNames"] {
+        assert_eq!(
+            ours["spec"]["names"][key], theirs["spec"]["names"][key],
+            "names.{key}"
+        );
+    }
+    assert_eq!(ours["spec"]["scope"], theirs["spec"]["scope"]);
+    assert_eq!(
+        ours["spec"]["versions"][0]["subresources"],
+        theirs["spec"]["versions"][0]["subresources"]
+    );
+    let mut errors = Vec::new();
+    compare(schema(&ours), schema(&theirs), "", &mut errors);
+    assert!(errors.is_empty(), "{errors:#?}");
+    let max = |crd: &serde_json::Value| {
+        let m = &schema(crd)["properties"]["spec"]["properties"]["maxUnavailable"];
+        (m["anyOf"].clone(), m["x-kubernetes-int-or-string"].clone())
+    };
+    assert_eq!(max(&ours), max(&theirs));
+    // The printer columns are upstream's, in order, with the same paths and types: what
+    // `kubectl get mcp` prints as the seed's `oc get machineconfigpool` does.
+    let cols = |crd: &serde_json::Value| -> Vec<String> {
+        crd["spec"]["versions"][0]["additionalPrinterColumns"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| format!("{} {} {}", c["name"], c["type"], c["jsonPath"]))
+            .collect()
+    };
+    assert_eq!(cols(&ours), cols(&theirs));
+}
+
+/// `kubectl get mcp` prints the column names upper-cased: the seed's header, whatever upstream
+/// has.
+#[test]
+fn machine_config_pool_columns_are_the_seeds() {
+    let ours = machine_config_daemon::cluster::mcp::machine_config_pool_crd();
+    let header: Vec<String> = std::iter::once("NAME".to_string())
+        .chain(
+            ours["spec"]["versions"][0]["additionalPrinterColumns"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["name"].as_str().unwrap().to_uppercase()),
+        )
+        .collect();
+    assert_eq!(
+        header.join(" "),
+        "NAME CONFIG UPDATED UPDATING DEGRADED MACHINECOUNT READYMACHINECOUNT \
+         UPDATEDMACHINECOUNT DEGRADEDMACHINECOUNT AGE"
+    );
+}

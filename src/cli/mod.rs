@@ -1,6 +1,7 @@
 //! Subcommands. Each file owns one command: its `Args` (clap) and its `run`.
 
 pub mod apply;
+pub mod controller;
 pub mod force;
 pub mod logging;
 pub mod plan;

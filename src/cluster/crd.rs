@@ -263,7 +263,7 @@ pub fn machine_config_crd_yaml() -> String {
     )
 }
 
-fn crd_yaml(crd: serde_json::Value, what: &str) -> String {
+pub(crate) fn crd_yaml(crd: serde_json::Value, what: &str) -> String {
     let yaml = serde_saphyr::to_string(&crd).expect("CRD to YAML");
     format!(
         "# Generated from src/cluster/crd.rs (MCD_BLESS=1 cargo test --test crds rewrites it).\n\

@@ -41,6 +41,7 @@ pub mod events;
 pub mod machineconfig;
 pub mod machineconfiguration;
 pub mod mcn;
+pub mod mcp;
 pub mod node;
 pub mod policy;
 pub(crate) mod retry;

@@ -281,7 +281,7 @@ pub async fn run(client: Client, opts: DrainControllerOptions) -> Result<(), Con
             active.insert(name, Active { value, task });
         }
     }
-    Err(ControllerError::WatchStopped("nodes".into()))
+    Err(ControllerError::WatchEnded("nodes"))
 }
 
 /// Answers one request, retrying until it succeeds (or the task is aborted by a newer one).

@@ -187,9 +187,7 @@ pub async fn run(client: Client, opts: PolicyStatusOptions) -> Result<(), Contro
             tracing::warn!(error = %e, "cannot write the MachineConfiguration status");
         }
     }
-    Err(ControllerError::WatchStopped(
-        "MachineConfiguration cluster".into(),
-    ))
+    Err(ControllerError::WatchEnded("MachineConfiguration cluster"))
 }
 
 async fn reconcile(

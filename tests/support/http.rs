@@ -496,13 +496,22 @@ fn watch(shared: Arc<Shared>, target: Target, query: &str) -> Response<Body> {
 fn discovery(path: &str) -> Option<Value> {
     type Resources = &'static [(&'static str, &'static str, bool)];
     const GROUPS: &[(&str, &str, Resources)] = &[
-        ("apps", "v1", &[("daemonsets", "DaemonSet", true)]),
+        (
+            "apps",
+            "v1",
+            &[
+                ("daemonsets", "DaemonSet", true),
+                ("deployments", "Deployment", true),
+            ],
+        ),
         (
             "rbac.authorization.k8s.io",
             "v1",
             &[
                 ("clusterroles", "ClusterRole", false),
                 ("clusterrolebindings", "ClusterRoleBinding", false),
+                ("roles", "Role", true),
+                ("rolebindings", "RoleBinding", true),
             ],
         ),
         (
@@ -521,6 +530,7 @@ fn discovery(path: &str) -> Option<Value> {
             &[
                 ("machineconfigs", "MachineConfig", false),
                 ("machineconfignodes", "MachineConfigNode", false),
+                ("machineconfigpools", "MachineConfigPool", false),
             ],
         ),
         (

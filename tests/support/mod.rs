@@ -37,6 +37,8 @@ pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
 pub const MACHINECONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigs";
 pub const MACHINECONFIGNODES: &str = "apis/machineconfiguration.openshift.io/v1/machineconfignodes";
 pub const MACHINECONFIGURATIONS: &str = "apis/operator.openshift.io/v1/machineconfigurations";
+pub const MACHINECONFIGPOOLS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigpools";
+pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
 /// One recorded request.
 #[derive(Debug, Clone)]
@@ -120,6 +122,8 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "machineconfigs" => "MachineConfig",
         "machineconfignodes" => "MachineConfigNode",
         "machineconfigurations" => "MachineConfiguration",
+        "machineconfigpools" => "MachineConfigPool",
+        "leases" => "Lease",
         "namespaces" => "Namespace",
         _ => "Unknown",
     };
@@ -333,6 +337,17 @@ impl TestApiServer {
     /// Evicted pods disappear after this delay (graceful termination).
     pub fn eviction_delete_delay(&self, delay: Duration) {
         *self.shared.eviction_delete_delay.lock().unwrap() = delay;
+    }
+
+    /// Every write so far to `collection` (after any [`TestApiServer::compact`]), in order: the
+    /// objects as stored, each with its change type.
+    pub fn history(&self, collection: &str) -> Vec<(&'static str, Value)> {
+        let s = self.shared.store.lock().unwrap();
+        s.history
+            .iter()
+            .filter(|c| c.collection == collection)
+            .map(|c| (c.kind, c.object.clone()))
+            .collect()
     }
 
     /// Every request so far.

@@ -1,0 +1,78 @@
+//! The `controller` command: the machine-config controller (render per pool, roll pools out,
+//! report pool status), with leader election so several replicas are safe.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use machine_config_daemon::cluster;
+use machine_config_daemon::controller::{self, ControllerOptions, lease};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Exit codes:
+  0  stopped by SIGTERM or SIGINT (the leader lease given up)
+  1  failed (no cluster, a watch ended, the leader lease lost): restart it")]
+pub struct Args {
+    /// The kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG or
+    /// ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The leader election identity (default: $POD_NAME, else the host name).
+    #[arg(long, env = "POD_NAME")]
+    pub identity: Option<String>,
+    /// The namespace of the leader election Lease.
+    #[arg(long, default_value = lease::NAMESPACE)]
+    pub lease_namespace: String,
+    /// Log filter (e.g. `debug`); default $RUST_LOG or `info`.
+    #[arg(long)]
+    pub log_level: Option<String>,
+}
+
+pub fn run(args: Args) -> ExitCode {
+    super::logging::init(args.log_level.as_deref());
+    let identity = args.identity.unwrap_or_else(|| {
+        nix::unistd::gethostname()
+            .map(|h| h.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| "machine-config-controller".into())
+    });
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return super::fail(super::EXIT_FAILED, [format!("cannot start: {e}")]),
+    };
+    let result = runtime.block_on(async {
+        let client = cluster::connect(args.kubeconfig.as_deref()).await?;
+        let opts = ControllerOptions {
+            identity,
+            namespace: args.lease_namespace,
+            lease: lease::LeaseTimings::default(),
+            requests: cluster::Options::default(),
+            drain: controller::drain::DrainControllerOptions::default(),
+        };
+        controller::run(client, opts, shutdown_signal())
+            .await
+            .map_err(anyhow::Error::from)
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => super::fail(super::EXIT_FAILED, [format!("{e:#}")]),
+    }
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
