@@ -42,6 +42,8 @@ enum Command {
     Apply(cli::apply::Args),
     /// Run the daemon: apply the desired config, watch for drift and new configs.
     Start(cli::start::Args),
+    /// Serve pools' rendered configs as Ignition to machines that join the cluster.
+    Server(cli::server::Args),
 }
 
 fn main() -> ExitCode {
@@ -65,7 +67,7 @@ fn main() -> ExitCode {
         .expect("MCD_FAILPOINT_HOLD names a fail point");
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Start(_)) {
+    if !matches!(cli.command, Command::Start(_) | Command::Server(_)) {
         // A command whose output is cut short (`status | head`) ends quietly, as every Unix
         // tool does, instead of panicking on EPIPE. Not the daemon: its log goes to a pipe
         // (journald) that may close and reopen, which must not kill it.
@@ -80,5 +82,6 @@ fn main() -> ExitCode {
         Command::Force(args) => cli::force::run(args),
         Command::Apply(args) => cli::apply::run(args),
         Command::Start(args) => cli::start::run(args),
+        Command::Server(args) => cli::server::run(args),
     }
 }
