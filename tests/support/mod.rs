@@ -35,6 +35,7 @@ pub const NODES: &str = "api/v1/nodes";
 pub const PODS: &str = "api/v1/pods";
 pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
 pub const MACHINECONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigs";
+pub const MACHINECONFIGPOOLS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigpools";
 pub const MACHINECONFIGNODES: &str = "apis/machineconfiguration.openshift.io/v1/machineconfignodes";
 pub const MACHINECONFIGURATIONS: &str = "apis/operator.openshift.io/v1/machineconfigurations";
 
@@ -119,6 +120,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "events" => "Event",
         "machineconfigs" => "MachineConfig",
         "machineconfignodes" => "MachineConfigNode",
+        "machineconfigpools" => "MachineConfigPool",
         "machineconfigurations" => "MachineConfiguration",
         "namespaces" => "Namespace",
         _ => "Unknown",

@@ -1,0 +1,620 @@
+//! The machine config server over the wire: the real server (in-process, `Server::bind`) with
+//! its caches fed by the test API server (tests/support/), a TLS certificate made here by a test
+//! CA, and a client that verifies the server against that CA. Then a first boot: a node root
+//! holding exactly what the server returned, and the real daemon binary reaching `Done` on it
+//! without writing any file.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use machine_config_daemon::cluster::node::{CURRENT_CONFIG, DESIRED_CONFIG, REASON, STATE};
+use machine_config_daemon::server::{Server, ServerOptions};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde_json::{Value, json};
+use support::{MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, TestApiServer, eventually, node};
+
+const WAIT: Duration = Duration::from_secs(20);
+const IGN: &str = "application/vnd.coreos.ignition+json";
+
+/// A test CA and a server certificate for `localhost` / 127.0.0.1 it signed, as PEM files.
+struct Pki {
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new() -> Pki {
+        let ca_key = rcgen::KeyPair::generate().unwrap();
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test machine-config-server CA");
+        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let params =
+            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
+                .unwrap();
+        let cert = params.signed_by(&key, &ca).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
+        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
+        Pki {
+            ca_pem: ca.pem(),
+            dir,
+        }
+    }
+    fn cert(&self) -> PathBuf {
+        self.dir.path().join("tls.crt")
+    }
+    fn key(&self) -> PathBuf {
+        self.dir.path().join("tls.key")
+    }
+}
+
+/// An answer: status, content type, Retry-After, body.
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    content_type: String,
+    retry_after: Option<String>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// GET `path` over HTTPS, trusting only `ca_pem`.
+async fn get_tls(
+    addr: SocketAddr,
+    ca_pem: &str,
+    path: &str,
+    accept: Option<&str>,
+) -> Result<Answer, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(addr)
+        .await
+        .map_err(|e| e.to_string())?;
+    let tls = connector
+        .connect(ServerName::try_from("localhost").unwrap(), tcp)
+        .await
+        .map_err(|e| format!("TLS: {e}"))?;
+    request(hyper_util::rt::TokioIo::new(tls), path, accept).await
+}
+
+/// GET `path` over plain HTTP.
+async fn get_plain(addr: SocketAddr, path: &str) -> Answer {
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    request(hyper_util::rt::TokioIo::new(tcp), path, None)
+        .await
+        .unwrap()
+}
+
+async fn request<IO>(io: IO, path: &str, accept: Option<&str>) -> Result<Answer, String>
+where
+    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(conn);
+    let mut req = hyper::Request::get(path).header("host", "localhost");
+    if let Some(a) = accept {
+        req = req.header("accept", a);
+    }
+    let resp = sender
+        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
+        .await
+        .map_err(|e| e.to_string())?;
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(String::from)
+    };
+    let status = resp.status().as_u16();
+    let content_type = header("content-type").unwrap_or_default();
+    let retry_after = header("retry-after");
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| e.to_string())?
+        .to_bytes()
+        .to_vec();
+    Ok(Answer {
+        status,
+        content_type,
+        retry_after,
+        body,
+    })
+}
+
+/// A rendered MachineConfig writing `/etc/mco-test-file` (`contents`) and a 0600 file.
+fn rendered(name: &str, contents: &str) -> Value {
+    json!({
+        "metadata": {"name": name},
+        "spec": {"config": {
+            "ignition": {"version": "3.4.0"},
+            "storage": {"files": [
+                {"path": "/etc/mco-test-file", "mode": 420,
+                 "contents": {"source": format!("data:,{contents}")}},
+                {"path": "/etc/secret-ish/private.conf", "mode": 384,
+                 "contents": {"source": "data:,only%20root%0A"}},
+            ]},
+        }},
+    })
+}
+
+fn pool(name: &str, status_config: Option<&str>) -> Value {
+    let mut p = json!({
+        "metadata": {"name": name},
+        "spec": {"configuration": {"name": status_config.unwrap_or("")}},
+    });
+    if let Some(c) = status_config {
+        p["status"] = json!({"configuration": {"name": c}, "updatedMachineCount": 0});
+    }
+    p
+}
+
+/// The test API server and a running machine config server.
+struct Mcs {
+    api: TestApiServer,
+    pki: Pki,
+    addr: SocketAddr,
+    metrics: SocketAddr,
+    insecure: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Drop for Mcs {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+}
+
+impl Mcs {
+    async fn start(api: TestApiServer) -> Mcs {
+        let pki = Pki::new();
+        let opts = ServerOptions {
+            kubeconfig: None,
+            cert: pki.cert(),
+            key: pki.key(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            insecure_listen: Some("127.0.0.1:0".parse().unwrap()),
+            metrics_address: Some("127.0.0.1:0".parse().unwrap()),
+        };
+        let server = Server::bind(&opts, api.client()).await.unwrap();
+        let (addr, metrics, insecure) = (
+            server.https,
+            server.metrics.unwrap(),
+            server.insecure.unwrap(),
+        );
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(server.serve(async {
+            let _ = stopped.await;
+        }));
+        let mcs = Mcs {
+            api,
+            pki,
+            addr,
+            metrics,
+            insecure,
+            stop: Some(stop),
+        };
+        // Ready once the caches are filled.
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while mcs.get("/healthz", None).await.status != 200 {
+            assert!(tokio::time::Instant::now() < deadline, "never ready");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        mcs
+    }
+
+    async fn get(&self, path: &str, accept: Option<&str>) -> Answer {
+        get_tls(self.addr, &self.pki.ca_pem, path, accept)
+            .await
+            .unwrap()
+    }
+}
+
+/// The files of a served Ignition config: path → (mode, contents).
+fn files(ign: &Value) -> std::collections::BTreeMap<String, (u64, Vec<u8>)> {
+    ign["storage"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let data = machine_config_daemon::model::ignition::decode_data_url(
+                f["contents"]["source"].as_str().unwrap(),
+            )
+            .unwrap();
+            (
+                f["path"].as_str().unwrap().to_string(),
+                (f["mode"].as_u64().unwrap_or(0o644), data),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ignition_version_is_negotiated_over_tls() {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    let mcs = Mcs::start(api).await;
+    for v in ["3.0.0", "3.1.0", "3.2.0", "3.3.0", "3.4.0", "3.5.0"] {
+        // As Ignition asks.
+        let accept = format!("{IGN};version={v}, */*;q=0.1");
+        let a = mcs.get("/config/worker", Some(&accept)).await;
+        assert_eq!(a.status, 200, "{v}: {}", a.text());
+        assert_eq!(a.content_type, format!("{IGN};version={v}"));
+        let ign = a.json();
+        assert_eq!(ign["ignition"]["version"], json!(v));
+        let f = files(&ign);
+        assert_eq!(f["/etc/mco-test-file"], (420, b"one".to_vec()));
+        assert_eq!(f["/etc/secret-ish/private.conf"].0, 384);
+        let annotations: Value =
+            serde_json::from_slice(&f["/etc/machine-config-daemon/node-annotations.json"].1)
+                .unwrap();
+        assert_eq!(
+            annotations,
+            json!({CURRENT_CONFIG: "rendered-worker-1", DESIRED_CONFIG: "rendered-worker-1", STATE: "Done"})
+        );
+        let content: Value =
+            serde_json::from_slice(&f["/etc/mcs-machine-config-content.json"].1).unwrap();
+        assert_eq!(content["metadata"]["name"], json!("rendered-worker-1"));
+        assert_eq!(content["kind"], json!("MachineConfig"));
+    }
+    // No version named: the default, 3.5.0.
+    for accept in [None, Some("*/*"), Some(IGN)] {
+        let a = mcs.get("/config/worker", accept).await;
+        assert_eq!(a.status, 200, "{accept:?}");
+        assert_eq!(
+            a.json()["ignition"]["version"],
+            json!("3.5.0"),
+            "{accept:?}"
+        );
+    }
+    // The same over plain HTTP, when enabled.
+    let a = get_plain(mcs.insecure, "/config/worker").await;
+    assert_eq!(a.status, 200);
+    // One metric line per pool, counting every config served.
+    let m = get_plain(mcs.metrics, "/metrics").await.text();
+    assert!(
+        m.contains("mcs_configs_served_total{pool=\"worker\"} 10\n"),
+        "{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_pool_404_no_config_503_unexpressible_406() {
+    let api = TestApiServer::start().await;
+    let mut karg = rendered("rendered-infra-1", "x");
+    karg["spec"]["config"]["kernelArguments"] = json!({"shouldExist": ["quiet"]});
+    api.put(MACHINECONFIGS, karg);
+    api.put(MACHINECONFIGPOOLS, pool("infra", Some("rendered-infra-1")));
+    api.put(MACHINECONFIGPOOLS, pool("fresh", None));
+    api.put(MACHINECONFIGPOOLS, pool("early", Some("rendered-early-1")));
+    let mcs = Mcs::start(api).await;
+
+    let a = mcs.get("/config/nope", None).await;
+    assert_eq!(a.status, 404);
+    assert!(
+        a.text().contains("no MachineConfigPool \"nope\""),
+        "{}",
+        a.text()
+    );
+
+    let a = mcs.get("/config/fresh", None).await;
+    assert_eq!(a.status, 503);
+    assert_eq!(a.retry_after.as_deref(), Some("10"));
+    assert!(
+        a.text().contains("has no rendered config yet"),
+        "{}",
+        a.text()
+    );
+    // Named, but not (yet) a MachineConfig.
+    let a = mcs.get("/config/early", None).await;
+    assert_eq!(a.status, 503);
+    assert_eq!(a.retry_after.as_deref(), Some("10"));
+    assert!(a.text().contains("rendered-early-1"), "{}", a.text());
+
+    // Ignition's kernelArguments exist from 3.3.0 on.
+    let a = mcs
+        .get(
+            "/config/infra",
+            Some(&format!("{IGN};version=3.2.0, */*;q=0.1")),
+        )
+        .await;
+    assert_eq!(a.status, 406, "{}", a.text());
+    let body = a.text();
+    assert!(body.contains("asked for Ignition version 3.2.0"), "{body}");
+    assert!(
+        body.contains("Ignition 3.2.0 has no field kernelArguments"),
+        "{body}"
+    );
+    assert!(
+        body.contains("served as Ignition 3.3.0, 3.4.0, 3.5.0"),
+        "{body}"
+    );
+    let a = mcs
+        .get("/config/infra", Some(&format!("{IGN};version=3.3.0")))
+        .await;
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        a.json()["kernelArguments"],
+        json!({"shouldExist": ["quiet"]})
+    );
+    // A version the server does not speak.
+    let a = mcs
+        .get("/config/infra", Some(&format!("{IGN};version=2.2.0")))
+        .await;
+    assert_eq!(a.status, 406);
+    assert!(a.text().contains("does not speak 2.2.0"), "{}", a.text());
+    // Nothing the server produces.
+    let a = mcs.get("/config/infra", Some("text/html")).await;
+    assert_eq!(a.status, 406);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_trust_the_ca_is_refused() {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    let mcs = Mcs::start(api).await;
+    let other = Pki::new();
+    let err = get_tls(mcs.addr, &other.ca_pem, "/config/worker", None)
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("TLS:"), "{err}");
+    assert!(err.contains("certificate"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_rendered_config_is_served_once_the_pool_moves_to_it() {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    let mcs = Mcs::start(api).await;
+    let served = |a: Answer| files(&a.json())["/etc/mco-test-file"].1.clone();
+    assert_eq!(served(mcs.get("/config/worker", None).await), b"one");
+
+    // The controller renders a new config and moves the pool to it: the watch brings both.
+    mcs.api
+        .put(MACHINECONFIGS, rendered("rendered-worker-2", "two"));
+    mcs.api.merge(
+        MACHINECONFIGPOOLS,
+        "",
+        "worker",
+        json!({"spec": {"configuration": {"name": "rendered-worker-2"}},
+               "status": {"configuration": {"name": "rendered-worker-2"}}}),
+    );
+    // Until both watch events are in, the old config (or, for the moment between the pool's
+    // event and the config's, a 503 naming the new one) is served.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let a = mcs.get("/config/worker", None).await;
+        if a.status == 503 {
+            assert!(a.text().contains("rendered-worker-2"), "{}", a.text());
+        } else {
+            let got = served(a);
+            if got == b"two" {
+                break;
+            }
+            assert_eq!(got, b"one");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never served the new config"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    // Answered from the cache: the server asked the API server for nothing but its watches.
+    let gets = mcs
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.verb == "get")
+        .count();
+    assert_eq!(gets, 0);
+}
+
+// ---- first boot ------------------------------------------------------------------------------
+
+/// Writes every file of `ign` beneath `root`, as Ignition would (directories 0755).
+fn provision(root: &Path, ign: &Value) {
+    use std::os::unix::fs::PermissionsExt as _;
+    for (path, (mode, data)) in files(ign) {
+        let p = root.join(path.trim_start_matches('/'));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, data).unwrap();
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode as u32)).unwrap();
+    }
+}
+
+fn inode(p: &Path) -> (u64, i64) {
+    use std::os::unix::fs::MetadataExt as _;
+    let m = std::fs::metadata(p).unwrap();
+    (m.ino(), m.mtime_nsec())
+}
+
+/// The daemon binary in cluster mode on `root`, logging to `log`.
+fn start_daemon(api: &TestApiServer, dir: &Path, root: &Path, log: &Path) -> Child {
+    let kubeconfig = dir.join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .arg("start")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--root")
+        .arg(root)
+        .args(["--no-systemd", "--metrics-address", "none"])
+        .args(["--node-name", "worker-0"])
+        .env_remove("NODE_NAME")
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap()
+}
+
+struct Reaped(Child);
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.0.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let _ = self.0.wait();
+    }
+}
+
+/// A root provisioned with what the server answered for pool `worker`, and the daemon on it.
+async fn first_boot(tamper: bool) -> (Mcs, tempfile::TempDir, PathBuf, Reaped) {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    // The node as the kubelet registers it: no annotations of ours.
+    api.put(NODES, node("worker-0", json!({})));
+    let mcs = Mcs::start(api).await;
+    let ign = mcs
+        .get(
+            "/config/worker",
+            Some(&format!("{IGN};version=3.4.0, */*;q=0.1")),
+        )
+        .await
+        .json();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root");
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/bash\n").unwrap();
+    std::fs::write(root.join("etc/group"), "root:x:0:\n").unwrap();
+    provision(&root, &ign);
+    if tamper {
+        std::fs::write(root.join("etc/mco-test-file"), "edited").unwrap();
+    }
+    let log = dir.path().join("daemon.log");
+    let daemon = Reaped(start_daemon(&mcs.api, dir.path(), &root, &log));
+    (mcs, dir, root, daemon)
+}
+
+fn annotation(api: &TestApiServer, key: &str) -> Option<String> {
+    api.get(NODES, "worker-0").unwrap()["metadata"]["annotations"][key]
+        .as_str()
+        .map(String::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_takes_the_served_config_as_current_with_no_write() {
+    let (mcs, dir, root, _daemon) = first_boot(false).await;
+    let managed = [
+        root.join("etc/mco-test-file"),
+        root.join("etc/secret-ish/private.conf"),
+    ];
+    let before: Vec<_> = managed.iter().map(|p| inode(p)).collect();
+    let log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    let ok = eventually(WAIT, || {
+        annotation(&mcs.api, STATE).as_deref() == Some("Done")
+            && annotation(&mcs.api, CURRENT_CONFIG).as_deref() == Some("rendered-worker-1")
+    })
+    .await;
+    assert!(
+        ok,
+        "state {:?} reason {:?}\n{}",
+        annotation(&mcs.api, STATE),
+        annotation(&mcs.api, REASON),
+        log()
+    );
+    assert_eq!(
+        annotation(&mcs.api, DESIRED_CONFIG).as_deref(),
+        Some("rendered-worker-1")
+    );
+    // Nothing rewritten: same inodes, same modification times.
+    let after: Vec<_> = managed.iter().map(|p| inode(p)).collect();
+    assert_eq!(before, after);
+    let log = log();
+    assert!(
+        log.contains("first boot: the machine was provisioned with rendered-worker-1"),
+        "{log}"
+    );
+    assert!(!log.contains("applied"), "{log}");
+    // The stored current config is the served one.
+    let stored: Value = serde_json::from_slice(
+        &std::fs::read(root.join("etc/machine-config-daemon/currentconfig")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(stored["metadata"]["name"], json!("rendered-worker-1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_on_a_disk_that_does_not_match_is_degraded() {
+    let (mcs, dir, root, _daemon) = first_boot(true).await;
+    let ok = eventually(WAIT, || {
+        annotation(&mcs.api, STATE).as_deref() == Some("Degraded")
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(ok, "{log}");
+    assert_eq!(
+        annotation(&mcs.api, REASON).as_deref(),
+        Some("content mismatch for file \"/etc/mco-test-file\"")
+    );
+    assert_eq!(
+        annotation(&mcs.api, CURRENT_CONFIG).as_deref(),
+        Some("rendered-worker-1")
+    );
+    // The daemon does not overwrite the file.
+    assert_eq!(
+        std::fs::read_to_string(root.join("etc/mco-test-file")).unwrap(),
+        "edited"
+    );
+}
