@@ -618,3 +618,151 @@ async fn first_boot_on_a_disk_that_does_not_match_is_degraded() {
         "edited"
     );
 }
+
+// ---- the command ------------------------------------------------------------------------------
+
+/// `machine-config-daemon server` as packaged runs it: one access log line per request, with the
+/// pool, the client's address, the Ignition version asked for and the status code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_serves_and_logs_each_request() {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        format!(
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
+            api.addr
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("server.log");
+    let child = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .arg("server")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--cert")
+        .arg(pki.cert())
+        .arg("--key")
+        .arg(pki.key())
+        .args(["--listen", "127.0.0.1:0", "--metrics-address", "none"])
+        .env("RUST_LOG", "info")
+        .env_remove("JOURNAL_STREAM")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let _server = Reaped(child);
+    let read_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    // The bound address, from the start-up line.
+    let mut addr = None;
+    assert!(
+        eventually(WAIT, || {
+            addr = read_log()
+                .lines()
+                .find(|l| l.contains("machine config server listening"))
+                .and_then(|l| l.split("https=").nth(1))
+                .and_then(|a| a.split_whitespace().next())
+                .and_then(|a| a.parse::<SocketAddr>().ok());
+            addr.is_some()
+        })
+        .await,
+        "{}",
+        read_log()
+    );
+    let addr = addr.unwrap();
+    let accept = format!("{IGN};version=3.4.0, */*;q=0.1");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    let a = loop {
+        let a = get_tls(addr, &pki.ca_pem, "/config/worker", Some(&accept))
+            .await
+            .unwrap();
+        if a.status != 503 || tokio::time::Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    assert_eq!(a.status, 200, "{}", a.text());
+    assert_eq!(
+        get_tls(addr, &pki.ca_pem, "/config/nope", None)
+            .await
+            .unwrap()
+            .status,
+        404
+    );
+    let access = |status: &str| {
+        read_log()
+            .lines()
+            .filter(|l| l.contains(" access: ") && l.contains(status))
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(
+        eventually(WAIT, || !access("status=404").is_empty()).await,
+        "{}",
+        read_log()
+    );
+    let ok = access("status=200");
+    assert_eq!(ok.len(), 1, "{}", read_log());
+    for field in [
+        "GET /config/worker 200",
+        "pool=\"worker\"",
+        "client=127.0.0.1:",
+        "ignition=3.4.0",
+        "config=\"rendered-worker-1\"",
+        "served=\"3.4.0\"",
+    ] {
+        assert!(ok[0].contains(field), "{field} in {}", ok[0]);
+    }
+    let nope = &access("status=404")[0];
+    assert!(
+        nope.contains("pool=\"nope\"") && nope.contains("ignition=any"),
+        "{nope}"
+    );
+}
+
+#[test]
+fn an_unusable_certificate_is_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("tls.crt");
+    std::fs::write(&cert, "not a certificate\n").unwrap();
+    let pki = Pki::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .arg("server")
+        .arg("--cert")
+        .arg(&cert)
+        .arg("--key")
+        .arg(pki.key())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!(
+            "error: {}: no CERTIFICATE block found",
+            cert.display()
+        )),
+        "{err}"
+    );
+    // A key that does not go with the certificate.
+    let other = Pki::new();
+    let out = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .arg("server")
+        .arg("--cert")
+        .arg(pki.cert())
+        .arg("--key")
+        .arg(other.key())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("does not go with"), "{err}");
+}
