@@ -4,156 +4,21 @@
 //! holding exactly what the server returned, and the real daemon binary reaching `Done` on it
 //! without writing any file.
 
+mod mcs_client;
 mod support;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::{BodyExt, Empty};
-use hyper::body::Bytes;
 use machine_config_daemon::cluster::node::{CURRENT_CONFIG, DESIRED_CONFIG, REASON, STATE};
 use machine_config_daemon::server::{Server, ServerOptions};
-use rustls::pki_types::pem::PemObject as _;
-use rustls::pki_types::{CertificateDer, ServerName};
+use mcs_client::{Answer, IGN, Pki, get_plain, get_tls};
 use serde_json::{Value, json};
 use support::{MACHINECONFIGPOOLS, MACHINECONFIGS, NODES, TestApiServer, eventually, node};
 
 const WAIT: Duration = Duration::from_secs(20);
-const IGN: &str = "application/vnd.coreos.ignition+json";
-
-/// A test CA and a server certificate for `localhost` / 127.0.0.1 it signed, as PEM files.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_pem: String,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let ca_key = rcgen::KeyPair::generate().unwrap();
-        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, "test machine-config-server CA");
-        let ca = rcgen::CertifiedIssuer::self_signed(ca_params, ca_key).unwrap();
-        let key = rcgen::KeyPair::generate().unwrap();
-        let params =
-            rcgen::CertificateParams::new(vec!["localhost".to_string(), "127.0.0.1".to_string()])
-                .unwrap();
-        let cert = params.signed_by(&key, &ca).unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("tls.crt"), cert.pem()).unwrap();
-        std::fs::write(dir.path().join("tls.key"), key.serialize_pem()).unwrap();
-        Pki {
-            ca_pem: ca.pem(),
-            dir,
-        }
-    }
-    fn cert(&self) -> PathBuf {
-        self.dir.path().join("tls.crt")
-    }
-    fn key(&self) -> PathBuf {
-        self.dir.path().join("tls.key")
-    }
-}
-
-/// An answer: status, content type, Retry-After, body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    content_type: String,
-    retry_after: Option<String>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.text()))
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// GET `path` over HTTPS, trusting only `ca_pem`.
-async fn get_tls(
-    addr: SocketAddr,
-    ca_pem: &str,
-    path: &str,
-    accept: Option<&str>,
-) -> Result<Answer, String> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::net::TcpStream::connect(addr)
-        .await
-        .map_err(|e| e.to_string())?;
-    let tls = connector
-        .connect(ServerName::try_from("localhost").unwrap(), tcp)
-        .await
-        .map_err(|e| format!("TLS: {e}"))?;
-    request(hyper_util::rt::TokioIo::new(tls), path, accept).await
-}
-
-/// GET `path` over plain HTTP.
-async fn get_plain(addr: SocketAddr, path: &str) -> Answer {
-    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    request(hyper_util::rt::TokioIo::new(tcp), path, None)
-        .await
-        .unwrap()
-}
-
-async fn request<IO>(io: IO, path: &str, accept: Option<&str>) -> Result<Answer, String>
-where
-    IO: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
-{
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| e.to_string())?;
-    tokio::spawn(conn);
-    let mut req = hyper::Request::get(path).header("host", "localhost");
-    if let Some(a) = accept {
-        req = req.header("accept", a);
-    }
-    let resp = sender
-        .send_request(req.body(Empty::<Bytes>::new()).unwrap())
-        .await
-        .map_err(|e| e.to_string())?;
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(String::from)
-    };
-    let status = resp.status().as_u16();
-    let content_type = header("content-type").unwrap_or_default();
-    let retry_after = header("retry-after");
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(|e| e.to_string())?
-        .to_bytes()
-        .to_vec();
-    Ok(Answer {
-        status,
-        content_type,
-        retry_after,
-        body,
-    })
-}
 
 /// A rendered MachineConfig writing `/etc/mco-test-file` (`contents`) and a 0600 file.
 fn rendered(name: &str, contents: &str) -> Value {
