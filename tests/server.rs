@@ -191,6 +191,10 @@ async fn unknown_pool_404_no_config_503_unexpressible_406() {
     api.put(MACHINECONFIGPOOLS, pool("infra", Some("rendered-infra-1")));
     api.put(MACHINECONFIGPOOLS, pool("fresh", None));
     api.put(MACHINECONFIGPOOLS, pool("early", Some("rendered-early-1")));
+    let mut bad = rendered("rendered-bad-1", "x");
+    bad["spec"]["config"]["storage"]["files"][0]["path"] = json!("etc/relative");
+    api.put(MACHINECONFIGS, bad);
+    api.put(MACHINECONFIGPOOLS, pool("bad", Some("rendered-bad-1")));
     let mcs = Mcs::start(api).await;
 
     let a = mcs.get("/config/nope", None).await;
@@ -247,9 +251,22 @@ async fn unknown_pool_404_no_config_503_unexpressible_406() {
         .await;
     assert_eq!(a.status, 406);
     assert!(a.text().contains("does not speak 2.2.0"), "{}", a.text());
-    // Nothing the server produces.
+    // Nothing the server produces (and the refusal speaks of this request, not the last one).
     let a = mcs.get("/config/infra", Some("text/html")).await;
     assert_eq!(a.status, 406);
+    assert!(a.text().contains("no Ignition media type"), "{}", a.text());
+    assert!(!a.text().contains("2.2.0"), "{}", a.text());
+
+    // A rendered config the model refuses: 500 naming the config and the field.
+    let a = mcs.get("/config/bad", None).await;
+    assert_eq!(a.status, 500, "{}", a.text());
+    assert!(
+        a.text().contains(
+            "rendered config \"rendered-bad-1\" of MachineConfigPool \"bad\" cannot be served"
+        ) && a.text().contains("spec.config.storage.files[0].path"),
+        "{}",
+        a.text()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -97,22 +97,25 @@ pub enum Answer {
 }
 
 impl Served {
-    /// The answer for `accept`: negotiated and serialised once per set of candidate versions.
+    /// The answer for `accept`: a config is negotiated and serialised once per set of candidate
+    /// versions; a refusal is worded each time (it names what this client asked for).
     pub fn answer(&self, accept: &Accept) -> Answer {
         let key = accept.candidates();
         let mut answers = self.answers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(a) = answers.get(&key) {
             return a.clone();
         }
-        let a = match ignition::negotiate(&self.config, accept) {
-            Negotiated::Serve { version, config } => Answer::Config {
-                version,
-                body: serde_json::to_vec(&config).expect("JSON").into(),
-            },
+        match ignition::negotiate(&self.config, accept) {
+            Negotiated::Serve { version, config } => {
+                let a = Answer::Config {
+                    version,
+                    body: serde_json::to_vec(&config).expect("JSON").into(),
+                };
+                answers.insert(key, a.clone());
+                a
+            }
             Negotiated::NotAcceptable(body) => Answer::NotAcceptable(body),
-        };
-        answers.insert(key, a.clone());
-        a
+        }
     }
 }
 

@@ -180,8 +180,13 @@ fn with_retry_after(mut r: Response<Full<Bytes>>) -> Response<Full<Bytes>> {
 /// `/config/<pool>`, logged.
 fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Response<Full<Bytes>> {
     let asked = accept.describe();
-    let (response, config, version) = match state.cache.lookup(pool) {
-        _ if pool.is_empty() || pool.contains('/') => (
+    let lookup = if pool.is_empty() || pool.contains('/') {
+        None
+    } else {
+        Some(state.cache.lookup(pool))
+    };
+    let (response, config, version) = match lookup {
+        None => (
             text(
                 StatusCode::NOT_FOUND,
                 format!("no MachineConfigPool {pool:?}: the path is /config/<pool>\n"),
@@ -189,7 +194,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
             None,
             None,
         ),
-        Lookup::Starting => (
+        Some(Lookup::Starting) => (
             with_retry_after(text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "starting: the caches of pools and machine configs are being filled\n",
@@ -197,7 +202,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
             None,
             None,
         ),
-        Lookup::NoPool => (
+        Some(Lookup::NoPool) => (
             text(
                 StatusCode::NOT_FOUND,
                 format!(
@@ -207,7 +212,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
             None,
             None,
         ),
-        Lookup::NoConfig => (
+        Some(Lookup::NoConfig) => (
             with_retry_after(text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!("MachineConfigPool {pool:?} has no rendered config yet\n"),
@@ -215,7 +220,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
             None,
             None,
         ),
-        Lookup::Missing(name) => (
+        Some(Lookup::Missing(name)) => (
             with_retry_after(text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 format!(
@@ -225,7 +230,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
             Some(name),
             None,
         ),
-        Lookup::Invalid { config, error } => {
+        Some(Lookup::Invalid { config, error }) => {
             tracing::error!(pool, config = %config, %error, "the rendered config cannot be served");
             (
                 text(
@@ -238,7 +243,7 @@ fn config(state: &State, pool: &str, accept: Accept, peer: SocketAddr) -> Respon
                 None,
             )
         }
-        Lookup::Ready(served) => match served.answer(&accept) {
+        Some(Lookup::Ready(served)) => match served.answer(&accept) {
             Answer::Config { version, body } => {
                 let mut r = Response::new(Full::new(body));
                 let ctype = format!("{MEDIA_TYPE};version={version}");
