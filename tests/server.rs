@@ -286,6 +286,43 @@ async fn a_client_that_does_not_trust_the_ca_is_refused() {
     assert!(err.contains("certificate"), "{err}");
 }
 
+/// A renewed certificate (the Secret's files replaced) is presented to the next client without a
+/// restart; a broken one is not taken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewed_certificate_is_served_without_a_restart() {
+    let api = TestApiServer::start().await;
+    api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
+    api.put(
+        MACHINECONFIGPOOLS,
+        pool("worker", Some("rendered-worker-1")),
+    );
+    let mcs = Mcs::start(api).await;
+    let renewed = Pki::new();
+    assert!(
+        get_tls(mcs.addr, &renewed.ca_pem, "/config/worker", None)
+            .await
+            .is_err()
+    );
+    // A key that does not go with the certificate: the old pair stays.
+    let replace = |from: &Path, to: &Path| {
+        let tmp = to.with_extension("new");
+        std::fs::copy(from, &tmp).unwrap();
+        std::fs::rename(&tmp, to).unwrap();
+    };
+    replace(&renewed.key(), &mcs.pki.key());
+    assert_eq!(mcs.get("/config/worker", None).await.status, 200);
+    // The whole pair renewed: only the new CA is good now.
+    replace(&renewed.cert(), &mcs.pki.cert());
+    let a = get_tls(mcs.addr, &renewed.ca_pem, "/config/worker", None)
+        .await
+        .unwrap();
+    assert_eq!(a.status, 200);
+    let err = get_tls(mcs.addr, &mcs.pki.ca_pem, "/config/worker", None)
+        .await
+        .unwrap_err();
+    assert!(err.starts_with("TLS:"), "{err}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_new_rendered_config_is_served_once_the_pool_moves_to_it() {
     let api = TestApiServer::start().await;
