@@ -435,7 +435,7 @@ impl Drop for Reaped {
 }
 
 /// A root provisioned with what the server answered for pool `worker`, and the daemon on it.
-async fn first_boot(tamper: bool) -> (Mcs, tempfile::TempDir, PathBuf, Reaped) {
+async fn first_boot(tamper: bool, content_file: bool) -> (Mcs, tempfile::TempDir, PathBuf, Reaped) {
     let api = TestApiServer::start().await;
     api.put(MACHINECONFIGS, rendered("rendered-worker-1", "one"));
     api.put(
@@ -461,6 +461,9 @@ async fn first_boot(tamper: bool) -> (Mcs, tempfile::TempDir, PathBuf, Reaped) {
     if tamper {
         std::fs::write(root.join("etc/mco-test-file"), "edited").unwrap();
     }
+    if !content_file {
+        std::fs::remove_file(root.join("etc/mcs-machine-config-content.json")).unwrap();
+    }
     let log = dir.path().join("daemon.log");
     let daemon = Reaped(start_daemon(&mcs.api, dir.path(), &root, &log));
     (mcs, dir, root, daemon)
@@ -474,7 +477,7 @@ fn annotation(api: &TestApiServer, key: &str) -> Option<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_boot_takes_the_served_config_as_current_with_no_write() {
-    let (mcs, dir, root, _daemon) = first_boot(false).await;
+    let (mcs, dir, root, _daemon) = first_boot(false, true).await;
     let managed = [
         root.join("etc/mco-test-file"),
         root.join("etc/secret-ish/private.conf"),
@@ -506,6 +509,8 @@ async fn first_boot_takes_the_served_config_as_current_with_no_write() {
         "{log}"
     );
     assert!(!log.contains("applied"), "{log}");
+    // Taken from the content file the server added, not fetched.
+    assert!(!log.contains("fetched MachineConfig"), "{log}");
     // The stored current config is the served one.
     let stored: Value = serde_json::from_slice(
         &std::fs::read(root.join("etc/machine-config-daemon/currentconfig")).unwrap(),
@@ -514,9 +519,29 @@ async fn first_boot_takes_the_served_config_as_current_with_no_write() {
     assert_eq!(stored["metadata"]["name"], json!("rendered-worker-1"));
 }
 
+/// Without the content file the daemon fetches the named config from the API server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn first_boot_without_the_content_file_fetches_the_named_config() {
+    let (mcs, dir, root, _daemon) = first_boot(false, false).await;
+    let before = inode(&root.join("etc/mco-test-file"));
+    let ok = eventually(WAIT, || {
+        annotation(&mcs.api, STATE).as_deref() == Some("Done")
+            && annotation(&mcs.api, CURRENT_CONFIG).as_deref() == Some("rendered-worker-1")
+    })
+    .await;
+    let log = std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+    assert!(ok, "{log}");
+    assert!(log.contains("fetched MachineConfig"), "{log}");
+    assert!(
+        log.contains("first boot: the machine was provisioned with rendered-worker-1"),
+        "{log}"
+    );
+    assert_eq!(inode(&root.join("etc/mco-test-file")), before);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn first_boot_on_a_disk_that_does_not_match_is_degraded() {
-    let (mcs, dir, root, _daemon) = first_boot(true).await;
+    let (mcs, dir, root, _daemon) = first_boot(true, true).await;
     let ok = eventually(WAIT, || {
         annotation(&mcs.api, STATE).as_deref() == Some("Degraded")
     })
