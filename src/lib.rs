@@ -10,4 +10,5 @@ pub mod daemon;
 pub mod host;
 pub mod model;
 pub mod plan;
+pub mod server;
 pub mod watch;

@@ -44,6 +44,8 @@ enum Command {
     Start(cli::start::Args),
     /// Run the controller: render each pool's configs, roll its nodes out, report its status.
     Controller(cli::controller::Args),
+    /// Serve pools' rendered configs as Ignition to machines that join the cluster.
+    Server(cli::server::Args),
 }
 
 fn main() -> ExitCode {
@@ -67,7 +69,10 @@ fn main() -> ExitCode {
         .expect("MCD_FAILPOINT_HOLD names a fail point");
     }
     let cli = Cli::parse();
-    if !matches!(cli.command, Command::Start(_) | Command::Controller(_)) {
+    if !matches!(
+        cli.command,
+        Command::Start(_) | Command::Controller(_) | Command::Server(_)
+    ) {
         // A command whose output is cut short (`status | head`) ends quietly, as every Unix
         // tool does, instead of panicking on EPIPE. Not the daemon: its log goes to a pipe
         // (journald) that may close and reopen, which must not kill it.
@@ -83,5 +88,6 @@ fn main() -> ExitCode {
         Command::Apply(args) => cli::apply::run(args),
         Command::Start(args) => cli::start::run(args),
         Command::Controller(args) => cli::controller::run(args),
+        Command::Server(args) => cli::server::run(args),
     }
 }

@@ -128,3 +128,54 @@ fn configs_are_validated() {
     let out = run(&[]);
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// Files that usually hold secrets are valid, with one warning each: the machine config server
+/// hands every config to anyone who reaches it.
+#[test]
+fn secret_looking_files_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mc.yaml");
+    std::fs::write(
+        &path,
+        r#"apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata: {name: 99-worker-secrets}
+spec:
+  config:
+    ignition: {version: 3.4.0}
+    storage:
+      files:
+      - {path: /etc/chrony.conf, mode: 420, contents: {source: "data:,server%20a"}}
+      - {path: /var/lib/kubelet/config.json, mode: 384, contents: {source: "data:,%7B%7D"}}
+      - {path: /var/home/core/.ssh/id_ed25519, mode: 384, contents: {source: "data:,x"}}
+"#,
+    )
+    .unwrap();
+    let out = run(&["--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();
+    assert_eq!(warnings.len(), 2, "{err}");
+    assert!(
+        warnings[0].contains("storage.files[1] (/var/lib/kubelet/config.json): this file usually holds the cluster's pull secret"),
+        "{err}"
+    );
+    assert!(
+        warnings[0].contains("gives every config to anyone who reaches it"),
+        "{err}"
+    );
+    assert!(
+        warnings[1].contains(
+            "(/var/home/core/.ssh/id_ed25519): this file usually holds an ssh private key"
+        ),
+        "{err}"
+    );
+    assert!(!err.contains("error"), "{err}");
+    // A config without such files: no warning.
+    let out = run(&["--config", &format!("{F}/configs/old.yaml")]);
+    assert!(
+        !text(&out.stderr).contains("warning"),
+        "{}",
+        text(&out.stderr)
+    );
+}

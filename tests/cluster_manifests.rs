@@ -97,6 +97,11 @@ async fn kubectl_apply_dry_run_accepts_the_manifests() {
         "role.rbac.authorization.k8s.io/machine-config-controller",
         "rolebinding.rbac.authorization.k8s.io/machine-config-controller",
         "deployment.apps/machine-config-controller",
+        "serviceaccount/machine-config-server",
+        "clusterrole.rbac.authorization.k8s.io/machine-config-server",
+        "clusterrolebinding.rbac.authorization.k8s.io/machine-config-server",
+        "daemonset.apps/machine-config-server",
+        "service/machine-config-server",
     ] {
         assert!(
             stdout.lines().any(|l| l == expected),
@@ -358,4 +363,124 @@ fn controller_rbac_grants_only_what_the_controllers_use() {
     );
     let binding = find(&docs, "RoleBinding", "machine-config-controller");
     assert_eq!(binding["subjects"][0]["name"], "machine-config-controller");
+}
+
+/// The default of `--flag <ADDR>` in `machine-config-daemon server --help`, as (host, port).
+fn server_default(flag: &str) -> (String, String) {
+    let help = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
+        .args(["server", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    let (_, after) = help
+        .split_once(&format!("{flag} <ADDR>"))
+        .unwrap_or_else(|| panic!("no {flag} in server --help:\n{help}"));
+    let default = after
+        .split_once("[default: ")
+        .and_then(|(_, d)| d.split_once(']'))
+        .map(|(d, _)| d)
+        .unwrap_or_else(|| panic!("no default for {flag}:\n{help}"));
+    let (host, port) = default.rsplit_once(':').unwrap();
+    (host.to_string(), port.to_string())
+}
+
+#[test]
+fn server_reads_pools_and_configs_only() {
+    let docs = documents();
+    let role = find(&docs, "ClusterRole", "machine-config-server");
+    assert_eq!(
+        grants(role),
+        [
+            "machineconfiguration.openshift.io/machineconfigpools:get",
+            "machineconfiguration.openshift.io/machineconfigpools:list",
+            "machineconfiguration.openshift.io/machineconfigpools:watch",
+            "machineconfiguration.openshift.io/machineconfigs:get",
+            "machineconfiguration.openshift.io/machineconfigs:list",
+            "machineconfiguration.openshift.io/machineconfigs:watch",
+        ]
+    );
+    let binding = find(&docs, "ClusterRoleBinding", "machine-config-server");
+    assert_eq!(binding["roleRef"]["name"], "machine-config-server");
+    assert_eq!(binding["subjects"][0]["name"], "machine-config-server");
+    assert_eq!(binding["subjects"][0]["namespace"], "machine-config-daemon");
+    find(&docs, "ServiceAccount", "machine-config-server");
+}
+
+/// Unprivileged, on the control-plane nodes' network at the server's default ports, with its
+/// certificate from the Secret, probed where it answers.
+#[test]
+fn server_runs_unprivileged_on_control_plane_nodes() {
+    let docs = documents();
+    let ds = find(&docs, "DaemonSet", "machine-config-server");
+    let pod = &ds["spec"]["template"]["spec"];
+    assert_eq!(pod["serviceAccountName"], "machine-config-server");
+    assert_eq!(pod["hostNetwork"], true);
+    assert_eq!(
+        pod["nodeSelector"]["node-role.kubernetes.io/control-plane"],
+        ""
+    );
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    assert_ne!(pod["securityContext"]["runAsUser"], 0);
+    assert!(pod["hostPID"].is_null());
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(
+        c["securityContext"]["capabilities"]["drop"],
+        serde_json::json!(["ALL"])
+    );
+    assert!(c["securityContext"]["privileged"].is_null());
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        args,
+        [
+            "server",
+            "--cert",
+            "/etc/mcs/tls/tls.crt",
+            "--key",
+            "/etc/mcs/tls/tls.key"
+        ]
+    );
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/etc/mcs/tls");
+    assert_eq!(c["volumeMounts"][0]["readOnly"], true);
+    assert_eq!(
+        pod["volumes"][0]["secret"]["secretName"],
+        "machine-config-server-tls"
+    );
+    // The args set neither address: the ports are the defaults.
+    let (_, https) = server_default("--listen");
+    let (_, metrics) = server_default("--metrics-address");
+    assert_eq!(https, "22623");
+    let port = |name: &str| {
+        c["ports"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .map(|p| p["containerPort"].to_string())
+            .unwrap()
+    };
+    assert_eq!(port("https"), https);
+    assert_eq!(port("metrics"), metrics);
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"].to_string(), metrics);
+    assert_eq!(c["livenessProbe"]["tcpSocket"]["port"].to_string(), https);
+
+    let svc = find(&docs, "Service", "machine-config-server");
+    assert_eq!(
+        svc["spec"]["selector"],
+        ds["spec"]["template"]["metadata"]["labels"]
+    );
+    let ports: Vec<String> = svc["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["port"].to_string())
+        .collect();
+    assert_eq!(ports, [https, metrics]);
 }

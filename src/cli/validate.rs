@@ -2,6 +2,11 @@
 //! policy in the status shape, or check a MachineConfig (`--config`).
 //!
 //! Exit codes: 0 valid, 2 invalid (every problem printed to stderr as `error: ...`).
+//!
+//! A valid config with files that usually hold secrets (see
+//! `machine_config_daemon::model::secrets`) gets one `warning: ...` line per such file on
+//! stderr, and is still valid (exit 0): the machine config server gives configs to anyone who
+//! reaches it.
 
 use machine_config_daemon::model::{self, policy};
 use machine_config_daemon::plan::reconcile;
@@ -90,6 +95,13 @@ fn validate_config(
             problems.iter().map(|p| format!("{origin}: {p}")),
         );
     }
+    // Valid, but served to anyone who reaches the machine config server.
+    let origin = path.display();
+    let secrets: Vec<String> = model::secrets::secret_warnings(&mc)
+        .into_iter()
+        .map(|w| format!("{origin}: {w}"))
+        .collect();
+    super::print_warnings(&secrets);
     let c = &mc.spec.config;
     if output == super::Format::Text {
         println!(

@@ -227,6 +227,21 @@ impl KubeNode {
         self.patch_annotations(changes).await
     }
 
+    /// First boot: sets `currentConfig` to `config`, and `desiredConfig` too when `desired` (the
+    /// node has none yet), in one patch.
+    pub async fn set_initial_config(
+        &self,
+        config: &str,
+        desired: bool,
+    ) -> Result<(), ClusterError> {
+        let mut changes = BTreeMap::new();
+        changes.insert(CURRENT_CONFIG, Some(config.to_string()));
+        if desired {
+            changes.insert(DESIRED_CONFIG, Some(config.to_string()));
+        }
+        self.patch_annotations(changes).await
+    }
+
     /// Sets `post-config-action` (`Some("Rebooting")` before a reboot) or removes it (`None`).
     pub async fn set_post_config_action(&self, action: Option<&str>) -> Result<(), ClusterError> {
         let mut changes = BTreeMap::new();

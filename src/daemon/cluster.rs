@@ -195,6 +195,15 @@ impl ClusterCtx {
         self.node.view()
     }
 
+    /// First boot: the node runs `config` (provisioned with it): `currentConfig` is set (and
+    /// `desiredConfig`, when the node has none).
+    pub(super) async fn set_initial_config(&mut self, config: &str) -> Result<(), ClusterError> {
+        let desired = self.desired().is_none();
+        self.node.set_initial_config(config, desired).await?;
+        self.written.current = Some(config.to_string());
+        Ok(())
+    }
+
     /// The node's `desiredConfig` annotation.
     pub(super) fn desired(&self) -> Option<String> {
         match &*self.rx.borrow() {

@@ -4,12 +4,14 @@
 //! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
 //! - [`run`]: `start`: start-up, the event loop, drift, force file (both modes).
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
+//! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
 //! - [`state`]: the node state machine; [`status`]: the standalone status file.
 //! - [`reboot`]: the record of a requested reboot, checked after boot.
 //! - [`metrics`], [`notify`]: Prometheus metrics and sd-notify.
 
 pub mod cluster;
+pub mod firstboot;
 pub mod metrics;
 pub mod notify;
 pub mod reboot;

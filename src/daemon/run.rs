@@ -613,6 +613,7 @@ impl Daemon {
         if let Some(r) = host::recover(&self.root)? {
             tracing::warn!("{r}");
         }
+        self.first_boot().await?;
         self.load_current()?;
         self.resume_os().await;
         // Watch the managed paths before any check of them, so that a change made right after
@@ -633,6 +634,67 @@ impl Daemon {
         self.report().await;
         let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
         notify::ready(&summary);
+        Ok(())
+    }
+
+    /// Cluster mode, first start on a machine the machine config server provisioned (see
+    /// [`super::firstboot`]): takes the served config as the current one, with no write but
+    /// `currentconfig`, and tells the Node. Unusable first-boot files are logged and ignored
+    /// (the node then gets its config the ordinary way, by applying its desiredConfig).
+    async fn first_boot(&mut self) -> Result<(), DaemonError> {
+        use super::firstboot;
+        let Mode::Cluster(c) = &mut self.mode else {
+            return Ok(());
+        };
+        if c.view().is_none_or(|v| v.current_config.is_some()) {
+            return Ok(());
+        }
+        let name = match firstboot::initial_config(&self.root) {
+            Ok(Some(n)) => n,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "first boot: ignoring {}", firstboot::NODE_ANNOTATIONS_FILE);
+                return Ok(());
+            }
+        };
+        let stored = host::state::read_current(&self.root)?;
+        match &stored {
+            Some((mc, _)) if mc.name != name => return Ok(()),
+            Some(_) => {
+                tracing::info!(config = %name, "first boot: {name} is already stored as the current config")
+            }
+            None => {
+                let config = match firstboot::content(&self.root, &name) {
+                    Ok(Some(mc)) => mc,
+                    other => {
+                        if let Err(e) = other {
+                            tracing::warn!(error = %e, "first boot: fetching {name} instead");
+                        }
+                        match c.fetch(&name).await {
+                            Ok(w) => w.config,
+                            Err(e) => {
+                                tracing::error!(config = %name, error = %e, "first boot: cannot read the config the machine was provisioned with; it will be applied as the desired config");
+                                return Ok(());
+                            }
+                        }
+                    }
+                };
+                let path = self.root.state_path(host::state::CURRENT_CONFIG);
+                self.root
+                    .write_file_with(&path, host::root::Tree::Etc, 0o644, 0, 0, |w| {
+                        host::state::write_encoded(&config, w)
+                    })?;
+                tracing::info!(config = %name, "first boot: the machine was provisioned with {name} ({}); validating the disk against it", firstboot::NODE_ANNOTATIONS_FILE);
+            }
+        }
+        if let Err(e) = c.set_initial_config(&name).await {
+            tracing::warn!(config = %name, error = %e, "first boot: cannot set currentConfig yet; it is reported with the state");
+        }
+        self.with_status(|s| {
+            s.last_outcome = Some(format!(
+                "first boot: provisioned with {name}; nothing applied"
+            ))
+        });
         Ok(())
     }
 

@@ -544,6 +544,8 @@ fn discovery(path: &str) -> Option<Value> {
         ("serviceaccounts", "ServiceAccount", true),
         ("nodes", "Node", false),
         ("pods", "Pod", true),
+        ("services", "Service", true),
+        ("secrets", "Secret", true),
     ];
     let resources = |gv: &str, list: &[(&str, &str, bool)]| {
         json!({

@@ -35,9 +35,9 @@ pub const NODES: &str = "api/v1/nodes";
 pub const PODS: &str = "api/v1/pods";
 pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
 pub const MACHINECONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigs";
+pub const MACHINECONFIGPOOLS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigpools";
 pub const MACHINECONFIGNODES: &str = "apis/machineconfiguration.openshift.io/v1/machineconfignodes";
 pub const MACHINECONFIGURATIONS: &str = "apis/operator.openshift.io/v1/machineconfigurations";
-pub const MACHINECONFIGPOOLS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigpools";
 pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
 /// One recorded request.
@@ -121,6 +121,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "events" => "Event",
         "machineconfigs" => "MachineConfig",
         "machineconfignodes" => "MachineConfigNode",
+        "machineconfigpools" => "MachineConfigPool",
         "machineconfigurations" => "MachineConfiguration",
         "machineconfigpools" => "MachineConfigPool",
         "leases" => "Lease",
