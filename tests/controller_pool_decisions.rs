@@ -59,6 +59,7 @@ fn node(name: &str, zone: &str, created: i64, on: &str) -> NodeInfo {
         desired: Some(on.into()),
         state: Some("Done".into()),
         reason: String::new(),
+        drain_blocked: None,
     }
 }
 
@@ -392,6 +393,30 @@ fn status_counts_and_conditions_as_the_seed_defines_them() {
     );
     assert_eq!(cond(&s, "Degraded").0, "True");
     assert_eq!(cond(&s, "Degraded").2, message);
+
+    // A drain blocked past its limit (the drain controller's annotation): Degraded names the
+    // node and the pods, while the node itself is only Working.
+    let mut draining = on("w1");
+    draining.state = Some("Working".into());
+    draining.unschedulable = true;
+    draining.drain_blocked = Some(
+        "drain of rendered-worker-new blocked for 1h0m: pod default/db-0 (429: PodDisruptionBudget)"
+            .into(),
+    );
+    let nodes = [on("w0"), draining];
+    let refs: Vec<&NodeInfo> = nodes.iter().collect();
+    let s = pool_status(&input, &refs);
+    assert_eq!(s.degraded_machine_count, 0);
+    assert_eq!(cond(&s, "NodeDegraded").0, "False");
+    assert_eq!(
+        cond(&s, "Degraded"),
+        (
+            "True",
+            "DrainBlocked",
+            "Node w1: drain of rendered-worker-new blocked for 1h0m: pod default/db-0 \
+             (429: PodDisruptionBudget)"
+        )
+    );
 
     // A render failure: RenderDegraded with the reason, Degraded.
     let nodes = [on("w0")];

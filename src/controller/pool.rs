@@ -33,6 +33,9 @@ pub struct NodeInfo {
     /// `state` annotation: `Done`, `Working`, `Degraded`, `Unreconcilable`.
     pub state: Option<String>,
     pub reason: String,
+    /// The drain controller's report of a drain blocked past its limit (the `drainBlocked`
+    /// annotation, [`super::drain::DRAIN_BLOCKED`]): the pods that keep it from finishing.
+    pub drain_blocked: Option<String>,
 }
 
 impl NodeInfo {
@@ -68,6 +71,7 @@ impl NodeInfo {
             desired: ann(DESIRED_CONFIG),
             state: ann(STATE),
             reason: ann(REASON).unwrap_or_default(),
+            drain_blocked: ann(super::drain::DRAIN_BLOCKED),
         }
     }
 

@@ -18,9 +18,10 @@
 //! - `NodeDegraded`: reason `N nodes are reporting degraded status on sync`, message
 //!   `Node NAME is reporting: "REASON"` per node, joined by `, `.
 //! - `RenderDegraded`: reason `RenderFailed`, the render error as message.
-//! - `Degraded`: any of the two above, or a node matched by two pools (reason
-//!   `MultiplePoolsMatchNode`); its reason is the first cause's, its message theirs joined by
-//!   `; `.
+//! - `Degraded`: any of the two above, a node matched by two pools (reason
+//!   `MultiplePoolsMatchNode`), or a node whose drain the drain controller reports blocked past
+//!   its limit (reason `DrainBlocked`, message `Node NAME: ` and the drain controller's words,
+//!   which name the pods); its reason is the first cause's, its message theirs joined by `; `.
 //!
 //! A condition keeps its `lastTransitionTime` while its status stays.
 
@@ -157,18 +158,20 @@ pub fn pool_status(input: &StatusInput, nodes: &[&NodeInfo]) -> MachineConfigPoo
     if !input.conflicts.is_empty() {
         causes.push(("MultiplePoolsMatchNode".into(), conflict_msg));
     }
+    let blocked: Vec<String> = nodes
+        .iter()
+        .filter_map(|n| Some(format!("Node {}: {}", n.name, n.drain_blocked.as_deref()?)))
+        .collect();
+    if !blocked.is_empty() {
+        causes.push(("DrainBlocked".into(), blocked.join(", ")));
+    }
     let reason = causes.first().map(|c| c.0.clone()).unwrap_or_default();
     let message = causes
         .iter()
         .map(|c| c.1.as_str())
         .collect::<Vec<_>>()
         .join("; ");
-    add(
-        "Degraded",
-        !degraded.is_empty() || input.render_error.is_some() || !input.conflicts.is_empty(),
-        reason,
-        message,
-    );
+    add("Degraded", !causes.is_empty(), reason, message);
 
     MachineConfigPoolStatus {
         observed_generation: input.generation,
