@@ -123,7 +123,6 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "machineconfignodes" => "MachineConfigNode",
         "machineconfigpools" => "MachineConfigPool",
         "machineconfigurations" => "MachineConfiguration",
-        "machineconfigpools" => "MachineConfigPool",
         "leases" => "Lease",
         "namespaces" => "Namespace",
         _ => "Unknown",
