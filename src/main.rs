@@ -44,6 +44,8 @@ enum Command {
     Start(cli::start::Args),
     /// Run the controller: render each pool's configs, roll its nodes out, report its status.
     Controller(cli::controller::Args),
+    /// Follow a pool's rollout (`rollout status --pool NAME`).
+    Rollout(cli::rollout::Args),
     /// Serve pools' rendered configs as Ignition to machines that join the cluster.
     Server(cli::server::Args),
 }
@@ -89,5 +91,6 @@ fn main() -> ExitCode {
         Command::Start(args) => cli::start::run(args),
         Command::Controller(args) => cli::controller::run(args),
         Command::Server(args) => cli::server::run(args),
+        Command::Rollout(args) => cli::rollout::run(args),
     }
 }

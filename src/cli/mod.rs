@@ -6,6 +6,7 @@ pub mod force;
 pub mod logging;
 pub mod plan;
 pub mod render;
+pub mod rollout;
 pub mod server;
 pub mod start;
 pub mod status;
