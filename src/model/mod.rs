@@ -9,6 +9,7 @@ pub mod load;
 pub mod os;
 pub mod policy;
 pub mod render;
+mod stream;
 
 pub use config::*;
 pub use error::{FieldError, LoadErrors, RenderError};
