@@ -780,3 +780,34 @@ fn a_unit_also_given_as_a_file_is_written_from_the_unit_and_steps_are_in_path_or
     // Nothing to do the second time: the path is compared with the unit, not the file entry.
     assert!(apply(r, &m).unwrap().steps.is_empty());
 }
+
+#[test]
+fn the_stored_config_is_read_back_with_the_digest_of_its_bytes() {
+    use sha2::Digest as _;
+    let t = make_root();
+    let r = t.path();
+    let m = mc("a", vec![file("/etc/f", "one\n", 0o644)]);
+    apply(r, &m).unwrap();
+    let path = r.join("etc/machine-config-daemon/currentconfig");
+    let read = || {
+        host::state::read_current(&Root::open(r).unwrap())
+            .unwrap()
+            .unwrap()
+    };
+    let (stored, digest) = read();
+    assert_eq!(
+        (&stored.name, &stored.spec.config.files),
+        (&m.name, &m.spec.config.files)
+    );
+    let bytes = std::fs::read(&path).unwrap();
+    assert_eq!(digest, <[u8; 32]>::from(sha2::Sha256::digest(&bytes)));
+    // Every byte counts, blanks after the document included.
+    std::fs::write(&path, [&bytes[..], b"\n\n"].concat()).unwrap();
+    let (again, digest2) = read();
+    assert_eq!(again.spec.config.files, m.spec.config.files);
+    assert_ne!(digest2, digest);
+    assert_eq!(
+        digest2,
+        <[u8; 32]>::from(sha2::Sha256::digest(std::fs::read(&path).unwrap()))
+    );
+}

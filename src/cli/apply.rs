@@ -20,8 +20,8 @@ use machine_config_daemon::host::exec::{Outcome, PostAction};
 use machine_config_daemon::host::lock::Wait;
 use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, SystemdOptions};
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
+use machine_config_daemon::model;
 use machine_config_daemon::model::policy;
-use machine_config_daemon::model::{self, MachineConfig};
 use machine_config_daemon::plan::{self, Plan};
 use serde_json::json;
 use std::path::PathBuf;
@@ -126,7 +126,7 @@ pub fn run(args: Args) -> ExitCode {
     let os = host::os::detect(&args.root);
     let input = UpdateInput {
         old,
-        new: new.clone(),
+        new,
         policy,
         force: force_file,
         state_dir: Some(args.state_dir.clone()),
@@ -134,8 +134,11 @@ pub fn run(args: Args) -> ExitCode {
     };
     let (plan, os_plan) = update::plan_for(&input);
     let old = input.old.as_ref();
+    // Not cloned: a config can be large.
+    let new = &input.new;
+    let name = new.name.clone();
     if let Some(reason) = plan.as_ref().and_then(|p| p.unreconcilable.clone()) {
-        print_result(&args, recovered.as_deref(), plan.as_ref(), &new, None, &[]);
+        print_result(&args, recovered.as_deref(), plan.as_ref(), &name, None, &[]);
         return super::fail(super::EXIT_UNRECONCILABLE, [reason]);
     }
     let os_steps = match os_plan {
@@ -145,13 +148,13 @@ pub fn run(args: Args) -> ExitCode {
     // A first apply writes everything, so every item is checked (the update flow does the
     // same; here it also covers --dry-run).
     if old.is_none() {
-        let problems = plan::reconcile::config_problems(&new);
+        let problems = plan::reconcile::config_problems(new);
         if !problems.is_empty() {
             return super::fail(
                 super::EXIT_UNRECONCILABLE,
                 [format!(
                     "can't apply config {}: {}",
-                    new.name,
+                    name,
                     problems.join("; ")
                 )],
             );
@@ -162,7 +165,7 @@ pub fn run(args: Args) -> ExitCode {
             force: force_file,
             dry_run: true,
         };
-        let report = match host::apply(&root, old, &new, &opts) {
+        let report = match host::apply(&root, old, new, &opts) {
             Ok(r) => r,
             Err(e) => return super::fail(exit_for(&e), [e]),
         };
@@ -179,7 +182,7 @@ pub fn run(args: Args) -> ExitCode {
             outcomes.push((format!("os: {step}"), Outcome::Skipped("dry run".into())));
         }
         if old.is_none() {
-            for n in plan::reconcile::not_applied(&new) {
+            for n in plan::reconcile::not_applied(new) {
                 outcomes.push((format!("not applied: {n}"), Outcome::Skipped(String::new())));
             }
         }
@@ -194,7 +197,7 @@ pub fn run(args: Args) -> ExitCode {
             &args,
             recovered.as_deref(),
             plan.as_ref(),
-            &new,
+            &name,
             Some(&report),
             &outcomes,
         );
@@ -238,7 +241,7 @@ pub fn run(args: Args) -> ExitCode {
     }
     if applied.os_staged && args.no_systemd {
         outcomes.push((
-            format!("boot into the OS changes of {}", new.name),
+            format!("boot into the OS changes of {name}"),
             Outcome::Skipped(
                 "reboot pending: the node runs them only after a reboot, which the next start validates"
                     .into(),
@@ -250,7 +253,7 @@ pub fn run(args: Args) -> ExitCode {
         &args,
         recovered.as_deref(),
         plan.as_ref(),
-        &new,
+        &name,
         Some(&report),
         &outcomes,
     );
@@ -285,7 +288,7 @@ fn print_result(
     args: &Args,
     recovered: Option<&str>,
     plan: Option<&Plan>,
-    new: &MachineConfig,
+    name: &str,
     report: Option<&ApplyReport>,
     outcomes: &[(String, Outcome)],
 ) {
@@ -297,7 +300,7 @@ fn print_result(
             "recovered": recovered,
             "firstApply": plan.is_none(),
             "dryRun": args.dry_run,
-            "config": new.name,
+            "config": name,
             "plan": plan.map(|p| serde_json::to_value(p).unwrap_or_default()),
             "steps": report.map(|r| r.steps.clone()),
             "kept": report.map(|r| r.kept.clone()),
@@ -311,10 +314,7 @@ fn print_result(
         println!("recovered: {r}");
     }
     match plan {
-        None => println!(
-            "first apply of {}: writing everything, no post actions",
-            new.name
-        ),
+        None => println!("first apply of {name}: writing everything, no post actions"),
         Some(p) if p.unreconcilable.is_some() => {
             // Refused: the error line that follows says why; no actions to list.
             println!(
@@ -351,7 +351,7 @@ fn print_result(
     let Some(report) = report else { return };
     let verb = if args.dry_run { "would" } else { "done" };
     if report.steps.is_empty() {
-        println!("nothing to write: the node already has {}", new.name);
+        println!("nothing to write: the node already has {name}");
     }
     for s in &report.steps {
         println!("{verb}: {s}");

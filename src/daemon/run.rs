@@ -217,10 +217,6 @@ const TRIM_DELAY: std::time::Duration = std::time::Duration::from_secs(2);
 /// The key of kernel-argument drift among the drifted paths.
 const CMDLINE: &str = "/proc/cmdline";
 
-fn digest(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 /// The digest of `config` as stored (`currentconfig`'s bytes), streamed: the encoding is never
 /// held in memory.
 fn config_digest(config: &MachineConfig) -> [u8; 32] {
@@ -459,16 +455,15 @@ impl Daemon {
     /// current one; true when the manifest had to be rebuilt for it.
     fn set_current(
         &mut self,
-        stored: Option<(MachineConfig, Vec<u8>)>,
+        stored: Option<(MachineConfig, host::state::Digest)>,
     ) -> Result<(Option<MachineConfig>, bool), HostError> {
-        let Some((mc, bytes)) = stored else {
+        let Some((mc, stored)) = stored else {
             self.current_kargs.clear();
             self.current_name.clear();
             self.current_digest = None;
             self.manifest = Manifest::default();
             return Ok((None, true));
         };
-        let stored = digest(&bytes);
         // The manifest is rebuilt only when the stored config is not the one it describes.
         let rebuild = self.current_digest != Some(stored) || self.manifest.is_empty();
         if rebuild {

@@ -170,8 +170,11 @@ pub struct Parent {
 pub struct Pending {
     path: String,
     tree: Tree,
-    /// A regular file (else a symlink, which has no data to sync).
+    /// A regular file with data to sync (else a symlink or an empty file, which have none).
     file: bool,
+    /// Already at its path (an empty file, created there: [`Root::stage_empty`]); only its
+    /// directory is left to sync.
+    placed: bool,
 }
 
 impl Pending {
@@ -302,6 +305,16 @@ impl Root {
                 ResolveFlags::IN_ROOT | ResolveFlags::NO_SYMLINKS | ResolveFlags::NO_MAGICLINKS,
             ) {
                 Ok(dir) => return Ok(Some(Parent { dir, name })),
+                // No symlink on the way (that would be ELOOP): a directory is missing, which is
+                // what the walk below would find too, component by component, when nothing
+                // is to be created and every prefix may be traversed (a first apply asks this
+                // of tens of thousands of paths).
+                Err(Errno::NOENT)
+                    if create.is_none()
+                        && (1..=comps.len()).all(|n| tree.may_traverse(&comps[..n])) =>
+                {
+                    return Ok(None);
+                }
                 Err(Errno::LOOP | Errno::NOENT | Errno::NOSYS | Errno::NOTDIR) => {}
                 Err(e) => return Err(HostError::io("open", &join(&comps), e)),
             }
@@ -430,6 +443,38 @@ impl Root {
         Ok(fd)
     }
 
+    /// The regular file at `path` opened for reading (not following a final symlink); `None`
+    /// when it is missing. Anything else at `path` is an error.
+    pub fn open_file(&self, path: &str, tree: Tree) -> Result<Option<std::fs::File>, HostError> {
+        let Some(p) = self.parent(path, tree)? else {
+            return Ok(None);
+        };
+        match rfs::openat(
+            &p.dir,
+            p.name.as_str(),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+            Mode::empty(),
+        ) {
+            Ok(fd) => {
+                let st = rfs::fstat(&fd).map_err(|e| HostError::io("stat", path, e))?;
+                if FileType::from_raw_mode(st.st_mode) == FileType::RegularFile {
+                    Ok(Some(std::fs::File::from(fd)))
+                } else {
+                    Err(HostError::State {
+                        path: path.to_string(),
+                        reason: "not a regular file".to_string(),
+                    })
+                }
+            }
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP) => Err(HostError::State {
+                path: path.to_string(),
+                reason: "not a regular file".to_string(),
+            }),
+            Err(e) => Err(HostError::io("open", path, e)),
+        }
+    }
+
     /// What is at `path` (not following a final symlink). Missing parents mean `Absent`.
     pub fn read(&self, path: &str, tree: Tree) -> Result<Entry, HostError> {
         let Some(p) = self.parent(path, tree)? else {
@@ -552,6 +597,37 @@ impl Root {
             path: path.to_string(),
             tree,
             file: true,
+            placed: false,
+        })
+    }
+
+    /// The batch form of an empty file that must not exist yet (a backup stamp): created at
+    /// its path at once, with its owner and mode, since it has no data that could be seen
+    /// half-written (a crash leaves it absent or whole, and the update's journal says to remove
+    /// it). Made durable with its directory, which [`Root::finish`] names as the others'.
+    pub fn stage_empty(
+        &self,
+        path: &str,
+        tree: Tree,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<Pending, HostError> {
+        let p = self.parent_create(path, tree, &mut Vec::new())?;
+        let fd = rfs::openat(
+            &p.dir,
+            p.name.as_str(),
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .map_err(|e| HostError::io("create", path, e))?;
+        chown(&fd, uid, gid).map_err(|e| HostError::io("chown", path, e))?;
+        rfs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| HostError::io("chmod", path, e))?;
+        Ok(Pending {
+            path: path.to_string(),
+            tree,
+            file: false,
+            placed: true,
         })
     }
 
@@ -572,17 +648,26 @@ impl Root {
         let fd = match reuse.then(|| reusable(&p.dir, &tmp)).flatten() {
             Some(fd) => fd,
             None => {
-                let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
-                rfs::openat(
-                    &p.dir,
-                    tmp.as_str(),
-                    OFlags::WRONLY
-                        | OFlags::CREATE
-                        | OFlags::EXCL
-                        | OFlags::NOFOLLOW
-                        | OFlags::CLOEXEC,
-                    Mode::from_raw_mode(0o600),
-                )
+                let create = || {
+                    rfs::openat(
+                        &p.dir,
+                        tmp.as_str(),
+                        OFlags::WRONLY
+                            | OFlags::CREATE
+                            | OFlags::EXCL
+                            | OFlags::NOFOLLOW
+                            | OFlags::CLOEXEC,
+                        Mode::from_raw_mode(0o600),
+                    )
+                };
+                // A leftover is removed only when there is one (one call less a file).
+                match create() {
+                    Err(Errno::EXIST) => {
+                        let _ = rfs::unlinkat(&p.dir, tmp.as_str(), AtFlags::empty());
+                        create()
+                    }
+                    r => r,
+                }
                 .map_err(|e| HostError::io("create", path, e))?
             }
         };
@@ -620,6 +705,7 @@ impl Root {
             path: path.to_string(),
             tree,
             file: false,
+            placed: false,
         })
     }
 
@@ -661,6 +747,9 @@ impl Root {
     /// Renames a staged file into place (see [`Root::stage_file`]); returns its directory, to
     /// be fsynced once the batch is renamed.
     pub fn finish(&self, p: &Pending) -> Result<String, HostError> {
+        if p.placed {
+            return Ok(p.path.rsplit_once('/').map_or("/", |(d, _)| d).to_string());
+        }
         let parent = self
             .parent(&p.path, p.tree)?
             .ok_or_else(|| HostError::refused(&p.path, "directory vanished"))?;
@@ -691,7 +780,18 @@ impl Root {
         path: &str,
         tree: Tree,
         data: &[u8],
+        owner: (u32, u32, u32),
+    ) -> Result<Option<Prepared>, HostError> {
+        self.prepare_file_with(path, tree, owner, |w| w.write_all(data))
+    }
+
+    /// [`Root::prepare_file`] with the contents streamed by `fill` (through a buffer).
+    pub fn prepare_file_with(
+        &self,
+        path: &str,
+        tree: Tree,
         (mode, uid, gid): (u32, u32, u32),
+        fill: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
     ) -> Result<Option<Prepared>, HostError> {
         let Some(p) = self.parent(path, tree)? else {
             return Ok(None);
@@ -702,8 +802,12 @@ impl Root {
             (mode, uid, gid),
             true,
             |f| {
-                f.write_all(data)?;
-                f.set_len(data.len() as u64)
+                let mut buf = std::io::BufWriter::with_capacity(256 * 1024, &mut *f);
+                fill(&mut buf)?;
+                buf.flush()?;
+                drop(buf);
+                let end = std::io::Seek::stream_position(f)?;
+                f.set_len(end)
             },
             |_| Ok(()),
         )?;

@@ -5,7 +5,7 @@
 //! The file is a real MachineConfig (the model's emitter writes it, its loader reads it back).
 
 use super::HostError;
-use super::root::{Entry, Root, Tree};
+use super::root::{Root, Tree};
 use crate::model::MachineConfig;
 
 /// The default state directory (inside the root).
@@ -60,14 +60,58 @@ pub fn decode(data: &[u8]) -> Result<MachineConfig, HostError> {
     Ok(configs.remove(0))
 }
 
-/// The stored current config and its bytes; `None` before the first apply.
-pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Vec<u8>)>, HostError> {
-    match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
-        Entry::Absent => Ok(None),
-        Entry::File { data, .. } => Ok(Some((decode(&data)?, data))),
-        _ => Err(HostError::State {
-            path: root.state_path(CURRENT_CONFIG),
-            reason: "not a regular file".to_string(),
-        }),
+/// The SHA-256 digest of a stored config's bytes.
+pub type Digest = [u8; 32];
+
+/// The stored current config and the digest of its bytes; `None` before the first apply.
+///
+/// The file is streamed through a small buffer and hashed on the way, so that neither its text
+/// nor a JSON tree of it is held whole, only the config itself (read whole and parsed the
+/// general way only if the streamed road gives up on it, see [`crate::model::load`]).
+pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Digest)>, HostError> {
+    use sha2::Digest as _;
+    use std::io::{Read as _, Seek as _};
+    let path = root.state_path(CURRENT_CONFIG);
+    let Some(mut file) = root.open_file(&path, Tree::Etc)? else {
+        return Ok(None);
+    };
+    let io = |e: std::io::Error| HostError::State {
+        path: path.clone(),
+        reason: format!("cannot read: {e}"),
+    };
+    let budget = crate::model::load::Budget::new(crate::model::load::Limits::unbounded());
+    let mut hashing = Hashing {
+        inner: &file,
+        hash: sha2::Sha256::new(),
+    };
+    if let Some(mut loaded) =
+        crate::model::load::stream_reader(&mut hashing, CURRENT_CONFIG, &budget)
+        && loaded.configs.len() == 1
+    {
+        // The parser stops at the end of the document: the rest (blanks) is hashed too.
+        std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
+        return Ok(Some((
+            loaded.configs.remove(0),
+            hashing.hash.finalize().into(),
+        )));
+    }
+    file.rewind().map_err(io)?;
+    let mut data = Vec::new();
+    file.read_to_end(&mut data).map_err(io)?;
+    Ok(Some((decode(&data)?, sha2::Sha256::digest(&data).into())))
+}
+
+/// A reader that hashes what is read through it.
+struct Hashing<R> {
+    inner: R,
+    hash: sha2::Sha256,
+}
+
+impl<R: std::io::Read> std::io::Read for Hashing<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
     }
 }

@@ -14,7 +14,9 @@
 //!    cleaned. From [`BATCH_MIN`] file and symlink writes on, those are run as one batch
 //!    (every temp file, their data synced together, the renames, one fsync per directory)
 //!    before the other steps, rather than each with its own fsyncs; the data is durable before
-//!    any rename either way.
+//!    any rename either way. In a batch, a backup stamp (an empty file) is created at its path
+//!    directly: having no data, it is never seen half-written, and its directory's fsync makes
+//!    it durable before the commit.
 //!
 //! **What is looked at, and why that is enough.** An update costs what *changes*, not what the
 //! config holds: old and new configs are matched by path (walked side by side in config order,
@@ -35,11 +37,13 @@
 //! are checked once each.
 //!
 //! **Storing the config.** `currentconfig` is rewritten whole, so for a large config with a
-//! small change it is the bulk of an update. It is encoded on a second thread while the rest
-//! of the update is planned and run, and, when the config's name changes, written to its temp
-//! file there too as soon as the new config has passed validation; its step then only fsyncs
-//! and renames it. The temp file is the previous stored config, kept as scratch when the
-//! staging directory is cleaned and overwritten in place (see `clean_staging`).
+//! small change it is the bulk of an update. When the config's name changes, it is encoded
+//! straight into its temp file on a second thread, as soon as the new config has passed
+//! validation, while the rest of the update is planned and run; its step then only fsyncs and
+//! renames it (otherwise the step encodes it). The encoding is streamed to the file, never
+//! held whole in memory, and so is the journal. The temp file is the previous stored config,
+//! kept as scratch when the staging directory is cleaned and overwritten in place (see
+//! `clean_staging`).
 //!
 //! **What the log says.** A committed update logs every path it changed at info level
 //! (`/etc/chrony.conf written for rendered-worker-…`, with `path`, `change` and `config` fields),
@@ -58,7 +62,7 @@ use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
 use super::root::{Entry, Pending, Prepared, Probe, Root, Tree};
-use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, encode};
+use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, write_encoded};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
 use super::{HostError, failpoint};
@@ -97,10 +101,12 @@ pub struct ApplyReport {
     pub writes: Vec<WriteDetail>,
 }
 
-/// The new config for `currentconfig`: encoded (and, once the new config passed validation,
-/// written to the temp file) on another thread while the update is planned, staged and run;
-/// waited for only when it is needed.
+/// The new config for `currentconfig`: when its name changes (it is then sure to be stored),
+/// encoded and written to the temp file on another thread, once the new config passed
+/// validation, while the update is planned, staged and run; waited for only when it is needed.
+/// The encoding is streamed to the file, never held whole in memory.
 struct Encoded<'a> {
+    config: &'a MachineConfig,
     pending: Option<Box<dyn FnOnce() -> Ready + 'a>>,
     /// Tells the other thread the new config passed validation and it may write the temp file
     /// (dropped: it may not).
@@ -110,7 +116,6 @@ struct Encoded<'a> {
 
 #[derive(Default)]
 struct Ready {
-    bytes: Vec<u8>,
     /// The temp file, written ahead (`None`: it was not, write it at the step).
     file: Option<Result<Prepared, HostError>>,
 }
@@ -124,15 +129,59 @@ impl Encoded<'_> {
         &mut self.ready
     }
 
-    fn get(&mut self) -> &[u8] {
-        &self.wait().bytes
-    }
-
     /// The new config passed validation: the temp file may be written.
     fn validated(&mut self) {
         if let Some(go) = self.go.take() {
             let _ = go.send(());
         }
+    }
+}
+
+/// Whether `currentconfig` holds `config` already, byte for byte (compared as it is encoded,
+/// without holding either whole).
+fn stored_is(root: &Root, config: &MachineConfig) -> Result<bool, HostError> {
+    let path = root.state_path(CURRENT_CONFIG);
+    if root.probe(&path, Tree::Etc)? != Probe::File {
+        return Ok(false);
+    }
+    let Some(file) = root.open_file(&path, Tree::Etc)? else {
+        return Ok(false);
+    };
+    let mut cmp = Compare {
+        stored: std::io::BufReader::with_capacity(64 * 1024, file),
+        scratch: Vec::new(),
+        same: true,
+    };
+    super::state::write_encoded(config, &mut cmp).map_err(|e| HostError::io("read", &path, e))?;
+    let mut rest = [0u8; 1];
+    let at_end = std::io::Read::read(&mut cmp.stored, &mut rest)
+        .map_err(|e| HostError::io("read", &path, e))?
+        == 0;
+    Ok(cmp.same && at_end)
+}
+
+/// A writer that compares what is written to it with what `stored` holds.
+struct Compare<R> {
+    stored: R,
+    scratch: Vec<u8>,
+    same: bool,
+}
+
+impl<R: std::io::Read> std::io::Write for Compare<R> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.same {
+            self.scratch.resize(buf.len(), 0);
+            match self.stored.read_exact(&mut self.scratch) {
+                Ok(()) => self.same = self.scratch == buf,
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => self.same = false,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -243,17 +292,15 @@ impl Step<'_> {
             }
             Step::Password(h) => set_password_hash(root, h),
             Step::CurrentConfig => {
-                let ready = stored.wait();
-                match ready.file.take() {
-                    Some(file) => root.commit_prepared(file?),
-                    None => root.write_file_reusing(
-                        &root.state_path(CURRENT_CONFIG),
-                        Tree::Etc,
-                        &ready.bytes,
-                        0o644,
-                        0,
-                        0,
-                    ),
+                if let Some(file) = stored.wait().file.take() {
+                    return root.commit_prepared(file?);
+                }
+                let config = stored.config;
+                let path = root.state_path(CURRENT_CONFIG);
+                let fill = |w: &mut dyn std::io::Write| write_encoded(config, w);
+                match root.prepare_file_with(&path, Tree::Etc, (0o644, 0, 0), fill)? {
+                    Some(p) => root.commit_prepared(p),
+                    None => root.write_file_with(&path, Tree::Etc, 0o644, 0, 0, fill),
                 }
             }
         }
@@ -290,7 +337,7 @@ impl Step<'_> {
                     |target| root.stage_symlink(&to, Tree::Etc, target),
                 )
             }
-            Step::Stamp(p) => root.stage_file(&noorig_path(root, p), Tree::Etc, b"", 0o644, 0, 0),
+            Step::Stamp(p) => root.stage_empty(&noorig_path(root, p), Tree::Etc, 0o644, 0, 0),
             Step::Write(d) if d.record.kind == Kind::MaskLink => {
                 root.stage_symlink(&d.path, d.tree, "/dev/null")
             }
@@ -474,10 +521,11 @@ struct PreImage {
 }
 
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Journal {
+struct Journal<'a> {
     old: Option<String>,
     new: String,
-    steps: Vec<String>,
+    /// The report's step descriptions, borrowed when written (a large update has thousands).
+    steps: std::borrow::Cow<'a, [String]>,
     preimages: Vec<PreImage>,
     created_dirs: Vec<(String, Tree)>,
 }
@@ -491,10 +539,8 @@ pub fn apply(
 ) -> Result<ApplyReport, HostError> {
     if opts.dry_run {
         let stored = Encoded {
-            pending: Some(Box::new(|| Ready {
-                bytes: encode(new),
-                file: None,
-            })),
+            config: new,
+            pending: None,
             go: None,
             ready: Ready::default(),
         };
@@ -509,17 +555,19 @@ pub fn apply(
     let ahead = old.is_some_and(|o| o.name != new.name);
     std::thread::scope(|s| {
         let storing = s.spawn(move || {
-            let bytes = encode(new);
             let file = (ahead && validated.recv().is_ok())
                 .then(|| {
                     let path = root.state_path(CURRENT_CONFIG);
-                    root.prepare_file(&path, Tree::Etc, &bytes, (0o644, 0, 0))
-                        .transpose()
+                    root.prepare_file_with(&path, Tree::Etc, (0o644, 0, 0), |w| {
+                        write_encoded(new, w)
+                    })
+                    .transpose()
                 })
                 .flatten();
-            Ready { bytes, file }
+            Ready { file }
         });
         let stored = Encoded {
+            config: new,
             pending: Some(Box::new(move || {
                 storing.join().expect("storing does not panic")
             })),
@@ -561,11 +609,7 @@ fn apply_in(
     };
     let mut steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
     // The stored config is rewritten with any other change, else only if it differs.
-    let stale = !steps.is_empty()
-        || match root.read(&root.state_path(CURRENT_CONFIG), Tree::Etc)? {
-            Entry::File { data, .. } => data != stored.get(),
-            _ => true,
-        };
+    let stale = !steps.is_empty() || !stored_is(root, new)?;
     if stale {
         steps.push(Step::CurrentConfig);
     }
@@ -577,8 +621,11 @@ fn apply_in(
     let mut preimages: Vec<PreImage> = Vec::new();
     let mut created: Vec<(String, Tree)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // The missing directories of a path are those of its directory: looked up once each.
+    let mut dirs_seen = rustc_hash::FxHashSet::default();
     for (path, tree, writes) in steps.iter().flat_map(|s| s.touched(root)) {
-        if writes {
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        if writes && dirs_seen.insert((dir.to_string(), tree)) {
             for d in root.missing_dirs(&path, tree)? {
                 if !created.iter().any(|c| c.0 == d) {
                     created.push((d, tree));
@@ -609,12 +656,14 @@ fn apply_in(
     let journal = Journal {
         old: old.map(|o| o.name.clone()),
         new: new.name.clone(),
-        steps: report.steps.clone(),
+        steps: std::borrow::Cow::Borrowed(&report.steps),
         preimages,
         created_dirs: created,
     };
-    let jbytes = serde_json::to_vec_pretty(&journal).expect("journal serialises");
-    root.write_file(&root.state_path(JOURNAL), Tree::Etc, &jbytes, 0o600, 0, 0)?;
+    // Streamed to its file, one line: a large update's journal is megabytes.
+    root.write_file_with(&root.state_path(JOURNAL), Tree::Etc, 0o600, 0, 0, |w| {
+        serde_json::to_writer(w, &journal).map_err(std::io::Error::from)
+    })?;
     tracing::info!(old = ?journal.old, new = %journal.new, steps = steps.len(), "update journal written");
     let result = run_steps(root, &journal, &steps, &mut stored);
     if let Err((step, e)) = result {
@@ -672,7 +721,7 @@ fn tag(step: &str) -> impl FnOnce(HostError) -> (String, HostError) + '_ {
 
 fn run_steps(
     root: &Root,
-    journal: &Journal,
+    journal: &Journal<'_>,
     steps: &[Step<'_>],
     stored: &mut Encoded<'_>,
 ) -> Result<(), (String, HostError)> {
@@ -750,7 +799,7 @@ fn run_batch(root: &Root, steps: &[Step<'_>]) -> Result<(), (String, HostError)>
     Ok(())
 }
 
-fn stage(root: &Root, journal: &Journal) -> Result<(), HostError> {
+fn stage(root: &Root, journal: &Journal<'_>) -> Result<(), HostError> {
     for p in &journal.preimages {
         if let Some(name) = p.state.strip_prefix("staged:") {
             let dest = format!("{}/{name}", root.state_path(STAGING));
@@ -762,7 +811,7 @@ fn stage(root: &Root, journal: &Journal) -> Result<(), HostError> {
     root.sync_parent(&format!("{}/x", root.state_path(STAGING)), Tree::Etc)
 }
 
-fn rollback(root: &Root, journal: &Journal) -> Result<(), HostError> {
+fn rollback(root: &Root, journal: &Journal<'_>) -> Result<(), HostError> {
     for p in journal.preimages.iter().rev() {
         failpoint!("host::rollback::restore");
         root.remove_tmp(&p.path, p.tree)?;

@@ -71,6 +71,17 @@ pub fn parse_config_with(
     at: &str,
     budget: &Budget,
 ) -> Result<(Config, Vec<String>), Vec<FieldError>> {
+    parse_config_pre(value, at, budget, None)
+}
+
+/// [`parse_config_with`] for a config whose `storage.files` were read and normalised while
+/// the input was streamed ([`FileStream`]): `value` holds an empty list in their place.
+pub(crate) fn parse_config_pre(
+    value: &Value,
+    at: &str,
+    budget: &Budget,
+    pre: Option<PreFiles>,
+) -> Result<(Config, Vec<String>), Vec<FieldError>> {
     let obj = match value {
         Value::Null => return Ok((Config::default(), Vec::new())),
         Value::Object(o) if o.is_empty() => return Ok((Config::default(), Vec::new())),
@@ -115,12 +126,19 @@ pub fn parse_config_with(
         .map(|p| format!("{}: unknown key, ignored", join(at, &crate_path(p))))
         .collect();
 
+    let (pre_files, nodes) = match pre {
+        Some(p) => (Some(p.files), p.nodes),
+        None => (None, HashMap::new()),
+    };
     let mut n = Normaliser {
         errors: Vec::new(),
-        nodes: HashMap::new(),
+        nodes,
         budget,
     };
-    let config = n.config(&typed, value, &version, at);
+    let mut config = n.config(&typed, value, &version, at);
+    if let Some(files) = pre_files {
+        config.files = files;
+    }
     if n.errors.is_empty() {
         Ok((config, warnings))
     } else {
@@ -428,6 +446,144 @@ fn is_empty_json(v: &Value) -> bool {
         Value::Array(a) => a.is_empty(),
         Value::Object(o) => o.values().all(is_empty_json),
         _ => false,
+    }
+}
+
+/// `storage.files[]` exactly as every Ignition 3.x version declares it (3.0.0's
+/// `FileContents` and later versions' `Resource` without `httpHeaders`, which 3.0.0 lacks): the
+/// streamed form of a file. Any other key, or a value of another type, fails it, and loading
+/// then takes the general path, which says what is wrong.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamedFile {
+    path: String,
+    #[serde(default)]
+    contents: Option<StreamedResource>,
+    #[serde(default)]
+    append: Option<Vec<StreamedResource>>,
+    #[serde(default)]
+    mode: Option<i64>,
+    #[serde(default)]
+    overwrite: Option<bool>,
+    #[serde(default)]
+    user: Option<StreamedOwner>,
+    #[serde(default)]
+    group: Option<StreamedOwner>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamedResource {
+    #[serde(default)]
+    compression: Option<String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    verification: Option<StreamedVerification>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamedVerification {
+    #[serde(default)]
+    hash: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StreamedOwner {
+    #[serde(default)]
+    id: Option<i64>,
+    #[serde(default)]
+    name: Option<String>,
+}
+
+impl StreamedResource {
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        put(&mut m, "compression", self.compression);
+        put(&mut m, "source", self.source);
+        if let Some(v) = self.verification {
+            m.insert("verification".into(), json!({ "hash": v.hash }));
+        }
+        Value::Object(m)
+    }
+}
+
+impl StreamedOwner {
+    fn into_value(self) -> Value {
+        json!({ "id": self.id, "name": self.name })
+    }
+}
+
+impl StreamedFile {
+    /// The file as the typed config serialised back shows it to [`Normaliser::file`].
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        m.insert("path".into(), self.path.into());
+        put(
+            &mut m,
+            "contents",
+            self.contents.map(StreamedResource::into_value),
+        );
+        if let Some(a) = self.append {
+            let a: Vec<Value> = a.into_iter().map(StreamedResource::into_value).collect();
+            m.insert("append".into(), a.into());
+        }
+        put(&mut m, "mode", self.mode);
+        put(&mut m, "overwrite", self.overwrite);
+        put(&mut m, "user", self.user.map(StreamedOwner::into_value));
+        put(&mut m, "group", self.group.map(StreamedOwner::into_value));
+        Value::Object(m)
+    }
+}
+
+/// The `storage.files` of one config normalised as they were read ([`FileStream`]).
+#[derive(Debug, Default)]
+pub(crate) struct PreFiles {
+    files: Vec<File>,
+    /// The paths seen, for the duplicate checks of the directories and links that follow.
+    nodes: HashMap<String, String>,
+}
+
+/// Normalises the files of one config's `storage.files` one at a time as the input is read,
+/// so that only their decoded contents are held, never their source text nor a JSON tree of
+/// them. Stops at the first problem: loading then takes the general path, which reports
+/// every problem of the input in its usual order.
+pub(crate) struct FileStream<'b> {
+    n: Normaliser<'b>,
+    /// The field path of the config (`spec.config`), for the files' field paths.
+    at: String,
+    files: Vec<File>,
+}
+
+impl<'b> FileStream<'b> {
+    pub(crate) fn new(at: &str, budget: &'b Budget) -> Self {
+        FileStream {
+            n: Normaliser {
+                errors: Vec::new(),
+                nodes: HashMap::new(),
+                budget,
+            },
+            at: join(at, "storage"),
+            files: Vec::new(),
+        }
+    }
+
+    /// Normalises the next file; false when it has a problem.
+    pub(crate) fn push(&mut self, f: StreamedFile) -> bool {
+        let p = join(&self.at, &format!("files[{}]", self.files.len()));
+        let file = self.n.file(&f.into_value(), &p);
+        self.files.push(file);
+        self.n.errors.is_empty()
+    }
+
+    pub(crate) fn finish(mut self) -> PreFiles {
+        self.files.shrink_to_fit();
+        PreFiles {
+            files: self.files,
+            nodes: self.n.nodes,
+        }
     }
 }
 

@@ -16,11 +16,18 @@
 //! at the cap, and the total counts every decoded file, so YAML aliases that repeat one source
 //! many times cannot multiply memory. Messages quote at most [`QUOTE_MAX`] characters of any
 //! input.
+//!
+//! Memory: a JSON input is read through a small buffer and its files are decoded one at a time
+//! as they are read ([`super::stream`]): what a load holds is the config it returns (the files'
+//! decoded contents and the rest), not the input's text nor a JSON tree of it. Whatever that
+//! road does not expect is loaded the general way (the input read whole, parsed into a JSON
+//! tree, checked through the `ignition-config` types), with the same result and messages.
 
 use super::config::{MC_API_VERSION, MC_KIND, MachineConfig, MachineConfigSpec};
 use super::error::{FieldError, LoadErrors, clip_input, user_terms};
-use super::ignition::{join, kind_of};
+use super::ignition::{PreFiles, join, kind_of};
 use serde_json::{Map, Value};
+use std::collections::HashMap;
 use std::path::Path;
 
 pub use super::ignition::machine_config_to_json;
@@ -116,6 +123,17 @@ impl Budget {
             .min(self.limits.total_bytes.saturating_sub(self.used.get()))
     }
 
+    /// What has been spent so far (for [`Budget::restore`]).
+    pub(crate) fn snapshot(&self) -> (u64, bool) {
+        (self.used.get(), self.over.get())
+    }
+
+    /// Puts back what [`Budget::snapshot`] returned: a load that is started again.
+    pub(crate) fn restore(&self, (used, over): (u64, bool)) {
+        self.used.set(used);
+        self.over.set(over);
+    }
+
     /// Counts `n` decoded bytes.
     pub(crate) fn spend(&self, n: u64) {
         self.used.set(self.used.get().saturating_add(n));
@@ -144,7 +162,6 @@ impl Budget {
 /// socket or a device (a FIFO is opened without blocking, so that it cannot hang the reader).
 pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     use std::io::Read;
-    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
     let too_big = || {
         format!(
             "larger than {} (the limit on a config's size; --max-config-size raises it)",
@@ -164,6 +181,25 @@ pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
             Ok(out)
         };
     }
+    let file = open_input(path, limit)?;
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if out.len() as u64 > limit {
+        return Err(too_big());
+    }
+    Ok(out)
+}
+
+/// Opens `path` for [`read_input`]: a regular file no larger than `limit`.
+fn open_input(path: &Path, limit: u64) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::{FileTypeExt, OpenOptionsExt};
+    let too_big = || {
+        format!(
+            "larger than {} (the limit on a config's size; --max-config-size raises it)",
+            size(limit)
+        )
+    };
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
@@ -192,13 +228,32 @@ pub fn read_input(path: &Path, limit: u64) -> Result<Vec<u8>, String> {
     if meta.len() > limit {
         return Err(too_big());
     }
-    file.take(limit.saturating_add(1))
-        .read_to_end(&mut out)
-        .map_err(|e| format!("cannot read: {e}"))?;
-    if out.len() as u64 > limit {
-        return Err(too_big());
+    Ok(file)
+}
+
+/// Loads the JSON object `r` holds streamed ([`super::stream`]), through a small buffer;
+/// `None` when it is not one, or the general loader must read it (what was read of `r` is then
+/// lost: start again from the beginning).
+pub fn stream_reader(r: impl std::io::Read, origin: &str, budget: &Budget) -> Option<Loaded> {
+    use std::io::BufRead;
+    let mut r = std::io::BufReader::with_capacity(64 * 1024, r);
+    let buf = r.fill_buf().ok()?;
+    let bom = buf.starts_with(b"\xEF\xBB\xBF");
+    let buf = if bom { &buf[3..] } else { buf };
+    if buf.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return None;
     }
-    Ok(out)
+    if bom {
+        r.consume(3);
+    }
+    super::stream::load_reader(r, origin, budget)
+}
+
+/// Loads the JSON object in `file` streamed ([`super::stream`]), through a small buffer;
+/// `None` when it is not one, or the general loader must read it.
+fn stream_file(file: &std::fs::File, origin: &str, limit: u64, budget: &Budget) -> Option<Loaded> {
+    use std::io::Read;
+    stream_reader(file.take(limit.saturating_add(1)), origin, budget)
 }
 
 /// The origin messages give an input: its path, or `stdin` for `-`.
@@ -229,6 +284,28 @@ pub fn parse_machine_configs_with(
     origin: &str,
     budget: &Budget,
 ) -> Result<Loaded, LoadErrors> {
+    if let Some(json) = json_object(bytes)
+        && let Some(loaded) = super::stream::load_slice(json, origin, budget)
+    {
+        return Ok(loaded);
+    }
+    parse_general(bytes, origin, budget)
+}
+
+/// `bytes` without a byte order mark, when they hold a JSON object (the first non-blank
+/// character is `{`): what [`super::stream`] reads.
+fn json_object(bytes: &[u8]) -> Option<&[u8]> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    (bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{')).then_some(bytes)
+}
+
+/// [`parse_machine_configs_with`] the general way: every document parsed into a JSON tree
+/// first (see [`super::stream`] for the faster road).
+pub(crate) fn parse_general(
+    bytes: &[u8],
+    origin: &str,
+    budget: &Budget,
+) -> Result<Loaded, LoadErrors> {
     let docs = parse_documents(bytes).map_err(|reason| LoadErrors::single(origin, reason))?;
     if docs.is_empty() {
         return Err(LoadErrors::single(origin, "empty input: no MachineConfig"));
@@ -242,15 +319,14 @@ pub fn parse_machine_configs_with(
         } else {
             origin.to_string()
         };
-        let mut warnings = Vec::new();
-        match document(doc, origin, &mut warnings, budget) {
-            Ok(configs) => loaded.configs.extend(configs),
-            Err(errs) => errors.extend(errs.into_iter().map(|e| e.with_origin(&doc_origin))),
-        }
-        loaded.warnings.extend(
-            warnings
-                .into_iter()
-                .map(|w| clip_input(&prefix(&doc_origin, &w))),
+        one_document(
+            doc,
+            origin,
+            &doc_origin,
+            budget,
+            &mut HashMap::new(),
+            &mut loaded,
+            &mut errors,
         );
     }
     if errors.is_empty() {
@@ -258,6 +334,45 @@ pub fn parse_machine_configs_with(
     } else {
         Err(LoadErrors::new(errors))
     }
+}
+
+/// The one document of a streamed JSON input, whose files were read already (`pre`, by the
+/// field path of their config; what is used is taken out).
+pub(crate) fn parse_document_pre(
+    doc: Value,
+    origin: &str,
+    budget: &Budget,
+    pre: &mut HashMap<String, PreFiles>,
+) -> Result<Loaded, LoadErrors> {
+    let mut loaded = Loaded::default();
+    let mut errors = Vec::new();
+    one_document(&doc, origin, origin, budget, pre, &mut loaded, &mut errors);
+    if errors.is_empty() {
+        Ok(loaded)
+    } else {
+        Err(LoadErrors::new(errors))
+    }
+}
+
+fn one_document(
+    doc: &Value,
+    origin: &str,
+    doc_origin: &str,
+    budget: &Budget,
+    pre: &mut HashMap<String, PreFiles>,
+    loaded: &mut Loaded,
+    errors: &mut Vec<FieldError>,
+) {
+    let mut warnings = Vec::new();
+    match document(doc, origin, &mut warnings, budget, pre) {
+        Ok(configs) => loaded.configs.extend(configs),
+        Err(errs) => errors.extend(errs.into_iter().map(|e| e.with_origin(doc_origin))),
+    }
+    loaded.warnings.extend(
+        warnings
+            .into_iter()
+            .map(|w| clip_input(&prefix(doc_origin, &w))),
+    );
 }
 
 fn prefix(origin: &str, message: &str) -> String {
@@ -291,9 +406,23 @@ fn load_in(path: &Path, budget: &Budget) -> Result<Loaded, LoadErrors> {
             .map_err(|e| LoadErrors::single(&origin, format!("cannot read: {e}")))?
             .is_dir();
     if !is_dir {
-        let bytes = read_input(path, budget.limits.config_bytes)
-            .map_err(|reason| LoadErrors::single(&origin, reason))?;
-        return parse_machine_configs_with(&bytes, &origin, budget);
+        let limit = budget.limits.config_bytes;
+        if path != Path::new("-") {
+            // A JSON file is streamed; anything else (or a JSON file the streamed road gives
+            // up on) is read whole and parsed the general way.
+            let file =
+                open_input(path, limit).map_err(|reason| LoadErrors::single(&origin, reason))?;
+            if let Some(loaded) = stream_file(&file, &origin, limit, budget) {
+                return Ok(loaded);
+            }
+        }
+        let bytes =
+            read_input(path, limit).map_err(|reason| LoadErrors::single(&origin, reason))?;
+        return if path == Path::new("-") {
+            parse_machine_configs_with(&bytes, &origin, budget)
+        } else {
+            parse_general(&bytes, &origin, budget)
+        };
     }
     let entries = std::fs::read_dir(path)
         .map_err(|e| LoadErrors::single(&origin, format!("cannot read directory: {e}")))?;
@@ -402,6 +531,7 @@ fn document(
     origin: &str,
     warnings: &mut Vec<String>,
     budget: &Budget,
+    pre: &mut HashMap<String, PreFiles>,
 ) -> Result<Vec<MachineConfig>, Vec<FieldError>> {
     let Value::Object(obj) = doc else {
         return Err(vec![FieldError::new(
@@ -416,7 +546,7 @@ fn document(
     let api = obj.get("apiVersion");
     match kind {
         None if api.is_none() && obj.contains_key("ignition") => {
-            let (config, w) = super::ignition::parse_config_with(doc, "", budget)?;
+            let (config, w) = super::ignition::parse_config_pre(doc, "", budget, pre.remove(""))?;
             warnings.extend(w);
             let name = Path::new(origin)
                 .file_stem()
@@ -453,7 +583,7 @@ fn document(
             };
             let mut configs = Vec::new();
             for (i, item) in items.iter().enumerate() {
-                match machine_config(item, &format!("items[{i}]"), warnings, budget) {
+                match machine_config(item, &format!("items[{i}]"), warnings, budget, pre) {
                     Ok(mc) => configs.push(mc),
                     Err(e) => errors.extend(e),
                 }
@@ -464,7 +594,7 @@ fn document(
                 Err(errors)
             }
         }
-        _ => machine_config(doc, "", warnings, budget).map(|mc| vec![mc]),
+        _ => machine_config(doc, "", warnings, budget, pre).map(|mc| vec![mc]),
     }
 }
 
@@ -517,6 +647,7 @@ fn machine_config(
     at: &str,
     warnings: &mut Vec<String>,
     budget: &Budget,
+    pre: &mut HashMap<String, PreFiles>,
 ) -> Result<MachineConfig, Vec<FieldError>> {
     let Value::Object(obj) = v else {
         return Err(vec![FieldError::new(
@@ -610,7 +741,9 @@ fn machine_config(
     let null = Value::Null;
     let field = |k: &str| spec.get(k).unwrap_or(&null);
 
-    match super::ignition::parse_config_with(field("config"), &join(&spec_at, "config"), budget) {
+    let config_at = join(&spec_at, "config");
+    let files = pre.remove(&config_at);
+    match super::ignition::parse_config_pre(field("config"), &config_at, budget, files) {
         Ok((config, w)) => {
             mc.spec.config = config;
             warnings.extend(w);

@@ -10,6 +10,7 @@ pub mod os;
 pub mod policy;
 pub mod render;
 pub mod secrets;
+mod stream;
 
 pub use config::*;
 pub use error::{FieldError, LoadErrors, RenderError};
