@@ -350,3 +350,28 @@ fn a_diff_is_empty_only_without_changes() {
     let b = with_files(vec![file("/etc/a", "two")]);
     assert!(!diff(&a, &b).is_empty());
 }
+
+/// Each OS field is named as in the MachineConfig spec (plans and refusals show these names).
+#[test]
+fn os_fields_are_named_as_in_the_spec() {
+    let names: Vec<&str> = [
+        OsField::KernelArguments,
+        OsField::KernelType,
+        OsField::Extensions,
+        OsField::Fips,
+        OsField::OsImageUrl,
+    ]
+    .into_iter()
+    .map(OsField::as_str)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "kernelArguments",
+            "kernelType",
+            "extensions",
+            "fips",
+            "osImageURL"
+        ]
+    );
+}

@@ -367,6 +367,28 @@ fn unchanged_install_time_content_is_not_refused() {
     );
 }
 
+/// An install-time section written empty (`{}`, `[]`, `null`) is the same as none: no change
+/// refused, nothing noted as not applied.
+#[test]
+fn empty_install_time_sections_are_none() {
+    let old = base();
+    for empty in [json!({}), json!([]), serde_json::Value::Null] {
+        let new = changed(|m| m.spec.config.ignition_kernel_arguments = Some(empty.clone()));
+        assert_eq!(check(&old, &new, &diff(&old, &new)), Ok(()), "{empty}");
+        let mut alone = MachineConfig::default();
+        alone.spec.config.ignition_kernel_arguments = Some(empty.clone());
+        assert_eq!(not_applied(&alone), Vec::<String>::new(), "{empty}");
+    }
+    let new = changed(|m| {
+        m.spec.config.ignition_kernel_arguments = Some(json!({"shouldExist": ["quiet"]}))
+    });
+    assert!(
+        refusal(&new).is_some_and(|r| r.contains("kernelArguments (the Ignition section) changed")),
+        "{:?}",
+        refusal(&new)
+    );
+}
+
 const MASKED_WITH_CONTENTS: &str = "systemd.units: masked.service: mask: true with contents; a masked unit is a link to /dev/null, so the contents would never be written";
 
 /// Items no config may hold whatever the node runs (what `validate`, `plan` and `apply` refuse
