@@ -5,7 +5,7 @@
 
 mod support;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -15,7 +15,9 @@ use machine_config_daemon::cluster::node::{
     REASON, STATE,
 };
 use serde_json::{Value, json};
-use support::{EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, NODES, TestApiServer, eventually, node};
+use support::{
+    EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, NODES, PODS, TestApiServer, eventually, node, pod,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_machine-config-daemon");
 const NODE: &str = "worker-0";
@@ -86,6 +88,11 @@ impl Cluster {
     }
 
     fn start_daemon(&mut self) {
+        self.start_daemon_with(&[]);
+    }
+
+    /// Starts the daemon with `extra` arguments after the usual ones.
+    fn start_daemon_with(&mut self, extra: &[&str]) {
         let kubeconfig = self.dir.path().join("kubeconfig");
         std::fs::write(
             &kubeconfig,
@@ -108,6 +115,7 @@ impl Cluster {
             .arg(&self.root)
             .args(["--no-systemd", "--metrics-address", "none"])
             .args(["--node-name", NODE, "--drain-timeout", "30s"])
+            .args(extra)
             .env_remove("NODE_NAME")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -646,4 +654,152 @@ async fn refused_fetch_is_not_retried_until_desired_config_changes() {
         c.server.count_on("get", "machineconfigs/rendered-worker-2"),
         1
     );
+}
+
+/// What kube-apiserver's RBAC authorizer checks for a resource request: `(apiGroup,
+/// resource[/subresource], verb)`, derived from the request as its request-info resolver does:
+/// a GET on a name is `get`, on a collection `list`, with `watch=true` `watch`; POST `create`,
+/// PUT `update`, PATCH `patch`, DELETE `delete` (`deletecollection` on a collection); a
+/// subresource (`pods/NAME/eviction`, `machineconfignodes/NAME/status`) is `resource/sub`.
+fn rbac_attributes(r: &support::Request) -> (String, String, String) {
+    let segments: Vec<&str> = r.path.trim_matches('/').split('/').collect();
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => panic!("not a resource request: {r:?}"),
+    };
+    // Namespaced: namespaces/NS/RESOURCE/... (namespaces/NS alone is the namespace itself).
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] if !rest.is_empty() => rest,
+        rest => rest,
+    };
+    let (resource, named) = match rest {
+        [resource] => (resource.to_string(), false),
+        [resource, _name] => (resource.to_string(), true),
+        [resource, _name, sub] => (format!("{resource}/{sub}"), true),
+        _ => panic!("unexpected resource path: {r:?}"),
+    };
+    let watch = r
+        .query
+        .split('&')
+        .any(|p| p == "watch=true" || p == "watch=1");
+    let verb = match (r.method.as_str(), named) {
+        ("GET", _) if watch => "watch",
+        ("GET", true) => "get",
+        ("GET", false) => "list",
+        ("POST", _) => "create",
+        ("PUT", _) => "update",
+        ("PATCH", _) => "patch",
+        ("DELETE", true) => "delete",
+        ("DELETE", false) => "deletecollection",
+        _ => panic!("unexpected method: {r:?}"),
+    };
+    (group.to_string(), resource, verb.to_string())
+}
+
+/// `(apiGroup, resource, verb)` granted by the packaged ClusterRole (packaging/kubernetes/).
+fn packaged_grants() -> BTreeSet<(String, String, String)> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/packaging/kubernetes/02-rbac.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let role = text
+        .split("\n---\n")
+        .map(|part| serde_saphyr::from_str::<Value>(part).unwrap())
+        .find(|d| d["kind"] == "ClusterRole" && d["metadata"]["name"] == "machine-config-daemon")
+        .expect("ClusterRole machine-config-daemon in 02-rbac.yaml");
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut grants = BTreeSet::new();
+    for rule in role["rules"].as_array().unwrap() {
+        for g in strings(&rule["apiGroups"]) {
+            for r in strings(&rule["resources"]) {
+                for v in strings(&rule["verbs"]) {
+                    assert!(
+                        !(g.contains('*') || r.contains('*') || v.contains('*')),
+                        "wildcard in {rule}"
+                    );
+                    grants.insert((g.clone(), r.clone(), v));
+                }
+            }
+        }
+    }
+    grants
+}
+
+/// Least privilege, from what the daemon really does: it runs every path that touches the API —
+/// start-up (node, policy and MachineConfig), an update with a self-drain (cordon, pod list,
+/// eviction, the watch for the pod to go, uncordon), a write to its Node that conflicts (so it
+/// reads the node again), its MachineConfigNode created, then updated, its status written, and
+/// drift twice (an event created, then patched as a series) — and the packaged ClusterRole
+/// must grant exactly the `(apiGroup, resource, verb)` of the requests it made: every grant
+/// used, every request granted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn packaged_role_grants_exactly_the_requests_the_daemon_makes() {
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1"}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.server
+        .put(PODS, pod("apps", "app", NODE, Some("ReplicaSet")));
+    // The pod stays until the test deletes it (as the kubelet would), once the daemon waits
+    // for it to go.
+    c.server.eviction_delete_delay(Duration::from_secs(3600));
+    c.start_daemon_with(&["--drain-mode", "self"]);
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    // A concurrent writer: the daemon's next write to its Node conflicts.
+    c.server.conflict_next_writes_on("/nodes/", 1);
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    let waiting = eventually(WAIT, || {
+        c.server.count_on("create", "/pods/app/eviction") == 1
+            && c.server.count_on("watch", PODS) >= 1
+    })
+    .await;
+    assert!(waiting, "no eviction and watch of the pod\n{}", c.log());
+    c.server.delete(PODS, "apps", "app");
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("two"));
+    assert_eq!(
+        c.server.get(NODES, NODE).unwrap()["spec"]["unschedulable"],
+        Value::Null,
+        "uncordoned"
+    );
+
+    // Drift twice: the same event, created then patched as a series.
+    for _ in 0..2 {
+        c.write_file(FILE, "edited by hand");
+        c.wait_state("Degraded", None).await;
+        c.write_file(FILE, "two");
+        c.wait_state("Done", Some("rendered-worker-2")).await;
+    }
+    let series = eventually(WAIT, || c.server.count_on("patch", "/events/") >= 1).await;
+    assert!(series, "no event patched as a series\n{}", c.log());
+    c.settled().await;
+
+    let requests = c.server.requests();
+    let used: BTreeSet<_> = requests.iter().map(rbac_attributes).collect();
+    let granted = packaged_grants();
+    let unused: Vec<_> = granted.difference(&used).collect();
+    let refused: Vec<_> = used.difference(&granted).collect();
+    assert!(
+        unused.is_empty() && refused.is_empty(),
+        "granted but never used: {unused:?}\nused but not granted: {refused:?}\nrequests:\n{}",
+        requests
+            .iter()
+            .map(|r| format!("{} {}?{}", r.method, r.path, r.query))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(c.alive(), "{}", c.log());
 }

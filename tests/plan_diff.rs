@@ -340,3 +340,38 @@ fn ten_thousand_files_diff_sorted() {
     assert_eq!(d.files.len(), n);
     assert!(d.files.windows(2).all(|w| w[0].path < w[1].path));
 }
+
+/// `is_empty`: nothing differs between a config and itself; any one change makes it non-empty.
+#[test]
+fn a_diff_is_empty_only_without_changes() {
+    let a = with_files(vec![file("/etc/a", "one")]);
+    assert!(diff(&a, &a).is_empty());
+    assert!(diff(&MachineConfig::default(), &MachineConfig::default()).is_empty());
+    let b = with_files(vec![file("/etc/a", "two")]);
+    assert!(!diff(&a, &b).is_empty());
+}
+
+/// Each OS field is named as in the MachineConfig spec (plans and refusals show these names).
+#[test]
+fn os_fields_are_named_as_in_the_spec() {
+    let names: Vec<&str> = [
+        OsField::KernelArguments,
+        OsField::KernelType,
+        OsField::Extensions,
+        OsField::Fips,
+        OsField::OsImageUrl,
+    ]
+    .into_iter()
+    .map(OsField::as_str)
+    .collect();
+    assert_eq!(
+        names,
+        [
+            "kernelArguments",
+            "kernelType",
+            "extensions",
+            "fips",
+            "osImageURL"
+        ]
+    );
+}

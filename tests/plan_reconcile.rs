@@ -5,7 +5,7 @@ use machine_config_daemon::model::{
     Directory, Dropin, File, Group, Link, MachineConfig, Unit, User,
 };
 use machine_config_daemon::plan::diff::diff;
-use machine_config_daemon::plan::reconcile::{check, config_problems};
+use machine_config_daemon::plan::reconcile::{check, config_problems, invalid_items, not_applied};
 use machine_config_daemon::plan::{PlanOptions, plan};
 use serde_json::json;
 
@@ -364,5 +364,149 @@ fn unchanged_install_time_content_is_not_refused() {
     assert!(
         err.reasons[0].contains("/usr/lib/legacy is outside"),
         "{err}"
+    );
+}
+
+/// An install-time section written empty (`{}`, `[]`, `null`) is the same as none: no change
+/// refused, nothing noted as not applied.
+#[test]
+fn empty_install_time_sections_are_none() {
+    let old = base();
+    for empty in [json!({}), json!([]), serde_json::Value::Null] {
+        let new = changed(|m| m.spec.config.ignition_kernel_arguments = Some(empty.clone()));
+        assert_eq!(check(&old, &new, &diff(&old, &new)), Ok(()), "{empty}");
+        let mut alone = MachineConfig::default();
+        alone.spec.config.ignition_kernel_arguments = Some(empty.clone());
+        assert_eq!(not_applied(&alone), Vec::<String>::new(), "{empty}");
+    }
+    let new = changed(|m| {
+        m.spec.config.ignition_kernel_arguments = Some(json!({"shouldExist": ["quiet"]}))
+    });
+    assert!(
+        refusal(&new).is_some_and(|r| r.contains("kernelArguments (the Ignition section) changed")),
+        "{:?}",
+        refusal(&new)
+    );
+}
+
+const MASKED_WITH_CONTENTS: &str = "systemd.units: masked.service: mask: true with contents; a masked unit is a link to /dev/null, so the contents would never be written";
+
+/// Items no config may hold whatever the node runs (what `validate`, `plan` and `apply` refuse
+/// as bad input), each named: a file in the daemon's state directory (not a sibling of it), a
+/// masked unit with contents (not one with empty contents).
+#[test]
+fn invalid_items_name_each_item() {
+    assert_eq!(invalid_items(&base()), Vec::<String>::new());
+    let bad = changed(|m| {
+        m.spec
+            .config
+            .files
+            .push(file("/etc/machine-config-daemon/currentconfig"));
+        m.spec
+            .config
+            .files
+            .push(file("/etc/machine-config-daemon.d/x"));
+        m.spec.config.units.push(Unit {
+            name: "masked.service".into(),
+            mask: Some(true),
+            contents: Some("[Unit]\n".into()),
+            ..Unit::default()
+        });
+        m.spec.config.units.push(Unit {
+            name: "quiet.service".into(),
+            mask: Some(true),
+            contents: Some(String::new()),
+            ..Unit::default()
+        });
+    });
+    assert_eq!(
+        invalid_items(&bad),
+        [
+            "storage.files: /etc/machine-config-daemon/currentconfig is in the daemon's own state directory /etc/machine-config-daemon, which a config may not write",
+            MASKED_WITH_CONTENTS,
+        ]
+    );
+    assert!(
+        config_problems(&bad)
+            .iter()
+            .any(|p| p == MASKED_WITH_CONTENTS),
+        "{:?}",
+        config_problems(&bad)
+    );
+}
+
+/// Unit and dropin names that are not file names are refused, each named; names that only
+/// look odd are file names.
+#[test]
+fn unit_and_dropin_names_must_be_file_names() {
+    for bad in ["", "a/b.service", ".", ".."] {
+        let m = changed(|m| {
+            m.spec.config.units.push(Unit {
+                name: bad.into(),
+                ..Unit::default()
+            })
+        });
+        assert_eq!(
+            config_problems(&m),
+            [format!(
+                "systemd.units: {bad:?} is not a valid unit file name"
+            )],
+            "unit {bad:?}"
+        );
+        let m = changed(|m| {
+            m.spec.config.units.push(Unit {
+                name: "a.service".into(),
+                dropins: vec![Dropin {
+                    name: bad.into(),
+                    contents: Some("[Service]\n".into()),
+                }],
+                ..Unit::default()
+            })
+        });
+        assert_eq!(
+            config_problems(&m),
+            [format!(
+                "systemd.units: a.service: {bad:?} is not a valid dropin file name"
+            )],
+            "dropin {bad:?}"
+        );
+    }
+    for good in ["...", ".hidden.service", "10-x.conf"] {
+        let m = changed(|m| {
+            m.spec.config.units.push(Unit {
+                name: good.into(),
+                dropins: vec![Dropin {
+                    name: good.into(),
+                    contents: Some("[Service]\n".into()),
+                }],
+                ..Unit::default()
+            })
+        });
+        assert_eq!(config_problems(&m), Vec::<String>::new(), "{good:?}");
+    }
+}
+
+/// What a config asks for that belongs to provisioning, one line per field: users other than
+/// `core`, and `core`'s fields other than its ssh keys and password.
+#[test]
+fn not_applied_names_each_install_time_field() {
+    let mut m = MachineConfig::default();
+    assert_eq!(not_applied(&m), Vec::<String>::new());
+    let mut core_with_uid = core(&["k1"]);
+    core_with_uid.other_fields.insert("uid".into(), json!(1000));
+    m.spec.config.users = vec![
+        core(&["k1"]),
+        User {
+            name: "alice".into(),
+            ..User::default()
+        },
+        core_with_uid,
+    ];
+    assert_eq!(
+        not_applied(&m),
+        [
+            "passwd.users[alice]: install-time only, not applied by machine-config-daemon",
+            "passwd.users[core].uid: install-time only, not applied by machine-config-daemon",
+        ]
     );
 }

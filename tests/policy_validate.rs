@@ -158,6 +158,13 @@ fn each_rule_has_a_failing_case() {
             "must match",
         ),
         (
+            // The pattern wants a character after the dot.
+            "unit name ending in its dot",
+            json!({"units": [{"name": "auditd.", "actions": none}]}),
+            "spec.nodeDisruptionPolicy.units[0].name",
+            "must match",
+        ),
+        (
             "unit name suffix",
             json!({"units": [{"name": "auditd.conf", "actions": none}]}),
             "spec.nodeDisruptionPolicy.units[0].name",
@@ -198,6 +205,12 @@ fn each_rule_has_a_failing_case() {
             json!({"files": [file_entry("/etc/../usr", none.clone())]}),
             "spec.nodeDisruptionPolicy.files[0].path",
             "must not contain ..",
+        ),
+        (
+            "path with a . component",
+            json!({"files": [file_entry("/etc/./a", none.clone())]}),
+            "spec.nodeDisruptionPolicy.files[0].path",
+            "no . component",
         ),
         (
             "path with //",
@@ -340,7 +353,52 @@ fn malformed_documents_are_errors_not_panics() {
             !text.contains('\n') || err.errors().len() > 1,
             "{case}: one line per error"
         );
+        // The parser's own words follow, not just the kind of document.
+        if let Some((_, detail)) = text.split_once(fragment)
+            && fragment.starts_with("invalid")
+        {
+            assert!(
+                detail.trim_start_matches(':').trim().len() > 5,
+                "{case}: {text:?} says nothing after {fragment:?}"
+            );
+        }
     }
+}
+
+/// An action's human form (plans, messages) is its API type, with the service where it has one.
+#[test]
+fn actions_display_their_type() {
+    let service = |name: &str| machine_config_daemon::model::policy::ServiceRef {
+        service_name: name.into(),
+    };
+    let shown: Vec<String> = [
+        Action::Reboot,
+        Action::None,
+        Action::Drain,
+        Action::DaemonReload,
+        Action::Reload {
+            reload: service("crio.service"),
+        },
+        Action::Restart {
+            restart: service("chronyd.service"),
+        },
+        Action::Special,
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    assert_eq!(
+        shown,
+        [
+            "Reboot",
+            "None",
+            "Drain",
+            "DaemonReload",
+            "Reload crio.service",
+            "Restart chronyd.service",
+            "Special (reload crio.service)",
+        ]
+    );
 }
 
 #[test]

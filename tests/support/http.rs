@@ -141,7 +141,10 @@ async fn handle(shared: Arc<Shared>, req: hyper::Request<Incoming>) -> Response<
             s.fail_next -= 1;
             return error(500, "InternalError", "injected failure".into());
         }
-        if matches!(verb, "patch" | "update") && s.conflict_next_writes > 0 {
+        if matches!(verb, "patch" | "update")
+            && s.conflict_next_writes > 0
+            && path.contains(&s.conflict_path)
+        {
             s.conflict_next_writes -= 1;
             return conflict(&target);
         }

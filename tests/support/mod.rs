@@ -9,7 +9,7 @@
 //! at the compaction and is re-established from where it was), POST, PUT, PATCH (merge, strategic
 //! treated as merge, JSON patch) with 409 on a stale `metadata.resourceVersion`, `/status`
 //! subresources, `pods/NAME/eviction` (201, scriptable 429, 404). Faults: 500 for the next N
-//! requests, 409 for the next N writes, 410 for the next N resumed watches, a chosen status
+//! requests, 409 for the next N writes (to any object or to one), 410 for the next N resumed watches, a chosen status
 //! (400, 403, 404, 422) for chosen requests, dropping every open watch. Every request is
 //! counted.
 //!
@@ -87,6 +87,8 @@ pub(crate) struct Store {
     /// Requests answered with an error status for as long as the entry stays.
     pub refusals: Vec<Refusal>,
     pub conflict_next_writes: u32,
+    /// Only writes whose path contains this are conflicted (empty: every write).
+    pub conflict_path: String,
     pub uid: u64,
 }
 
@@ -292,7 +294,15 @@ impl TestApiServer {
 
     /// Answer 409 to the next `n` PATCH/PUT requests.
     pub fn conflict_next_writes(&self, n: u32) {
-        self.shared.store.lock().unwrap().conflict_next_writes = n;
+        self.conflict_next_writes_on("", n);
+    }
+
+    /// Answer 409 to the next `n` PATCH/PUT requests whose path contains `path_part` (as a
+    /// concurrent writer of that object would cause).
+    pub fn conflict_next_writes_on(&self, path_part: &str, n: u32) {
+        let mut s = self.shared.store.lock().unwrap();
+        s.conflict_next_writes = n;
+        s.conflict_path = path_part.to_string();
     }
 
     /// End every open watch (as an API server restart or a load balancer would).

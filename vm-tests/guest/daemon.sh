@@ -178,3 +178,48 @@ ${2:-}
 WantedBy=multi-user.target
 UNIT
 }
+
+# Holding the daemon at a fail point (the binary is built with `--features failpoints`):
+# `mcd_hold_point NAME` sets MCD_FAILPOINT_HOLD=NAME=$MCD_HOLD for the daemon's unit and restarts
+# it; from then on, each time the daemon reaches NAME while the named pipe $MCD_HOLD exists, it
+# opens the pipe for reading and waits for the end of what is written to it. `mkfifo "$MCD_HOLD"`
+# arms the hold, `hold_wait` returns once the daemon is held there (its open of the pipe is what
+# lets ours for writing return: an event, not a delay), `hold_release` lets it go on; removing
+# the pipe while it is held lets every later pass through NAME go by.
+MCD_HOLD=/run/mcd-scenario-hold
+
+mcd_hold_point() {
+    mkdir -p "/etc/systemd/system/$MCD_UNIT.d"
+    printf '[Service]\nEnvironment=MCD_FAILPOINT_HOLD=%s=%s\n' "$1" "$MCD_HOLD" \
+        > "/etc/systemd/system/$MCD_UNIT.d/50-failpoint.conf"
+    systemctl daemon-reload
+    systemctl restart "$MCD_UNIT"
+}
+
+# hold_wait [SECONDS]: opens fd 3 on $MCD_HOLD for writing, which returns once the daemon holds
+# at the fail point; fails after SECONDS (default 30) if it never gets there (a watchdog then
+# opens the pipe itself to end the wait).
+hold_wait() {
+    local watchdog
+    rm -f "$MCD_HOLD.timeout"
+    ( sleep "${1:-30}"; touch "$MCD_HOLD.timeout"; exec 4< "$MCD_HOLD" ) &
+    watchdog=$!
+    exec 3> "$MCD_HOLD"
+    kill "$watchdog" 2> /dev/null || true
+    wait "$watchdog" 2> /dev/null || true
+    [ ! -e "$MCD_HOLD.timeout" ] || fail "the daemon never reached its held fail point in ${1:-30}s"
+}
+
+# hold_release: the held daemon goes on (it reads the end of the pipe).
+hold_release() { exec 3>&-; }
+
+# wait_journal PATTERN [SECONDS]: waits until the daemon's journal has a line matching PATTERN.
+wait_journal() {
+    local start now
+    start=$(date +%s)
+    until journalctl -u "$MCD_UNIT" --no-pager -o cat | grep -q -- "$1"; do
+        now=$(date +%s)
+        [ $((now - start)) -le "${2:-30}" ] || fail "no journal line '$1' in ${2:-30}s"
+        sleep 0.05
+    done
+}

@@ -1,5 +1,5 @@
-# kill -9 of the daemon in the middle of an update (a fail point sleeps after the first file is
-# written): systemd restarts it (Restart=on-failure) and the restarted daemon rolls the
+# kill -9 of the daemon in the middle of an update (a fail point holds it after the first file is
+# written, until the scenario lets it go): systemd restarts it (Restart=on-failure) and the restarted daemon rolls the
 # interrupted update back from its journal, so the files are all old, never a mix; then it
 # applies the desired config. Round 1 sets the desired config back to the old one while the
 # daemon is down (so the rollback is all that happens: all old, Done on v1); round 2 leaves
@@ -25,31 +25,32 @@ config 1
 v1=$MC_RENDERED
 mcd_start
 wait_done "$v1" 10
-# The fail point, for this daemon's unit only: each daemon process sleeps 4 s once, after the
-# first file of an update is written.
-mkdir -p /etc/systemd/system/$MCD_UNIT.d
-printf '[Service]\nEnvironment=FAILPOINTS=host::after_op=1*sleep(4000)\n' \
-    > /etc/systemd/system/$MCD_UNIT.d/50-failpoint.conf
-systemctl daemon-reload
-systemctl restart "$MCD_UNIT"
+# The fail point, for this daemon's unit only: after each operation of an update, the daemon
+# holds while the pipe $MCD_HOLD exists (guest/daemon.sh).
+mcd_hold_point host::after_op
 wait_done "$v1" 10
 
-# kill9_mid_update: writes v2, waits until the update is half done, kills the daemon.
+# kill9_mid_update: writes v2, waits until the daemon holds with the update half done (the
+# operation that held was a file's write), kills it there.
 kill9_mid_update() {
     pid=$(mcd_pid)
+    mkfifo "$MCD_HOLD"
     config 2
     v2=$MC_RENDERED
-    local i
-    for i in $(seq 200); do
-        case "$(versions)" in *2*) break ;; esac
-        sleep 0.02
+    hold_wait
+    until case "$(versions)" in *2*) true ;; *) false ;; esac; do
+        hold_release
+        hold_wait
     done
+    # Held: the restarted daemon's own passes through the fail point (its rollback) go by.
+    rm "$MCD_HOLD"
     mixed=$(versions)
     case "$mixed" in *1*2* | *2*1*) ;; *) fail "not in the middle of an update: versions $mixed" ;; esac
     [ -e "$MCD_STATE_DIR/journal" ] || fail "no update journal during the update"
     assert_eq Working "$(st .state)" "state during the update"
     kill -9 "$pid"
-    report "$1: kill -9 of the daemon (pid $pid) with files at versions [$mixed], update journal present"
+    hold_release
+    report "$1: kill -9 of the daemon (pid $pid) held with files at versions [$mixed], update journal present"
 }
 
 # wait_restarted OLD_PID COUNT: a new daemon process, restarted COUNT times in all by systemd.
