@@ -16,9 +16,9 @@
 # Usage: vm-tests/power-cut.sh [--cuts N] [--window MS] [--seed S] [--no-build] [--keep]
 #   --cuts N     cuts to make (default 30)
 #   --window MS  the kill comes 0..MS ms after the guest's "started" (uniform; default 15000:
-#                under TCG here the release daemon writes its journal 7-9 s after the desired
-#                config appears and commits a few seconds later, so the cuts fall before the
-#                journal, between journal and commit, and after it)
+#                under TCG here the release daemon wrote its journal 2.7-6.7 s after "started",
+#                removed it (the commit) 6.9-12.9 s after and was Done at about 11 s, so the
+#                cuts fall before the journal, between journal and commit, and after it)
 #   --seed S     seed of the delays (default: random; printed, to repeat a campaign's delays)
 #   --no-build   use the daemon of the last build (target/vm-tests/power-bin)
 #   --keep       keep the run directory (disk, console, per-cut records) even when all passed
@@ -50,7 +50,9 @@
 # disappearance and Done as it sees them (every 50 ms); the table shows the last one the host
 # had received when it killed QEMU ("live") beside the phase the disk was found in ("disk"):
 # before-journal, journal (no new file durable yet), mid-files, files-written (every path new,
-# journal not yet removed), committed.
+# journal not yet removed), committed. On ext4 the renames of an update's batch become durable
+# together, at the first directory fsync after them (one commit of the filesystem's journal), so
+# mid-files needs ext4's own periodic commit to fall within the renames: rare by design.
 set -uo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO=$(dirname "$HERE")
@@ -83,8 +85,8 @@ ensure_qemu
 TARGET=${CARGO_TARGET_DIR:-$REPO/target}
 RUN_DIR=${MCD_VM_RUN_DIR:-$TARGET/vm-tests/run}
 # The daemon as packaged: optimised, no fail points (MCD_VM_PROFILE=debug for a debug build:
-# under TCG it took 53 s for this update alone, and about 80 s from the desired config to Done,
-# which makes a cut cost 3-4 minutes), in a directory of its own so that vm-tests/run.sh's
+# under TCG it took 53 s for this update alone and over 40 s before its journal, which makes a
+# cut cost about 3 minutes against 1.5), in a directory of its own so that vm-tests/run.sh's
 # binaries stay as they are.
 PROFILE=${MCD_VM_PROFILE:-release}
 BIN="$TARGET/vm-tests/power-bin"
