@@ -20,6 +20,7 @@ REPO=$(dirname "$HERE")
 . "$HERE/lib/common.sh"
 . "$HERE/lib/rootfs.sh"
 . "$HERE/lib/vmimage.sh"
+. "$HERE/lib/qemu.sh"
 
 KEEP=0 BUILD=1 SHELL_MODE=0 VM=0 SCENARIOS=()
 for arg in "$@"; do
@@ -129,28 +130,18 @@ guest_setup() {
 # -no-reboot: a reboot in the guest ends QEMU like a power-off; the caller tells them apart by
 # the result file (written only when the scenario is over).
 qemu_boot() {
-    local w=$1 accel=tcg
-    [ "${MCD_VM_KVM:-0}" = 1 ] && accel=kvm
+    local w=$1
     # The boot loader stand-in: the guest's /etc/kernel/cmdline as it was at its last shutdown
     # (copied to the results share by the runner unit), else the default command line.
-    local cmdline="root=/dev/vda rw console=ttyS0 panic=-1 systemd.show_status=0"
+    local cmdline=$QEMU_CMDLINE
     if [ -s "$w/results/kernel-cmdline" ]; then
         cmdline=$(tr '\n' ' ' < "$w/results/kernel-cmdline")
     fi
     echo "=== kernel command line: $cmdline" >> "$w/console.log"
     local tmo=$SCENARIO_TIMEOUT
     case "$(cat "$w/results/scenario")" in vm-scenarios/*) tmo=$KERNEL_SCENARIO_TIMEOUT ;; esac
-    timeout -k 10 "$tmo" qemu-system-x86_64 -accel "$accel" -cpu max -m 1024 -smp 1 \
-        -nodefaults -no-reboot -display none \
-        -chardev "file,id=s0,path=$w/console.log,append=on" -serial chardev:s0 \
-        -kernel "$VMIMAGE/vmlinuz" -initrd "$VMIMAGE/initrd.img" \
-        -append "$cmdline" \
-        -drive "file=$w/disk.qcow2,if=virtio,format=qcow2" \
-        -virtfs "local,path=$BIN,mount_tag=mcdbin,security_model=none,readonly=on" \
-        -virtfs "local,path=$HERE,mount_tag=mcdvmtest,security_model=none,readonly=on" \
-        -virtfs "local,path=$w/results,mount_tag=mcdresults,security_model=none" \
-        -virtfs "local,path=$REPO/systemd,mount_tag=mcdunit,security_model=none,readonly=on" \
-        >> "$w/console.log" 2>&1
+    qemu_args "$w" "$cmdline"
+    timeout -k 10 "$tmo" qemu-system-x86_64 "${QEMU_ARGS[@]}" >> "$w/console.log" 2>&1
 }
 
 # Runs one scenario; prints its line; returns 0 when it passed, 3 for a known failure (XFAIL).
