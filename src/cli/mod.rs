@@ -5,6 +5,7 @@ pub mod controller;
 pub mod force;
 pub mod logging;
 pub mod plan;
+pub mod plan_pool;
 pub mod render;
 pub mod rollout;
 pub mod server;

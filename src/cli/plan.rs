@@ -26,11 +26,22 @@ Exit codes:
   3  unreconcilable: the change cannot be applied (the reason is printed)")]
 pub struct Args {
     /// The current config: a MachineConfig file, or a directory rendered for --pool.
-    #[arg(long, value_name = "OLD")]
-    pub from: PathBuf,
+    #[arg(long, value_name = "OLD", required_unless_present = "kubeconfig")]
+    pub from: Option<PathBuf>,
     /// The desired config: a MachineConfig file, or a directory rendered for --pool.
-    #[arg(long, value_name = "NEW")]
-    pub to: PathBuf,
+    #[arg(long, value_name = "NEW", required_unless_present = "kubeconfig")]
+    pub to: Option<PathBuf>,
+    /// Preview a change to a pool of this cluster instead (read-only): the pool rendered with
+    /// --add and --remove, planned against each node's current config with the cluster's
+    /// policy, and the rollout schedule the controller would follow.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["from", "to", "root"])]
+    pub kubeconfig: Option<PathBuf>,
+    /// With --kubeconfig: a MachineConfig to add to the pool (or to replace the one of its name).
+    #[arg(long, value_name = "NEW.yaml", requires = "kubeconfig")]
+    pub add: Vec<PathBuf>,
+    /// With --kubeconfig: a MachineConfig of the cluster to leave out.
+    #[arg(long, value_name = "NAME", requires = "kubeconfig")]
+    pub remove: Vec<String>,
     /// A MachineConfiguration holding the node disruption policy; the cluster defaults apply
     /// without it (and are merged with it).
     #[arg(long, value_name = "FILE")]
@@ -66,6 +77,12 @@ pub enum OsKind {
 }
 
 pub fn run(args: Args) -> ExitCode {
+    if args.kubeconfig.is_some() {
+        return super::plan_pool::run(args);
+    }
+    let (Some(from), Some(to)) = (args.from.clone(), args.to.clone()) else {
+        return super::fail(super::EXIT_BAD_INPUT, ["--from and --to are required"]);
+    };
     let mut errors: Option<LoadErrors> = None;
     let limits = args.limits.limits();
     let mut load = |path: &Path| match model::load::load_config_arg_with(path, &args.pool, &limits)
@@ -82,7 +99,7 @@ pub fn run(args: Args) -> ExitCode {
             None
         }
     };
-    let (old, new) = (load(&args.from), load(&args.to));
+    let (old, new) = (load(&from), load(&to));
     let policy = match &args.policy {
         Some(path) => super::load_policy(path),
         None => Ok(policy::defaults()),
@@ -93,24 +110,14 @@ pub fn run(args: Args) -> ExitCode {
     let (Some(old), Some(new)) = (old, new) else {
         return super::fail(super::EXIT_BAD_INPUT, ["no MachineConfig loaded"]);
     };
-    if let Err(code) = super::check_items(&new, &args.to) {
+    if let Err(code) = super::check_items(&new, &to) {
         return code;
     }
     let policy = match policy {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let host = match &args.root {
-        Some(root) => machine_config_daemon::host::os::detect(root).kind().clone(),
-        None => match args.os {
-            OsKind::RpmOstree => HostKind::RpmOstree,
-            OsKind::Grubby => HostKind::Grubby,
-            OsKind::KernelCmdline => HostKind::KernelCmdline {
-                kernel_install: false,
-                kernels: Vec::new(),
-            },
-        },
-    };
+    let host = host_kind(&args);
     let opts = PlanOptions {
         force: args.force,
         host: Some(host),
@@ -133,8 +140,23 @@ pub fn run(args: Args) -> ExitCode {
     }
 }
 
+/// The host the OS steps are planned for: beneath --root, else --os.
+pub(super) fn host_kind(args: &Args) -> HostKind {
+    match &args.root {
+        Some(root) => machine_config_daemon::host::os::detect(root).kind().clone(),
+        None => match args.os {
+            OsKind::RpmOstree => HostKind::RpmOstree,
+            OsKind::Grubby => HostKind::Grubby,
+            OsKind::KernelCmdline => HostKind::KernelCmdline {
+                kernel_install: false,
+                kernels: Vec::new(),
+            },
+        },
+    }
+}
+
 /// The human form of a plan.
-fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String {
+pub(super) fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig) -> String {
     let name = |mc: &MachineConfig| {
         if mc.name.is_empty() {
             "(unnamed)".to_string()

@@ -11,6 +11,7 @@
 //! | [`decide`]    | one whole pass over every pool: caches in, writes out (pure)          |
 //! | [`reconcile`] | the reflectors and the loop that sends [`decide`]'s writes           |
 //! | [`lease`]     | leader election on a `coordination.k8s.io/v1` Lease                   |
+//! | [`preview`]   | `plan --pool`: a change to a pool previewed per node, and its schedule |
 //! | [`progress`]  | a pool's rollout as `rollout status` shows it (pure)                 |
 //! | [`drain`]     | the drain controller: answers `desiredDrain` (SPEC §9)                |
 //! | [`policy`]    | `MachineConfiguration/cluster` status: the effective policy           |
@@ -31,6 +32,7 @@ pub mod drain;
 pub mod lease;
 pub mod policy;
 pub mod pool;
+pub mod preview;
 pub mod progress;
 pub mod reconcile;
 pub mod render;
