@@ -1,6 +1,7 @@
 //! The controller against the test API server (tests/support/), with real daemons: each
 //! simulated node is the `machine-config-daemon start` binary in cluster mode (`--no-systemd`,
-//! a tempdir root, self-drain), and the controller runs in-process. Every write the server
+//! a tempdir root, drains handed to the controller), and the controller runs in-process (pools,
+//! drains, policy status). Every write the server
 //! takes is in its history, so "at every moment" is checked by replaying it.
 
 mod support;
@@ -144,7 +145,7 @@ impl Cluster {
             .arg("--root")
             .arg(&root)
             .args(["--no-systemd", "--metrics-address", "none"])
-            .args(["--node-name", node, "--drain-mode", "self"])
+            .args(["--node-name", node, "--drain-mode", "controller"])
             .env_remove("NODE_NAME")
             .env("RUST_LOG", "info")
             .stdout(Stdio::null())
@@ -390,6 +391,31 @@ async fn six_nodes_roll_out_two_at_a_time_by_zone_then_age() {
         assert_eq!(status[field], n, "{field}: {status}");
     }
     assert!(c.server.get(MACHINECONFIGS, &first).is_some());
+    // Every node's drain was handed to the controller and answered: cordoned by it, then
+    // uncordoned, `lastAppliedDrain` matching the daemon's last request.
+    for n in expected {
+        let node = c.server.get(NODES, n).unwrap();
+        let a = &node["metadata"]["annotations"];
+        let desired = a["machineconfiguration.openshift.io/desiredDrain"].as_str();
+        assert_eq!(
+            desired,
+            Some(format!("uncordon-{second}").as_str()),
+            "{n}: {a}"
+        );
+        assert_eq!(
+            a["machineconfiguration.openshift.io/lastAppliedDrain"].as_str(),
+            desired,
+            "{n}"
+        );
+        assert!(
+            c.server
+                .history(NODES)
+                .iter()
+                .any(|(_, o)| o["metadata"]["name"] == *n && o["spec"]["unschedulable"] == true),
+            "{n} was never cordoned"
+        );
+        assert_ne!(node["spec"]["unschedulable"], true, "{n} left cordoned");
+    }
     // Events on the pool: one SetDesiredConfig per node moved, naming it and the config.
     let events = c.server.list(EVENTS);
     for n in expected {
