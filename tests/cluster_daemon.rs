@@ -93,17 +93,7 @@ impl Cluster {
 
     /// Starts the daemon with `extra` arguments after the usual ones.
     fn start_daemon_with(&mut self, extra: &[&str]) {
-        let kubeconfig = self.dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-                 current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-                self.server.addr
-            ),
-        )
-        .unwrap();
+        let kubeconfig = self.server.write_kubeconfig(self.dir.path());
         let log = std::fs::File::create(self.log_path()).unwrap();
         // MCD_TEST_BIN: another build of the binary (the release one, to measure its RSS).
         let bin = std::env::var("MCD_TEST_BIN").unwrap_or_else(|_| BIN.to_string());

@@ -90,16 +90,7 @@ impl Cluster {
             server.put(NODES, n);
         }
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("kubeconfig"),
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-                 current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-                server.addr
-            ),
-        )
-        .unwrap();
+        server.write_kubeconfig(dir.path());
         Cluster {
             server,
             dir,

@@ -314,17 +314,7 @@ impl Daemon {
         )
         .unwrap();
         std::fs::write(root.join("etc/group"), "root:x:0:\ncore:x:1000:\n").unwrap();
-        let kubeconfig = dir.path().join("kubeconfig");
-        std::fs::write(
-            &kubeconfig,
-            format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-                 current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-                server.addr
-            ),
-        )
-        .unwrap();
+        let kubeconfig = server.write_kubeconfig(dir.path());
         let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
         let child = Command::new(BIN)
             .arg("start")

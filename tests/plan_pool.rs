@@ -40,26 +40,11 @@ fn worker(name: &str, zone: Option<&str>, created: &str, config: &str) -> Value 
     })
 }
 
-fn kubeconfig(server: &TestApiServer, dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-            server.addr
-        ),
-    )
-    .unwrap();
-    path
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_to_a_pool_is_previewed_per_node_with_the_schedule_and_nothing_written() {
     let server = TestApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kc = kubeconfig(&server, dir.path());
+    let kc = server.write_kubeconfig(dir.path());
     let base = mc("00-worker", "/etc/base.conf", "base");
     let old_extra = mc("50-old", "/etc/old.conf", "old");
     let rendered = render_pool("worker", &[&base, &old_extra]).unwrap();

@@ -111,21 +111,6 @@ fn progress_waits_names_the_nodes_in_flight_and_decides() {
     );
 }
 
-fn kubeconfig(server: &TestApiServer, dir: &std::path::Path) -> std::path::PathBuf {
-    let path = dir.join("kubeconfig");
-    std::fs::write(
-        &path,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-            server.addr
-        ),
-    )
-    .unwrap();
-    path
-}
-
 fn command(kubeconfig: &std::path::Path, pool: &str, timeout: &str) -> tokio::process::Command {
     let mut c = tokio::process::Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"));
     c.args(["rollout", "status", "--pool", pool, "--timeout", timeout])
@@ -141,7 +126,7 @@ fn command(kubeconfig: &std::path::Path, pool: &str, timeout: &str) -> tokio::pr
 async fn follows_a_rollout_to_the_end_and_stops_at_a_degraded_node() {
     let server = TestApiServer::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let kc = kubeconfig(&server, dir.path());
+    let kc = server.write_kubeconfig(dir.path());
     server.put(
         NODES,
         worker("w0", "rendered-worker-b", "rendered-worker-b", "Done"),

@@ -396,17 +396,7 @@ fn inode(p: &Path) -> (u64, i64) {
 
 /// The daemon binary in cluster mode on `root`, logging to `log`.
 fn start_daemon(api: &TestApiServer, dir: &Path, root: &Path, log: &Path) -> Child {
-    let kubeconfig = dir.join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-            api.addr
-        ),
-    )
-    .unwrap();
+    let kubeconfig = api.write_kubeconfig(dir);
     Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
         .arg("start")
         .arg("--kubeconfig")
@@ -577,17 +567,7 @@ async fn the_command_serves_and_logs_each_request() {
     );
     let pki = Pki::new();
     let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    std::fs::write(
-        &kubeconfig,
-        format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
-             contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
-             current-context: test\nusers:\n- name: test\n  user: {{}}\n",
-            api.addr
-        ),
-    )
-    .unwrap();
+    let kubeconfig = api.write_kubeconfig(dir.path());
     let log = dir.path().join("server.log");
     let child = Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
         .arg("server")

@@ -219,6 +219,23 @@ impl TestApiServer {
         machine_config_daemon::cluster::client_from_config(config).unwrap()
     }
 
+    /// Writes `DIR/kubeconfig` pointing at this server (plain HTTP, no credentials) for the
+    /// binary's `--kubeconfig`, and returns its path.
+    pub fn write_kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: http://{}\n\
+                 contexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n\
+                 current-context: test\nusers:\n- name: test\n  user: {{}}\n",
+                self.addr
+            ),
+        )
+        .unwrap();
+        path
+    }
+
     /// Creates or replaces an object (as an administrator or a controller would).
     pub fn put(&self, collection: &str, obj: Value) -> Value {
         let existing = self.get_in(collection, key_of(&obj).0.as_str(), key_of(&obj).1.as_str());
