@@ -22,6 +22,8 @@
 
 use k8s_openapi::jiff::Timestamp;
 use x509_parser::pem::Pem;
+
+pub use crate::cluster::controllerconfig::ControllerCertificate;
 use x509_parser::x509::X509Name;
 
 /// Bundle names of the fixed `ControllerConfig` fields, in the order they are listed.
@@ -140,17 +142,6 @@ pub fn parse_bundles<'a>(
         }
     }
     (certs, errors)
-}
-
-/// `ControllerConfig` `status.controllerCertificates[]`.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct ControllerCertificate {
-    pub bundle_file: String,
-    pub signer: String,
-    pub subject: String,
-    pub not_before: String,
-    pub not_after: String,
 }
 
 /// MachineConfigPool `status.certExpirys[]`.
