@@ -189,3 +189,80 @@ fn registry_dir_names() {
     assert!(registry_dir(".").is_err());
     assert!(registry_dir("a/b").is_err());
 }
+
+mod on_disk {
+    use super::*;
+    use machine_config_daemon::daemon::certs::apply_ca_plan;
+    use machine_config_daemon::host::Root;
+    use std::os::unix::fs::MetadataExt;
+
+    fn read(root: &std::path::Path, path: &str) -> Option<String> {
+        std::fs::read_to_string(root.join(path.trim_start_matches('/'))).ok()
+    }
+
+    #[test]
+    fn written_once_rotated_rewritten_stale_registries_removed() {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(t.path().join("etc")).unwrap();
+        // A registry the cluster no longer names, with its CA; an old user bundle.
+        let stale = t.path().join("etc/docker/certs.d/old.example:5000");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("ca.crt"), "old").unwrap();
+        let root = Root::open(t.path()).unwrap();
+        let (kube, user, reg) = (pem("kube"), pem("user"), pem("reg"));
+        let s = spec(serde_json::json!({
+            "kubeAPIServerServingCAData": b64(&kube),
+            "rootCAData": "",
+            "additionalTrustBundle": b64(&user),
+            "imageRegistryBundleData": [{"file": "r.example..5000", "data": b64(&reg)}],
+        }));
+        let applied = apply_ca_plan(&root, &ca_plan(&s), &s).unwrap();
+        assert_eq!(
+            applied.written,
+            [
+                "/etc/docker/certs.d/r.example:5000/ca.crt",
+                KUBELET_CA,
+                USER_CA
+            ]
+        );
+        assert_eq!(applied.removed_registries, ["old.example:5000"]);
+        assert!(!stale.exists());
+        assert_eq!(read(t.path(), KUBELET_CA).unwrap(), kube);
+        assert_eq!(read(t.path(), USER_CA).unwrap(), user);
+        assert_eq!(
+            read(t.path(), "/etc/docker/certs.d/r.example:5000/ca.crt").unwrap(),
+            reg
+        );
+        let md = std::fs::metadata(t.path().join("etc/kubernetes/kubelet-ca.crt")).unwrap();
+        assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o644, 0, 0));
+
+        // The same config again: nothing to write.
+        let again = apply_ca_plan(&root, &ca_plan(&s), &s).unwrap();
+        assert_eq!(again, Default::default());
+
+        // Rotation: a new kubelet CA, the user bundle taken out, the registry unchanged.
+        let kube2 = pem("kube-rotated");
+        let s2 = spec(serde_json::json!({
+            "kubeAPIServerServingCAData": b64(&kube2),
+            "rootCAData": "",
+            "imageRegistryBundleData": [{"file": "r.example..5000", "data": b64(&reg)}],
+        }));
+        let rotated = apply_ca_plan(&root, &ca_plan(&s2), &s2).unwrap();
+        assert_eq!(rotated.written, [KUBELET_CA]);
+        assert_eq!(rotated.removed, [USER_CA]);
+        assert_eq!(read(t.path(), KUBELET_CA).unwrap(), kube2);
+        assert_eq!(read(t.path(), USER_CA), None);
+
+        // A bundle that does not parse leaves the node's file as it was.
+        let s3 = spec(serde_json::json!({
+            "kubeAPIServerServingCAData": b64("garbage"),
+            "rootCAData": "",
+            "imageRegistryBundleData": [{"file": "r.example..5000", "data": b64(&reg)}],
+        }));
+        let plan3 = ca_plan(&s3);
+        assert_eq!(plan3.errors.len(), 1);
+        let kept = apply_ca_plan(&root, &plan3, &s3).unwrap();
+        assert_eq!(kept, Default::default());
+        assert_eq!(read(t.path(), KUBELET_CA).unwrap(), kube2);
+    }
+}

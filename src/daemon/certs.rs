@@ -187,3 +187,69 @@ pub fn stale_registry_dirs(
     stale.sort();
     stale
 }
+
+/// What [`apply_ca_plan`] changed on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CaApplied {
+    /// Files written (their contents, mode or owner differed), in the plan's order.
+    pub written: Vec<String>,
+    /// Files removed.
+    pub removed: Vec<String>,
+    /// Stale registry directories removed (names under [`REGISTRY_CA_DIR`]).
+    pub removed_registries: Vec<String>,
+}
+
+/// Mode and owner of every CA file: 0644 root:root.
+pub const CA_FILE_MODE: u32 = 0o644;
+
+/// Brings the node's CA files to the plan through the rooted file operations: each file whose
+/// contents, mode or owner differ is written atomically (temp file, fsync, rename), files the
+/// plan removes are removed, and the stale registry directories (with their files) go. A file
+/// already as the plan wants it is not touched, so applying the same plan twice writes nothing.
+/// No drain, no reboot: what follows a write (the policy's action for the path) is the
+/// caller's.
+pub fn apply_ca_plan(
+    root: &crate::host::Root,
+    plan: &CaPlan,
+    spec: &ControllerConfigSpec,
+) -> Result<CaApplied, crate::host::HostError> {
+    use crate::host::root::{Entry, Tree};
+    let mut applied = CaApplied::default();
+    for f in &plan.write {
+        let same = matches!(
+            root.read(&f.path, Tree::Etc)?,
+            Entry::File { ref data, mode, uid: 0, gid: 0 } if *data == f.data && mode & 0o7777 == CA_FILE_MODE
+        );
+        if !same {
+            root.write_file(&f.path, Tree::Etc, &f.data, CA_FILE_MODE, 0, 0)?;
+            applied.written.push(f.path.clone());
+        }
+    }
+    for path in &plan.remove {
+        if !matches!(root.read(path, Tree::Etc)?, Entry::Absent) {
+            root.remove(path, Tree::Etc)?;
+            applied.removed.push(path.clone());
+        }
+    }
+    let present = root.list_dir(REGISTRY_CA_DIR)?;
+    for dir in stale_registry_dirs(&present, plan, spec) {
+        remove_tree(root, &format!("{REGISTRY_CA_DIR}/{dir}"))?;
+        applied.removed_registries.push(dir);
+    }
+    Ok(applied)
+}
+
+/// Removes a directory and what it holds (symlinks are removed, never followed).
+fn remove_tree(root: &crate::host::Root, path: &str) -> Result<(), crate::host::HostError> {
+    use crate::host::root::{Probe, Tree};
+    match root.probe(path, Tree::Etc)? {
+        Probe::Absent => Ok(()),
+        Probe::Other => {
+            for name in root.list_dir(path)? {
+                remove_tree(root, &format!("{path}/{name}"))?;
+            }
+            root.remove_dir(path, Tree::Etc)
+        }
+        _ => root.remove(path, Tree::Etc),
+    }
+}
