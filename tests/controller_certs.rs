@@ -290,3 +290,86 @@ fn a_bundle_that_does_not_parse_is_named_and_the_others_still_listed() {
             .starts_with("CA bundle RootCAData: certificate 0: not a valid X.509 certificate")
     );
 }
+
+/// A whole ControllerConfig as the API server returns it (base64 bundles): every bundle in
+/// upstream's order, the registry bundles by file name, a bad bundle named, expiries at `now`.
+#[test]
+fn report_of_a_controller_config() {
+    use base64::Engine;
+    use machine_config_daemon::cluster::controllerconfig::ControllerConfig;
+    use machine_config_daemon::controller::certs::certificate_report;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let (kube, _) = ca(
+        &openshift("kube-apiserver-to-kubelet-signer"),
+        at(2024, 10, 25, 13, 13, 5),
+        at(2025, 10, 25, 13, 13, 5),
+    );
+    let (root, _) = ca(
+        &[(DnType::CommonName, "root-ca")],
+        at(2024, 1, 1, 0, 0, 0),
+        at(2034, 1, 1, 0, 0, 0),
+    );
+    let (reg, _) = ca(
+        &[(DnType::CommonName, "registry-ca")],
+        at(2024, 1, 1, 0, 0, 0),
+        at(2025, 10, 20, 0, 0, 0),
+    );
+    let cc: ControllerConfig = serde_json::from_value(serde_json::json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1",
+        "kind": "ControllerConfig",
+        "metadata": {"name": "machine-config-controller"},
+        "spec": {
+            "kubeAPIServerServingCAData": b64(&kube),
+            "rootCAData": b64(&root),
+            "additionalTrustBundle": b64("garbage"),
+            "imageRegistryBundleUserData": [{"file": "image-registry.openshift-image-registry.svc..5000", "data": b64(&reg)}],
+        },
+    }))
+    .unwrap();
+    let now: Timestamp = "2025-10-01T00:00:00Z".parse().unwrap();
+    let r = certificate_report(&cc.spec, now);
+    assert_eq!(
+        r.cert_expirys,
+        vec![
+            CertExpiry {
+                bundle: "KubeAPIServerServingCAData".into(),
+                subject: "CN=kube-apiserver-to-kubelet-signer,OU=openshift".into(),
+                expiry: "2025-10-25T13:13:05Z".into(),
+            },
+            CertExpiry {
+                bundle: "RootCAData".into(),
+                subject: "CN=root-ca".into(),
+                expiry: "2034-01-01T00:00:00Z".into(),
+            },
+            CertExpiry {
+                bundle: "image-registry.openshift-image-registry.svc..5000".into(),
+                subject: "CN=registry-ca".into(),
+                expiry: "2025-10-20T00:00:00Z".into(),
+            },
+        ]
+    );
+    assert_eq!(r.controller_certificates.len(), 3);
+    assert_eq!(
+        r.controller_certificates[1].not_before,
+        "2024-01-01T00:00:00Z"
+    );
+    assert_eq!(
+        r.expiring,
+        [
+            (
+                "KubeAPIServerServingCAData".to_string(),
+                "CN=kube-apiserver-to-kubelet-signer,OU=openshift".to_string(),
+                24 * 86_400 + 13 * 3600 + 13 * 60 + 5
+            ),
+            (
+                "image-registry.openshift-image-registry.svc..5000".to_string(),
+                "CN=registry-ca".to_string(),
+                19 * 86_400
+            ),
+        ]
+    );
+    assert_eq!(
+        r.errors.iter().map(BundleError::bundle).collect::<Vec<_>>(),
+        ["AdditionalTrustBundle"]
+    );
+}

@@ -27,8 +27,9 @@ pub use crate::cluster::controllerconfig::ControllerCertificate;
 use x509_parser::x509::X509Name;
 
 /// Bundle names of the fixed `ControllerConfig` fields, in the order they are listed.
-pub const CONTROLLER_BUNDLES: [&str; 3] = [
+pub const CONTROLLER_BUNDLES: [&str; 4] = [
     "KubeAPIServerServingCAData",
+    "CloudProviderCAData",
     "RootCAData",
     "AdditionalTrustBundle",
 ];
@@ -286,4 +287,63 @@ fn go_marshal_string(v: &str) -> Vec<u8> {
     }
     out.extend(v.as_bytes());
     out
+}
+
+/// The bundles of a `ControllerConfig` spec as `(name, PEM)`: the fixed fields in
+/// [`CONTROLLER_BUNDLES`] order (absent ones left out), then `imageRegistryBundleData` and
+/// `imageRegistryBundleUserData`, named by their `file`.
+pub fn spec_bundles(
+    spec: &crate::cluster::controllerconfig::ControllerConfigSpec,
+) -> Vec<(&str, &[u8])> {
+    let fixed: [Option<&[u8]>; 4] = [
+        Some(&spec.kube_api_server_serving_ca_data.0),
+        spec.cloud_provider_ca_data.as_ref().map(|b| b.0.as_slice()),
+        Some(&spec.root_ca_data.0),
+        spec.additional_trust_bundle
+            .as_ref()
+            .map(|b| b.0.as_slice()),
+    ];
+    let mut out: Vec<(&str, &[u8])> = CONTROLLER_BUNDLES
+        .iter()
+        .zip(fixed)
+        .filter_map(|(name, data)| data.map(|d| (*name, d)))
+        .collect();
+    out.extend(
+        spec.image_registry_bundle_data
+            .iter()
+            .chain(&spec.image_registry_bundle_user_data)
+            .map(|b| (b.file.as_str(), b.data.0.as_slice())),
+    );
+    out
+}
+
+/// Everything the controller reports about a `ControllerConfig`'s certificates at `now`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CertificateReport {
+    /// `ControllerConfig` `status.controllerCertificates`.
+    pub controller_certificates: Vec<ControllerCertificate>,
+    /// Each MachineConfigPool's `status.certExpirys` (the same for every pool).
+    pub cert_expirys: Vec<CertExpiry>,
+    /// Certificates expired or expiring within 30 days: `(bundle, subject, seconds left)`, for
+    /// the Warning event and `mcc_certificate_expiry_seconds`.
+    pub expiring: Vec<(String, String, i64)>,
+    /// Bundles that do not parse.
+    pub errors: Vec<BundleError>,
+}
+
+/// [`CertificateReport`] of a `ControllerConfig` spec.
+pub fn certificate_report(
+    spec: &crate::cluster::controllerconfig::ControllerConfigSpec,
+    now: Timestamp,
+) -> CertificateReport {
+    let (certs, errors) = parse_bundles(spec_bundles(spec));
+    CertificateReport {
+        controller_certificates: controller_certificates(&certs),
+        cert_expirys: cert_expirys(&certs),
+        expiring: expiring_within(&certs, now)
+            .into_iter()
+            .map(|(c, left)| (c.bundle_file.clone(), c.subject.clone(), left))
+            .collect(),
+        errors,
+    }
 }
