@@ -181,6 +181,7 @@ fn crds_have_status_subresources_where_the_daemon_writes_status() {
         ("machineconfigurations.operator.openshift.io", true),
         ("machineconfignodes.machineconfiguration.openshift.io", true),
         ("machineconfigpools.machineconfiguration.openshift.io", true),
+        ("controllerconfigs.machineconfiguration.openshift.io", true),
     ] {
         let crd = find(&docs, "CustomResourceDefinition", name);
         assert_eq!(crd["spec"]["scope"], "Cluster", "{name}");

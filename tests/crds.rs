@@ -316,3 +316,83 @@ fn machine_config_pool_columns_are_the_seeds() {
          UPDATEDMACHINECOUNT DEGRADEDMACHINECOUNT AGE"
     );
 }
+
+#[test]
+fn packaged_controller_config_crd_is_generated_from_the_types() {
+    check_generated(
+        "packaging/kubernetes/14-crd-controllerconfig.yaml",
+        machine_config_daemon::cluster::controllerconfig::controller_config_crd_yaml(),
+    );
+}
+
+/// The fields kept are upstream's, keyword for keyword, both ways for the status; of the spec's
+/// required fields ours are a subset of upstream's (the module doc says which are left out).
+#[test]
+fn controller_config_schema_is_upstreams_for_what_it_has() {
+    let Some(theirs) = upstream("0000_80_machine-config_01_controllerconfigs-Default.crd.yaml")
+    else {
+        return;
+    };
+    let ours = machine_config_daemon::cluster::controllerconfig::controller_config_crd();
+    for key in ["plural", "singular", "kind"] {
+        assert_eq!(ours["spec"]["names"][key], theirs["spec"]["names"][key]);
+    }
+    assert_eq!(ours["spec"]["scope"], theirs["spec"]["scope"]);
+    assert_eq!(ours["spec"]["group"], theirs["spec"]["group"]);
+    assert_eq!(
+        ours["spec"]["versions"][0]["subresources"],
+        theirs["spec"]["versions"][0]["subresources"]
+    );
+    let (o, t) = (schema(&ours), schema(&theirs));
+    assert_eq!(o["required"], t["required"]);
+    let mut errors = Vec::new();
+    for (name, sub) in o["properties"]["spec"]["properties"].as_object().unwrap() {
+        compare(
+            sub,
+            &t["properties"]["spec"]["properties"][name],
+            &format!("spec.{name}"),
+            &mut errors,
+        );
+    }
+    let required = |s: &serde_json::Value| -> Vec<String> {
+        s["properties"]["spec"]["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r.as_str().unwrap().to_string())
+            .collect()
+    };
+    let theirs_required = required(t);
+    assert_eq!(
+        required(o),
+        ["kubeAPIServerServingCAData", "rootCAData"],
+        "the bundles without which there is nothing to write"
+    );
+    for r in required(o) {
+        assert!(
+            theirs_required.contains(&r),
+            "spec.{r} is not required upstream"
+        );
+    }
+    let status_kept = |s: &serde_json::Value| {
+        let mut st = s["properties"]["status"].clone();
+        st["properties"]
+            .as_object_mut()
+            .unwrap()
+            .remove("conditions");
+        st
+    };
+    compare(
+        &o["properties"]["status"],
+        &t["properties"]["status"],
+        "status",
+        &mut errors,
+    );
+    compare(
+        &status_kept(t),
+        &status_kept(o),
+        "(upstream).status",
+        &mut errors,
+    );
+    assert!(errors.is_empty(), "{errors:#?}");
+}

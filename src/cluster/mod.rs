@@ -10,6 +10,7 @@
 //! | [`machineconfig`] | `MachineConfig` by name                         | one GET per desired config   |
 //! | [`policy`]        | `MachineConfiguration` `cluster` (the policy)   | one watch                    |
 //! | [`machineconfiguration`] | its Rust types and packaged CRD          | none                         |
+//! | [`controllerconfig`] | `ControllerConfig`: types and packaged CRD  | none                         |
 //! | [`events`]        | `events.k8s.io/v1` Events about the node        | one POST (or PATCH) per event|
 //! | [`mcn`]           | this node's `MachineConfigNode`                 | PATCH status on change       |
 //! | [`drain`]         | drain, by controller hand-off or by itself      | see [`drain`]                |
@@ -35,6 +36,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod controllerconfig;
 pub mod crd;
 pub mod drain;
 pub mod events;

@@ -27,6 +27,7 @@
 //! The decisions are pure functions with table tests (tests/controller_*.rs); `plan --pool`
 //! and `rollout status` can reuse [`rollout::schedule`] and [`status::pool_status`].
 
+pub mod certs;
 pub mod decide;
 pub mod drain;
 pub mod lease;

@@ -3,6 +3,7 @@
 //!
 //! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
 //! - [`run`]: `start`: start-up, the event loop, drift, force file (both modes).
+//! - [`certs`]: the CA files of the `ControllerConfig` (pure).
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
@@ -10,6 +11,7 @@
 //! - [`reboot`]: the record of a requested reboot, checked after boot.
 //! - [`metrics`], [`notify`]: Prometheus metrics and sd-notify.
 
+pub mod certs;
 pub mod cluster;
 pub mod firstboot;
 pub mod metrics;
