@@ -1,7 +1,7 @@
 //! Benchmark of the controller against the test API server (tests/support/): what a rollout
 //! costs in time and requests, and what the controller process holds in memory.
 //!
-//! 1. **Done → next node.** A `worker` pool of 30 simulated nodes (the bench writes their
+//! 1. **Done → next node.** A `worker` pool of 30 (then 300: 29 steps each) simulated nodes (the bench writes their
 //!    annotations as a daemon would), `maxUnavailable: 1`, the controller in-process. Once the
 //!    pool has a new config, each time the node in flight reports `Done` on it (one merge of
 //!    `currentConfig` and `state`) the bench times how long until the controller has set the
@@ -117,12 +117,12 @@ fn report_done(server: &TestApiServer) {
     }
 }
 
-async fn done_to_next() {
-    const N: usize = 30;
+async fn done_to_next(n_nodes: usize) {
+    let n = n_nodes;
     let server = TestApiServer::start().await;
     server.put(MACHINECONFIGPOOLS, pool(json!(1)));
     server.put(MACHINECONFIGS, config("00-worker", "/etc/a"));
-    for i in 0..N {
+    for i in 0..n {
         server.put(NODES, worker(i, None));
     }
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -140,10 +140,20 @@ async fn done_to_next() {
     wait(
         "the first config on every node",
         Duration::from_secs(30),
-        || in_flight(&server).len() == N,
+        || in_flight(&server).len() == n,
     )
     .await;
     report_done(&server);
+    // Let the first assignment's writes (its events, the pool's status) all land first.
+    let mut last = writes(&server);
+    loop {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let now = writes(&server);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
     // A second source: a new render, rolled out one node at a time.
     server.put(MACHINECONFIGS, config("50-worker", "/etc/b"));
     wait(
@@ -154,7 +164,7 @@ async fn done_to_next() {
     .await;
     let mut latencies = Vec::new();
     let mut step_writes = Vec::new();
-    for _ in 1..N {
+    for _ in 1..n.min(30) {
         let before: Vec<String> = in_flight(&server).into_iter().map(|(n, _)| n).collect();
         let w0 = writes(&server);
         report_done(&server);
@@ -173,7 +183,7 @@ async fn done_to_next() {
     latencies.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "done -> next desiredConfig ({} steps, maxUnavailable 1, {N} nodes): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        "done -> next desiredConfig ({} steps, maxUnavailable 1, {n} nodes): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         latencies.len(),
         ms(latencies[latencies.len() / 2]),
         ms(latencies[latencies.len() * 9 / 10]),
@@ -181,7 +191,7 @@ async fn done_to_next() {
     );
     step_writes.sort();
     println!(
-        "controller writes per rollout step (Lease apart): median {}, max {} (pool size {N})",
+        "controller writes per rollout step (Lease apart): median {}, max {} (pool size {n})",
         step_writes[step_writes.len() / 2],
         step_writes.last().unwrap()
     );
@@ -264,7 +274,9 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        done_to_next().await;
+        // The same rollout in a pool 10 times larger: the writes per step must not grow.
+        done_to_next(30).await;
+        done_to_next(300).await;
         memory_at_scale().await;
     });
 }
