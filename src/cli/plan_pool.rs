@@ -19,7 +19,8 @@ use kube::api::{Api, DynamicObject, ListParams};
 use machine_config_daemon::cluster::{self, mcp::MachineConfigPool};
 use machine_config_daemon::controller::pool::NodeInfo;
 use machine_config_daemon::controller::preview::{Preview, PreviewInput, preview};
-use machine_config_daemon::model::{self, MachineConfig, policy::Policy};
+use machine_config_daemon::controller::render::parse_object;
+use machine_config_daemon::model::{MachineConfig, policy::Policy};
 use machine_config_daemon::plan::PlanOptions;
 use serde_json::Value;
 
@@ -117,8 +118,7 @@ fn read_object(path: &std::path::Path, max: u64) -> Result<Value, String> {
         return Err(format!("{what}: kind: must be MachineConfig"));
     }
     // The model's loader says precisely what is wrong with it, field by field.
-    let bytes = serde_json::to_vec(&v).map_err(|e| format!("{what}: {e}"))?;
-    model::load::parse_machine_configs(&bytes, &what).map_err(|e| e.errors().join("; "))?;
+    parse_object(&v, &what)?;
     Ok(v)
 }
 
@@ -208,18 +208,7 @@ fn currents(
             .find(|c| c["metadata"]["name"].as_str() == Some(name))
         {
             None => Err(format!("MachineConfig {name} not found in the cluster")),
-            Some(c) => serde_json::to_vec(c)
-                .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    model::load::parse_machine_configs(&b, &format!("MachineConfig {name}"))
-                        .map_err(|e| e.errors().join("; "))
-                })
-                .and_then(|l| {
-                    l.configs
-                        .into_iter()
-                        .next()
-                        .ok_or_else(|| format!("MachineConfig {name}: empty"))
-                }),
+            Some(c) => parse_object(c, &format!("MachineConfig {name}")),
         };
         out.insert(name.to_string(), parsed);
     }

@@ -24,11 +24,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cluster::mcp::MachineConfigPool;
-use crate::model::{self, MachineConfig, policy::Policy};
+use crate::model::{MachineConfig, policy::Policy};
 use crate::plan::{self, Plan, PlanOptions};
 
 use super::pool::{NodeInfo, membership, pool_name};
-use super::render::{ConfigInfo, render_pool, select};
+use super::render::{ConfigInfo, parse_object, render_pool, select};
 use super::rollout::{self, Hold, RolloutSpec};
 
 /// One node's part of the preview.
@@ -118,13 +118,7 @@ pub fn preview(input: &PreviewInput) -> Result<Preview, String> {
     let selected = select(input.pool, &refs);
     let sources: Vec<&Value> = selected.iter().map(|n| &by_name[*n]).collect();
     let rendered = render_pool(&name, &sources)?;
-    let bytes = serde_json::to_vec(&rendered.object).map_err(|e| e.to_string())?;
-    let new = model::load::parse_machine_configs(&bytes, &rendered.name)
-        .map_err(|e| e.errors().join("; "))?
-        .configs
-        .into_iter()
-        .next()
-        .ok_or_else(|| format!("{}: the render gave no config", rendered.name))?;
+    let new = parse_object(&rendered.object, &rendered.name)?;
 
     let node_refs: Vec<&NodeInfo> = input.nodes.iter().collect();
     let members = membership(input.pools, &node_refs);

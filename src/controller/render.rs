@@ -93,10 +93,7 @@ pub fn render_pool(pool: &str, sources: &[&Value]) -> Result<Rendered, String> {
     let mut configs = Vec::with_capacity(sources.len());
     for src in sources {
         let name = src["metadata"]["name"].as_str().unwrap_or_default();
-        let bytes = serde_json::to_vec(src).map_err(|e| format!("MachineConfig {name}: {e}"))?;
-        let loaded = model::load::parse_machine_configs(&bytes, &format!("MachineConfig {name}"))
-            .map_err(|e| e.errors().join("; "))?;
-        configs.extend(loaded.configs);
+        configs.push(parse_object(src, &format!("MachineConfig {name}"))?);
     }
     let rendered =
         model::render::render(pool, &configs).map_err(|e| format!("pool {pool}: {e}"))?;
@@ -124,6 +121,18 @@ pub fn render_pool(pool: &str, sources: &[&Value]) -> Result<Rendered, String> {
         name: rendered.name,
         object,
     })
+}
+
+/// A MachineConfig object (as the API returns it) through the model's parser; an error names
+/// `origin` and every problem, field by field.
+pub fn parse_object(object: &Value, origin: &str) -> Result<model::MachineConfig, String> {
+    let bytes = serde_json::to_vec(object).map_err(|e| format!("{origin}: {e}"))?;
+    model::load::parse_machine_configs(&bytes, origin)
+        .map_err(|e| e.errors().join("; "))?
+        .configs
+        .into_iter()
+        .next()
+        .ok_or_else(|| format!("{origin}: no MachineConfig in it"))
 }
 
 /// `object` with an owner reference to `pool` (the controller).
