@@ -138,8 +138,16 @@ async fn update_to_2(
     root: &std::path::Path,
     systemd: &Systemd,
 ) -> Result<Vec<String>, UpdateError> {
+    update_to_2_from(root, systemd, config("rendered-worker-1", "1")).await
+}
+
+async fn update_to_2_from(
+    root: &std::path::Path,
+    systemd: &Systemd,
+    old: MachineConfig,
+) -> Result<Vec<String>, UpdateError> {
     let input = UpdateInput {
-        old: Some(config("rendered-worker-1", "1")),
+        old: Some(old),
         new: config("rendered-worker-2", "2"),
         policy: policy(),
         force: false,
@@ -179,4 +187,46 @@ async fn the_first_failing_post_action_stops_the_sequence_and_the_files_are_put_
     );
     let after = snapshot(t.path());
     assert_eq!(before, after, "{}", diff(&before, &after));
+}
+
+/// The daemon and `apply` read the stored config thin (each file's contents as a digest): the
+/// rollback after a failed post action gets the old contents back from the update's copy of
+/// the config it replaced, byte for byte, and stores the old config again.
+#[tokio::test]
+async fn a_rollback_from_a_thin_old_config_puts_the_old_contents_back() {
+    let t = node();
+    let before = snapshot(t.path());
+    let root = Root::open(t.path()).unwrap();
+    let (old, _) = host::state::read_current_thin(&root).unwrap().unwrap();
+    assert!(old.is_thin(), "the stored config was read thin");
+    assert!(old.spec.config.files.iter().all(|f| f.contents.is_none()));
+    let systemd = Systemd::new("restart b.service");
+    let err = update_to_2_from(t.path(), &systemd, old).await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "restart b.service: injected failure; rolled back to rendered-worker-1"
+    );
+    let after = snapshot(t.path());
+    assert_eq!(before, after, "{}", diff(&before, &after));
+    let (stored, _) = host::state::read_current(&root).unwrap().unwrap();
+    let want = config("rendered-worker-1", "1");
+    assert_eq!(stored.name, want.name);
+    assert_eq!(stored.spec.config.files, want.spec.config.files);
+}
+
+/// A thin old config plans the same update as the whole one, and the update succeeds.
+#[tokio::test]
+async fn an_update_from_a_thin_old_config_runs_the_same_steps() {
+    let whole = node();
+    let thin = node();
+    let sd_whole = Systemd::new("");
+    let sd_thin = Systemd::new("");
+    let steps_whole = update_to_2(whole.path(), &sd_whole).await.unwrap();
+    let (old, _) = host::state::read_current_thin(&Root::open(thin.path()).unwrap())
+        .unwrap()
+        .unwrap();
+    let steps_thin = update_to_2_from(thin.path(), &sd_thin, old).await.unwrap();
+    assert_eq!(steps_whole, steps_thin);
+    assert_eq!(sd_whole.calls(), sd_thin.calls());
+    assert_eq!(snapshot(whole.path()), snapshot(thin.path()));
 }

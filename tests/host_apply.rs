@@ -811,3 +811,43 @@ fn the_stored_config_is_read_back_with_the_digest_of_its_bytes() {
         <[u8; 32]>::from(sha2::Sha256::digest(std::fs::read(&path).unwrap()))
     );
 }
+
+/// An update reads the stored config thin: every file's contents become their digest as they
+/// are decoded, but the registries configuration's, whose old entries the plan compares.
+#[test]
+fn the_stored_config_reads_thin_but_for_the_registries_configuration() {
+    let t = make_root();
+    let root = Root::open(t.path()).unwrap();
+    let registries = "unqualified-search-registries = [\"quay.io\"]\n";
+    let whole = mc(
+        "rendered-worker-1",
+        vec![
+            file("/etc/containers/registries.conf", registries, 0o644),
+            file("/etc/a.conf", "a 1\n", 0o644),
+            file("/etc/empty.conf", "", 0o600),
+        ],
+    );
+    host::update(&root, &whole, &ApplyOptions::default()).unwrap();
+    let (thin, digest) = host::state::read_current_thin(&root).unwrap().unwrap();
+    let (back, digest_whole) = host::state::read_current(&root).unwrap().unwrap();
+    assert_eq!(back.spec.config.files, whole.spec.config.files);
+    assert_eq!(
+        digest, digest_whole,
+        "the stored bytes' digest does not depend on thinning"
+    );
+    let files = &thin.spec.config.files;
+    assert_eq!(files[0].contents.as_deref(), Some(registries.as_bytes()));
+    assert!(!files[0].is_thin());
+    for (f, w) in files[1..].iter().zip(&whole.spec.config.files[1..]) {
+        assert!(f.is_thin() && f.contents.is_none(), "{f:?}");
+        assert!(f.same_contents(w) && w.same_contents(f));
+        assert_eq!(f.content_digest().len, w.data().len() as u64);
+        let mut other = w.clone();
+        other.contents = Some(b"a 2\n".to_vec());
+        assert!(!f.same_contents(&other));
+    }
+    // Everything but the contents is read as it was stored.
+    let mut thinned = back.clone();
+    thinned.thin_contents(host::state::KEPT_WHOLE);
+    assert_eq!(thin, thinned);
+}

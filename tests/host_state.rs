@@ -52,6 +52,7 @@ fn every_field(name: &str, path: &str) -> MachineConfig {
             group: Some(Owner::Name("wh\"eel".into())),
             overwrite: Some(false),
             has_append: true,
+            digest: None,
         },
         File {
             path: "/etc/empty".into(),

@@ -73,6 +73,7 @@ fn every_ignition_version_normalises_to_the_same_model() {
                 group: Some(Owner::Id(0)),
                 overwrite: Some(true),
                 has_append: false,
+                digest: None,
             }],
             "{version}"
         );

@@ -2,7 +2,29 @@
 
 use machine_config_daemon::model::{Dropin, File, MachineConfig, Owner, Unit, User};
 use machine_config_daemon::plan::ChangeKind;
-use machine_config_daemon::plan::diff::{FileChange, OsField, diff};
+use machine_config_daemon::plan::diff::{Diff, FileChange, OsField};
+
+/// The diff, checked to be the same when the old config is read thin (its files' contents as
+/// digests, as an update reads the stored config), and when both are.
+fn diff(old: &MachineConfig, new: &MachineConfig) -> Diff {
+    let d = machine_config_daemon::plan::diff::diff(old, new);
+    let mut thin_old = old.clone();
+    thin_old.thin_contents(&[]);
+    assert!(old.spec.config.files.is_empty() || thin_old.is_thin());
+    assert_eq!(
+        machine_config_daemon::plan::diff::diff(&thin_old, new),
+        d,
+        "the diff from the thin old config"
+    );
+    let mut thin_new = new.clone();
+    thin_new.thin_contents(&[]);
+    assert_eq!(
+        machine_config_daemon::plan::diff::diff(&thin_old, &thin_new),
+        d,
+        "the diff of two thin configs"
+    );
+    d
+}
 
 fn file(path: &str, contents: &str) -> File {
     File {

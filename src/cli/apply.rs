@@ -116,7 +116,8 @@ pub fn run(args: Args) -> ExitCode {
             Err(e) => return super::fail(super::EXIT_FAILED, [format!("recovery: {e}")]),
         }
     }
-    let old = match host::state::read_current(&root) {
+    // Thin: the update only compares it with the new config (see `read_current_thin`).
+    let old = match host::state::read_current_thin(&root) {
         Ok(c) => c.map(|c| c.0),
         Err(e) => return super::fail(super::EXIT_FAILED, [e]),
     };
@@ -204,6 +205,9 @@ pub fn run(args: Args) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     drop(root);
+    // The update plans again (and returns its plan): two plans of a large change are not
+    // held at once.
+    drop(plan);
     let systemd = (!args.no_systemd).then(|| SystemdClient::new(SystemdOptions::default()));
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -252,7 +256,7 @@ pub fn run(args: Args) -> ExitCode {
     print_result(
         &args,
         recovered.as_deref(),
-        plan.as_ref(),
+        applied.plan.as_ref(),
         &name,
         Some(&report),
         &outcomes,

@@ -460,7 +460,14 @@ async fn journal_os(
     let p2 = p.clone();
     tokio::task::spawn_blocking(move || {
         if let Some(o) = &old {
-            hostos::save_previous(&r, o)?;
+            if o.is_thin() {
+                // Read for the plan only: the files are not written yet, so `currentconfig`
+                // still holds it whole.
+                let whole = host::txn::read_replaced(&r, o)?;
+                hostos::save_previous(&r, &whole)?;
+            } else {
+                hostos::save_previous(&r, o)?;
+            }
         }
         p2.write(&r)
     })
@@ -552,6 +559,16 @@ pub(crate) async fn rollback(
     systemd: Option<&dyn ServiceManager>,
 ) -> Result<(), String> {
     let units_changed = new.spec.config.units != old.spec.config.units;
+    // The old config was read thin for the plan: its contents come back from the update's
+    // copy of the stored config it replaced.
+    let old = if old.is_thin() {
+        let r = state_root(root, state_dir.as_deref()).map_err(|e| e.to_string())?;
+        Arc::new(
+            blocking(move || host::txn::read_replaced(&r, &old).map_err(|e| e.to_string())).await?,
+        )
+    } else {
+        old
+    };
     write(root, state_dir, Some(new), old, false)
         .await
         .map_err(|e| e.to_string())?;

@@ -53,6 +53,27 @@ pub struct Desired<'a> {
     pub tree: Tree,
     pub record: Record,
     pub data: Cow<'a, [u8]>,
+    /// The entry of a thin file ([`crate::model::File::thin`]): `data` is empty and the
+    /// record's SHA-256 and size are the contents' (always set, whatever `hash` asked).
+    pub thin: bool,
+}
+
+impl Desired<'_> {
+    /// Whether two entries ask for the same contents (bytes compared; a thin entry by digest).
+    pub fn same_data(&self, other: &Desired<'_>) -> bool {
+        let digest_matches = |thin: &Desired<'_>, whole: &Desired<'_>| {
+            thin.record.size == whole.data.len() as u64
+                && thin.record.sha256 == <[u8; 32]>::from(Sha256::digest(&whole.data[..]))
+        };
+        match (self.thin, other.thin) {
+            (false, false) => self.data[..] == other.data[..],
+            (true, false) => digest_matches(self, other),
+            (false, true) => digest_matches(other, self),
+            (true, true) => {
+                (self.record.size, self.record.sha256) == (other.record.size, other.record.sha256)
+            }
+        }
+    }
 }
 
 /// The records of every managed path of a config, sorted by path.
@@ -218,12 +239,31 @@ pub fn desired_with<'a>(
                 format!("invalid mode {mode:o}"),
             ));
         }
-        let data = f.data();
-        let d = Desired {
-            path: Cow::Borrowed(&f.path),
-            tree: Tree::Etc,
-            record: record(hash, Kind::File, data, mode, uid, gid),
-            data: Cow::Borrowed(data),
+        let d = match f.digest.as_deref() {
+            Some(digest) => Desired {
+                path: Cow::Borrowed(&f.path),
+                tree: Tree::Etc,
+                record: Record {
+                    kind: Kind::File,
+                    sha256: digest.sha256,
+                    size: digest.len,
+                    mode,
+                    uid,
+                    gid,
+                },
+                data: Cow::Borrowed(&b""[..]),
+                thin: true,
+            },
+            None => {
+                let data = f.data();
+                Desired {
+                    path: Cow::Borrowed(&f.path),
+                    tree: Tree::Etc,
+                    record: record(hash, Kind::File, data, mode, uid, gid),
+                    data: Cow::Borrowed(data),
+                    thin: false,
+                }
+            }
         };
         out.push(d);
     }
@@ -246,6 +286,7 @@ pub fn desired_with<'a>(
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
+                thin: false,
             };
             out.push(d);
         }
@@ -263,6 +304,7 @@ pub fn desired_with<'a>(
                 tree: Tree::Etc,
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
+                thin: false,
             };
             out.push(e);
         }
@@ -286,6 +328,7 @@ pub fn desired_with<'a>(
                 tree: Tree::Home { uid, gid },
                 record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
+                thin: false,
             };
             out.push(d);
         }

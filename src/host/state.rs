@@ -69,9 +69,32 @@ pub type Digest = [u8; 32];
 /// nor a JSON tree of it is held whole, only the config itself (read whole and parsed the
 /// general way only if the streamed road gives up on it, see [`crate::model::load`]).
 pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Digest)>, HostError> {
+    read_stored(root, &root.state_path(CURRENT_CONFIG), false)
+}
+
+/// The paths whose old contents an update's decisions read, kept whole by
+/// [`read_current_thin`]: the registries configuration (its entries are compared to decide
+/// whether a drain is needed).
+pub const KEPT_WHOLE: &[&str] = &[crate::plan::actions::REGISTRIES_CONF];
+
+/// [`read_current`] for an update, which only compares the stored config with the new one:
+/// every file but those in [`KEPT_WHOLE`] is read thin ([`crate::model::File::thin`]), its
+/// contents replaced by their digest as they are decoded, so the two configs' contents are
+/// never held together. The result must not be stored, written or emitted.
+pub fn read_current_thin(root: &Root) -> Result<Option<(MachineConfig, Digest)>, HostError> {
+    read_stored(root, &root.state_path(CURRENT_CONFIG), true)
+}
+
+/// A config the daemon stored at `path` (absolute, in the state directory), read whole or thin;
+/// `None` when there is no file.
+pub(crate) fn read_stored(
+    root: &Root,
+    path: &str,
+    thin: bool,
+) -> Result<Option<(MachineConfig, Digest)>, HostError> {
     use sha2::Digest as _;
     use std::io::{Read as _, Seek as _};
-    let path = root.state_path(CURRENT_CONFIG);
+    let path = path.to_string();
     let Some(mut file) = root.open_file(&path, Tree::Etc)? else {
         return Ok(None);
     };
@@ -79,7 +102,10 @@ pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Digest)>, Host
         path: path.clone(),
         reason: format!("cannot read: {e}"),
     };
-    let budget = crate::model::load::Budget::new(crate::model::load::Limits::unbounded());
+    let mut budget = crate::model::load::Budget::new(crate::model::load::Limits::unbounded());
+    if thin {
+        budget = budget.thinning(KEPT_WHOLE);
+    }
     let mut hashing = Hashing {
         inner: &file,
         hash: sha2::Sha256::new(),
@@ -90,15 +116,23 @@ pub fn read_current(root: &Root) -> Result<Option<(MachineConfig, Digest)>, Host
     {
         // The parser stops at the end of the document: the rest (blanks) is hashed too.
         std::io::copy(&mut hashing, &mut std::io::sink()).map_err(io)?;
-        return Ok(Some((
-            loaded.configs.remove(0),
-            hashing.hash.finalize().into(),
-        )));
+        let mut config = loaded.configs.remove(0);
+        if thin {
+            // Files read on the general road inside the streamed one (none today) too.
+            config.thin_contents(KEPT_WHOLE);
+        }
+        return Ok(Some((config, hashing.hash.finalize().into())));
     }
     file.rewind().map_err(io)?;
     let mut data = Vec::new();
     file.read_to_end(&mut data).map_err(io)?;
-    Ok(Some((decode(&data)?, sha2::Sha256::digest(&data).into())))
+    let digest = sha2::Sha256::digest(&data).into();
+    let mut config = decode(&data)?;
+    drop(data);
+    if thin {
+        config.thin_contents(KEPT_WHOLE);
+    }
+    Ok(Some((config, digest)))
 }
 
 /// A reader that hashes what is read through it.

@@ -403,11 +403,12 @@ fn matches_disk(disk: &Entry, d: &Desired<'_>) -> bool {
     }
 }
 
-/// The same path in two configs asks for the same thing (contents compared, not digests).
+/// The same path in two configs asks for the same thing (contents compared, or, for the thin
+/// old config an update reads, the new contents' digest with the old one).
 fn same(a: &Desired<'_>, b: &Desired<'_>) -> bool {
     let (x, y) = (&a.record, &b.record);
     (x.kind, x.mode, x.uid, x.gid, a.tree) == (y.kind, y.mode, y.uid, y.gid, b.tree)
-        && a.data[..] == b.data[..]
+        && a.same_data(b)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -871,6 +872,33 @@ fn clean_staging(root: &Root) -> Result<(), HostError> {
 
 /// The name of the stored config's pre-image in the staging directory.
 const STAGED_CURRENT: &str = "currentconfig";
+
+/// The whole of `old`, a thin config an update was planned from ([`super::state::read_current_thin`]),
+/// once that update has replaced `currentconfig`, to put it back after a failed post action:
+/// the update's pre-image of `currentconfig` was kept as scratch when its staging directory was
+/// cleaned (see `clean_staging`); read it thin first, and only when it is exactly `old`, whole.
+/// When `currentconfig` still holds `old` (the update did not rewrite it), that is read.
+pub fn read_replaced(root: &Root, old: &MachineConfig) -> Result<MachineConfig, HostError> {
+    use super::state::{KEPT_WHOLE, read_stored};
+    let current = root.state_path(CURRENT_CONFIG);
+    for path in [current, scratch_path(root)] {
+        let same = match read_stored(root, &path, true)? {
+            Some((mut c, _)) => {
+                // Thin as `old` was (a config read whole here has only its kept files whole).
+                c.thin_contents(KEPT_WHOLE);
+                c == *old
+            }
+            None => false,
+        };
+        if same && let Some((c, _)) = read_stored(root, &path, false)? {
+            return Ok(c);
+        }
+    }
+    Err(HostError::State {
+        path: CURRENT_CONFIG.to_string(),
+        reason: format!("the stored copy of {} is gone", old.name),
+    })
+}
 
 /// The scratch file kept for the next store of `currentconfig` (its temp name).
 fn scratch_path(root: &Root) -> String {

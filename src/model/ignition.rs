@@ -573,7 +573,12 @@ impl<'b> FileStream<'b> {
     /// Normalises the next file; false when it has a problem.
     pub(crate) fn push(&mut self, f: StreamedFile) -> bool {
         let p = join(&self.at, &format!("files[{}]", self.files.len()));
-        let file = self.n.file(&f.into_value(), &p);
+        let mut file = self.n.file(&f.into_value(), &p);
+        if let Some(keep) = self.n.budget.thin_keep()
+            && !keep.contains(&file.path.as_str())
+        {
+            file.thin();
+        }
         self.files.push(file);
         self.n.errors.is_empty()
     }
@@ -719,6 +724,7 @@ impl Normaliser<'_> {
             group: self.owner(&f["group"], &join(p, "group")),
             overwrite: f["overwrite"].as_bool(),
             has_append: !append.is_empty(),
+            digest: None,
         }
     }
 
@@ -996,6 +1002,7 @@ fn ignition_value(config: &Config, files: bool) -> Value {
         storage.insert("files".into(), Value::Null);
     } else if !config.files.is_empty() {
         let files = config.files.iter().map(|f| {
+            assert!(!f.is_thin(), "the thin file {} was emitted", f.path);
             let mut m = Map::new();
             m.insert("path".into(), f.path.clone().into());
             put(
@@ -1251,6 +1258,9 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
         let files = self.files;
         self.out.write_all(b"[")?;
         for (i, f) in files.iter().enumerate() {
+            // A thin config (its contents read as digests, for a comparison) is never emitted:
+            // it would say the files are empty.
+            assert!(!f.is_thin(), "the thin file {} was emitted", f.path);
             let l = level + 2;
             self.sep(i == 0, level + 1)?;
             self.out.write_all(b"{")?;

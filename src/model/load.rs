@@ -105,6 +105,8 @@ pub struct Budget {
     used: std::cell::Cell<u64>,
     /// The total was found exceeded (said once, not for every file after it).
     over: std::cell::Cell<bool>,
+    /// Files are thinned as they are read, but for these paths ([`Budget::thinning`]).
+    thin_keep: Option<&'static [&'static str]>,
 }
 
 impl Budget {
@@ -113,7 +115,22 @@ impl Budget {
             limits,
             used: std::cell::Cell::new(0),
             over: std::cell::Cell::new(false),
+            thin_keep: None,
         }
+    }
+
+    /// The files read on the streamed road are thinned as they are decoded
+    /// ([`crate::model::File::thin`]), except at the paths in `keep`; only the digests are
+    /// ever held together. The general road loads whole: thin its result with
+    /// [`crate::model::MachineConfig::thin_contents`].
+    pub fn thinning(mut self, keep: &'static [&'static str]) -> Self {
+        self.thin_keep = Some(keep);
+        self
+    }
+
+    /// The paths kept whole when thinning; `None` when the load does not thin.
+    pub(crate) fn thin_keep(&self) -> Option<&'static [&'static str]> {
+        self.thin_keep
     }
 
     /// Bytes one more decoded file may have: the per-file cap, or what is left of the total.

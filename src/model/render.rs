@@ -698,6 +698,7 @@ mod tests {
                 group: Some(Owner::Name("wheel".into())),
                 overwrite: Some(false),
                 has_append: true,
+                digest: None,
             },
             File {
                 contents: Some(Vec::new()),

@@ -192,7 +192,7 @@ fn kind_of<T>(o: Option<&T>, n: Option<&T>, equal: fn(&T, &T) -> bool) -> Option
 }
 
 fn files_equal(a: &File, b: &File) -> bool {
-    a.data() == b.data()
+    a.same_contents(b)
         && a.effective_mode() == b.effective_mode()
         && a.user == b.user
         && a.group == b.group

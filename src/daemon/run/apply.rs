@@ -27,7 +27,10 @@ impl Daemon {
         let reading = {
             let root =
                 Root::open(&self.opts.root).and_then(|r| r.with_state_dir(&self.opts.state_dir));
-            tokio::task::spawn_blocking(move || root.and_then(|r| host::state::read_current(&r)))
+            tokio::task::spawn_blocking(move || {
+                // Thin: the update only compares it with the new config.
+                root.and_then(|r| host::state::read_current_thin(&r))
+            })
         };
         self.check_drift(None);
         let stored = reading.await.unwrap_or_else(|e| {
