@@ -129,6 +129,19 @@ pub fn run(args: Args) -> ExitCode {
             for n in &status.not_applied {
                 println!("not applied: {n}");
             }
+            if let Some(d) = &status.drift {
+                let from = d
+                    .source
+                    .as_deref()
+                    .unwrap_or("no daemon configuration file");
+                println!("drift rules ({from}):");
+                for l in d.lines() {
+                    println!("  {l}");
+                }
+            }
+            for r in &status.drift_reported {
+                println!("drift reported (the node stays Done): {r}");
+            }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();
                 let ago = humantime::format_duration(Duration::from_secs(ago.as_secs()));

@@ -40,7 +40,7 @@ impl Daemon {
             Ok((o, rebuilt)) => {
                 if rebuilt {
                     // The manifest checked above was not the stored config's.
-                    self.drift.clear();
+                    self.clear_drift();
                     self.check_drift(None);
                 }
                 o
@@ -51,6 +51,12 @@ impl Daemon {
                 return;
             }
         };
+        if force {
+            // Everything is rewritten: nothing to heal on its own.
+            self.to_heal.clear();
+        } else {
+            self.heal_pending().await;
+        }
         if !force && !self.drift.is_empty() {
             tracing::error!(config = %wanted.config.name, "not updating to {}: the node has drifted from its current config", wanted.config.name);
             self.problem = None;
@@ -163,7 +169,7 @@ impl Daemon {
         if let Err(e) = self.arm_drift() {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
-        self.drift.clear();
+        self.clear_drift();
         if full_check {
             self.check_drift(None);
         } else {

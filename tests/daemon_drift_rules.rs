@@ -1,0 +1,361 @@
+//! The drift rules of the daemon configuration file (`degrade`, `report`, `heal`), with the real
+//! `machine-config-daemon start --no-systemd` on tempdir roots and real inotify: what an
+//! operator sees (status, files, log, metrics) for each action, the heal budget, and a bad file
+//! refused before anything happens.
+
+mod daemon_common;
+use daemon_common::*;
+use machine_config_daemon::daemon::state::NodeState;
+use machine_config_daemon::model::{Dropin, MachineConfig, Unit};
+use std::os::unix::fs::PermissionsExt;
+use std::process::Command;
+
+/// Not valid UTF-8, and no final newline: the heal must restore these bytes exactly.
+const CHRONY: &[u8] = b"server ntp1.example.com iburst\n\xff\xfe binary tail";
+const DROPIN: &str = "[Service]\nEnvironment=OPTIONS=-x\n";
+const DROPIN_PATH: &str = "/etc/systemd/system/chronyd.service.d/10-options.conf";
+
+fn config() -> MachineConfig {
+    let mut m = mc(
+        "rendered-worker-a",
+        vec![
+            file_bytes("/etc/chrony.conf", CHRONY.to_vec(), 0o640),
+            file("/etc/motd", "welcome\n"),
+            file("/etc/x", "x\n"),
+        ],
+    );
+    m.spec.config.units.push(Unit {
+        name: "chronyd.service".into(),
+        dropins: vec![Dropin {
+            name: "10-options.conf".into(),
+            contents: Some(DROPIN.into()),
+        }],
+        ..Unit::default()
+    });
+    m
+}
+
+/// chrony.conf reloads chronyd; the chronyd unit restarts it; /etc/x matches nothing (reboot).
+const POLICY: &str = "apiVersion: operator.openshift.io/v1
+kind: MachineConfiguration
+metadata:
+  name: cluster
+spec:
+  nodeDisruptionPolicy:
+    files:
+      - path: /etc/chrony.conf
+        actions:
+          - type: Reload
+            reload:
+              serviceName: chronyd.service
+      - path: /etc/motd
+        actions:
+          - type: None
+    units:
+      - name: chronyd.service
+        actions:
+          - type: Restart
+            restart:
+              serviceName: chronyd.service
+";
+
+const RULES: &str = "drift:
+  rules:
+    - paths: [\"/etc/chrony.conf\", \"/etc/systemd/system/*.service.d/*\"]
+      action: heal
+    - paths: [\"/etc/motd\"]
+      action: report
+    - paths: [\"/etc/x*\"]
+      action: degrade
+  heal:
+    maxHeals: 2
+    window: 1h
+";
+
+/// A node on `config()` with the policy and `rules` at the default daemon configuration path
+/// (found there without a flag), Done; the metrics on a free port.
+fn running(rules: &str) -> (Node, Daemon, String) {
+    let node = Node::new();
+    node.set_desired(&config());
+    std::fs::write(&node.policy, POLICY).unwrap();
+    let cfg = node.path("/etc/machine-config-daemon/config.yaml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, rules).unwrap();
+    let d = Daemon::start(
+        &node,
+        StartOpts {
+            policy: true,
+            metrics: Some("127.0.0.1:0".into()),
+            ..StartOpts::default()
+        },
+    );
+    let addr = d.metrics_address();
+    d.wait_done("rendered-worker-a");
+    (node, d, addr)
+}
+
+/// The value of the sample `name` (with its labels, e.g. `mcd_drift_total{action="heal"}`).
+fn metric(addr: &str, name: &str) -> Option<f64> {
+    let (_, body) = http_get(addr, "/metrics");
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// Edits a managed file by hand (in place, as `>>` or an editor without rename does).
+fn edit(node: &Node, p: &str, contents: &[u8]) {
+    std::fs::write(node.path(p), contents).unwrap();
+}
+
+fn mode(node: &Node, p: &str) -> u32 {
+    std::fs::metadata(node.path(p))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+#[test]
+fn report_keeps_the_node_done_and_lists_the_drift() {
+    let (node, d, addr) = running(RULES);
+    edit(&node, "/etc/motd", b"edited by hand\n");
+    let st = d.wait("the reported drift", |s| !s.drift_reported.is_empty());
+    assert_eq!(st.state, NodeState::Done);
+    assert_eq!(st.reason, "");
+    assert_eq!(
+        st.drift_reported,
+        ["content mismatch for file \"/etc/motd\""]
+    );
+    // Reported, not touched.
+    assert_eq!(node.read("/etc/motd"), "edited by hand\n");
+    assert!(
+        d.log()
+            .contains("configuration drift (reported; the node stays Done): content mismatch for file \"/etc/motd\""),
+        "{}",
+        d.log()
+    );
+    assert_eq!(
+        metric(&addr, "mcd_drift_total{action=\"report\"}"),
+        Some(1.0)
+    );
+    assert!(metric(&addr, "mcd_config_drift").unwrap() > 0.0);
+    // `status` shows it, and the rules.
+    let out = Command::new(BIN)
+        .args(["status", "--root"])
+        .arg(&node.root)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(
+            "drift reported (the node stays Done): content mismatch for file \"/etc/motd\""
+        ),
+        "{text}"
+    );
+    assert!(text.contains("  /etc/motd -> report"), "{text}");
+    assert!(text.contains("  any other path -> degrade"), "{text}");
+    assert!(
+        text.contains("  heal: at most 2 heals of one path within 1h, then degrade"),
+        "{text}"
+    );
+
+    // Restored: the report goes away.
+    edit(&node, "/etc/motd", b"welcome\n");
+    let st = d.wait("no reported drift", |s| s.drift_reported.is_empty());
+    assert_eq!(st.state, NodeState::Done);
+
+    // A path a `degrade` rule matches: upstream's behaviour and exact reason.
+    edit(&node, "/etc/x", b"y\n");
+    assert_eq!(d.wait_degraded(), "content mismatch for file \"/etc/x\"");
+    assert_eq!(
+        metric(&addr, "mcd_drift_total{action=\"degrade\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn heal_rewrites_the_file_byte_exact_and_runs_the_policy_action() {
+    let (node, d, addr) = running(RULES);
+    edit(&node, "/etc/chrony.conf", b"server evil.example.com\n");
+    chmod(&node.path("/etc/chrony.conf"), 0o666);
+    let log = d.wait_log("drift healed: /etc/chrony.conf", 1);
+    assert_eq!(
+        std::fs::read(node.path("/etc/chrony.conf")).unwrap(),
+        CHRONY
+    );
+    assert_eq!(mode(&node, "/etc/chrony.conf"), 0o640);
+    // The policy's action for the path, skipped (and said so) without systemd.
+    assert!(
+        log.contains("heal of /etc/chrony.conf: post action reload chronyd.service: skipped (no systemd (--no-systemd))"),
+        "{log}"
+    );
+    // Written through the update's transaction, logged like an update's writes.
+    assert!(
+        log.contains("/etc/chrony.conf written for rendered-worker-a"),
+        "{log}"
+    );
+
+    // A dropin, matched by a glob: the unit's policy entry, with the daemon-reload its
+    // definition change needs first.
+    edit(
+        &node,
+        DROPIN_PATH,
+        b"[Service]\nEnvironment=OPTIONS=-evil\n",
+    );
+    let log = d.wait_log(&format!("drift healed: {DROPIN_PATH}"), 1);
+    assert_eq!(node.read(DROPIN_PATH), DROPIN);
+    let dr = log
+        .find(&format!(
+            "heal of {DROPIN_PATH}: post action daemon-reload: skipped"
+        ))
+        .expect("daemon-reload");
+    let rs = log
+        .find(&format!(
+            "heal of {DROPIN_PATH}: post action restart chronyd.service: skipped"
+        ))
+        .expect("restart");
+    assert!(dr < rs, "{log}");
+
+    // The daemon's own writes are not drift: a later change (reported) is seen after their
+    // events, and by then nothing was healed again.
+    edit(&node, "/etc/motd", b"later\n");
+    let st = d.wait("the reported drift", |s| !s.drift_reported.is_empty());
+    assert_eq!(st.state, NodeState::Done);
+    let log = d.log();
+    assert_eq!(log.matches("drift healed:").count(), 2, "{log}");
+    assert!(!log.contains("-> Degraded"), "never degraded:\n{log}");
+    assert_eq!(
+        metric(&addr, "mcd_drift_heals_total{result=\"healed\"}"),
+        Some(2.0)
+    );
+    assert_eq!(metric(&addr, "mcd_drift_total{action=\"heal\"}"), Some(2.0));
+}
+
+#[test]
+fn heal_budget_exhausted_degrades_naming_the_path_and_the_count() {
+    let (node, d, addr) = running(RULES);
+    for i in 1..=2 {
+        edit(&node, "/etc/chrony.conf", format!("edit {i}\n").as_bytes());
+        d.wait_log("drift healed: /etc/chrony.conf", i);
+        assert_eq!(
+            std::fs::read(node.path("/etc/chrony.conf")).unwrap(),
+            CHRONY
+        );
+    }
+    // The third within the hour: not healed.
+    edit(&node, "/etc/chrony.conf", b"edit 3\n");
+    let reason = d.wait_degraded();
+    assert_eq!(
+        reason,
+        "content mismatch for file \"/etc/chrony.conf\"; not healed: \"/etc/chrony.conf\" was healed 2 times within 1h, the most drift.heal.maxHeals allows"
+    );
+    assert_eq!(node.read("/etc/chrony.conf"), "edit 3\n");
+    assert_eq!(
+        metric(&addr, "mcd_drift_heals_total{result=\"exhausted\"}"),
+        Some(1.0)
+    );
+    // An administrator restores it: Done again.
+    std::fs::write(node.path("/etc/chrony.conf"), CHRONY).unwrap();
+    d.wait_done("rendered-worker-a");
+}
+
+#[test]
+fn heal_that_the_policy_would_reboot_for_degrades_instead() {
+    // /etc/x matches no policy entry: an update would reboot for it, so it is not healed.
+    let rules = "drift:\n  rules:\n    - paths: [\"/etc/*\"]\n      action: heal\n";
+    let (node, d, addr) = running(rules);
+    edit(&node, "/etc/x", b"y\n");
+    let reason = d.wait_degraded();
+    assert!(
+        reason.starts_with("content mismatch for file \"/etc/x\"; not healed: the node disruption policy asks for a reboot for /etc/x"),
+        "{reason}"
+    );
+    assert_eq!(node.read("/etc/x"), "y\n");
+    assert_eq!(
+        metric(&addr, "mcd_drift_heals_total{result=\"refused\"}"),
+        Some(1.0)
+    );
+}
+
+#[test]
+fn without_a_daemon_config_drift_degrades_with_the_spec_reason() {
+    let node = Node::new();
+    node.set_desired(&config());
+    let d = Daemon::start(&node, StartOpts::default());
+    d.wait_done("rendered-worker-a");
+    let st = node.status().unwrap();
+    let rules = st.drift.expect("the rules in effect");
+    assert!(rules.rules.is_empty() && rules.source.is_none());
+    edit(&node, "/etc/chrony.conf", b"edited\n");
+    assert_eq!(
+        d.wait_degraded(),
+        "content mismatch for file \"/etc/chrony.conf\""
+    );
+    assert_eq!(node.read("/etc/chrony.conf"), "edited\n");
+}
+
+#[test]
+fn bad_daemon_config_is_refused_with_exit_2_naming_the_field() {
+    let node = Node::new();
+    node.set_desired(&config());
+    let cfg = node.dir.path().join("config.yaml");
+    std::fs::write(
+        &cfg,
+        "drift:\n  rules:\n    - paths: [\"/etc/[x\"]\n      action: heal\n    - paths: [\"/etc/y\"]\n      action: fix\n  heal:\n    maxHeals: 0\n    window: 1h\n  extra: true\n",
+    )
+    .unwrap();
+    let before = node.snapshot();
+    let out = Command::new(BIN)
+        .args([
+            "start",
+            "--no-systemd",
+            "--metrics-address",
+            "none",
+            "--root",
+        ])
+        .arg(&node.root)
+        .arg("--desired-config")
+        .arg(&node.desired)
+        .arg("--daemon-config")
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let origin = cfg.display();
+    for line in [
+        format!(
+            "error: {origin}: drift.rules[0].paths[0]: invalid glob \"/etc/[x\": unclosed character class; missing ']'"
+        ),
+        format!(
+            "error: {origin}: drift.rules[1].action: unknown action \"fix\" (expected degrade, report or heal)"
+        ),
+        format!("error: {origin}: drift.heal.maxHeals: 0: expected a whole number from 1 to 1000"),
+        format!("error: {origin}: drift.extra: unknown field (expected rules or heal)"),
+    ] {
+        assert!(err.lines().any(|l| l == line), "{line}\nin:\n{err}");
+    }
+    assert_eq!(node.snapshot(), before, "nothing changed");
+
+    // `validate` reads it the same way.
+    let out = Command::new(BIN)
+        .args(["validate", "--daemon-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), err);
+
+    // A file larger than the bound.
+    std::fs::write(&cfg, vec![b'#'; 2 << 20]).unwrap();
+    let out = Command::new(BIN)
+        .args(["validate", "--daemon-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("larger than 1024 KiB"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
