@@ -359,3 +359,87 @@ fn bad_daemon_config_is_refused_with_exit_2_naming_the_field() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn plan_and_validate_show_what_drift_would_do() {
+    let node = Node::new();
+    let dir = node.dir.path();
+    let (old, new) = (dir.join("old.json"), dir.join("new.json"));
+    std::fs::write(&old, config_bytes(&mc("rendered-worker-0", vec![]))).unwrap();
+    std::fs::write(&new, config_bytes(&config())).unwrap();
+    std::fs::write(&node.policy, POLICY).unwrap();
+    let rules = dir.join("config.yaml");
+    std::fs::write(&rules, RULES).unwrap();
+    let plan = |extra: &[&str]| {
+        let out = Command::new(BIN)
+            .arg("plan")
+            .arg("--from")
+            .arg(&old)
+            .arg("--to")
+            .arg(&new)
+            .arg("--policy")
+            .arg(&node.policy)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let text = plan(&["--daemon-config", rules.to_str().unwrap()]);
+    let section = &text[text.find("\ndrift rules").expect(&text)..];
+    let want = format!(
+        "
+drift rules ({}):
+  /etc/chrony.conf, /etc/systemd/system/*.service.d/* -> heal
+  /etc/motd -> report
+  /etc/x* -> degrade
+  any other path -> degrade
+  heal: at most 2 heals of one path within 1h, then degrade
+drift of the managed paths of the new config:
+  /etc/chrony.conf: heal: rewrite, then Reload chronyd.service
+  /etc/motd: report
+  /etc/x: degrade
+  {DROPIN_PATH}: heal: rewrite, then DaemonReload, Restart chronyd.service
+",
+        rules.display()
+    );
+    assert_eq!(section, want);
+    // Without a daemon configuration, no drift section.
+    assert!(!plan(&[]).contains("drift"));
+    // JSON: the same under `drift`.
+    let json: serde_json::Value = serde_json::from_str(&plan(&[
+        "--daemon-config",
+        rules.to_str().unwrap(),
+        "-o",
+        "json",
+    ]))
+    .unwrap();
+    assert_eq!(json["drift"]["default"], "degrade");
+    assert_eq!(json["drift"]["heal"]["maxHeals"], 2);
+    assert_eq!(
+        json["drift"]["paths"][0],
+        serde_json::json!({"path": "/etc/chrony.conf", "action": "heal", "rule": 0,
+            "then": [{"type": "Reload", "reload": {"serviceName": "chronyd.service"}}]})
+    );
+
+    let out = Command::new(BIN)
+        .args(["validate", "-o", "text", "--daemon-config"])
+        .arg(&rules)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with(&format!(
+            "{}: valid daemon configuration\n",
+            rules.display()
+        )),
+        "{text}"
+    );
+    assert!(text.contains("  /etc/motd -> report\n"), "{text}");
+}
