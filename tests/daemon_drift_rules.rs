@@ -443,3 +443,23 @@ drift of the managed paths of the new config:
     );
     assert!(text.contains("  /etc/motd -> report\n"), "{text}");
 }
+
+#[test]
+fn reported_drift_does_not_hold_back_an_update_and_is_reported_after_it() {
+    let (node, d, _) = running(RULES);
+    edit(&node, "/etc/motd", b"edited by hand\n");
+    d.wait("the reported drift", |s| !s.drift_reported.is_empty());
+    // A new config changing another path: applied over the reported drift.
+    let mut next = config();
+    next.name = "rendered-worker-b".into();
+    next.spec.config.files[0] = file_bytes("/etc/chrony.conf", b"server ntp2\n".to_vec(), 0o640);
+    node.set_desired(&next);
+    let st = d.wait_done("rendered-worker-b");
+    assert_eq!(node.read("/etc/chrony.conf"), "server ntp2\n");
+    // The reported path was left alone, and is still reported against the new config.
+    assert_eq!(node.read("/etc/motd"), "edited by hand\n");
+    assert_eq!(
+        st.drift_reported,
+        ["content mismatch for file \"/etc/motd\""]
+    );
+}
