@@ -194,13 +194,9 @@ fn heal_rewrites_the_file_byte_exact_and_runs_the_policy_action() {
         "{log}"
     );
 
-    // A dropin, matched by a glob: the unit's policy entry, with the daemon-reload its
-    // definition change needs first.
-    edit(
-        &node,
-        DROPIN_PATH,
-        b"[Service]\nEnvironment=OPTIONS=-evil\n",
-    );
+    // A dropin, matched by a glob, deleted: recreated, then the unit's policy entry, with the
+    // daemon-reload its definition change needs first.
+    std::fs::remove_file(node.path(DROPIN_PATH)).unwrap();
     let log = d.wait_log(&format!("drift healed: {DROPIN_PATH}"), 1);
     assert_eq!(node.read(DROPIN_PATH), DROPIN);
     let dr = log
