@@ -459,3 +459,31 @@ fn reported_drift_does_not_hold_back_an_update_and_is_reported_after_it() {
         ["content mismatch for file \"/etc/motd\""]
     );
 }
+
+#[test]
+fn heal_that_cannot_rewrite_the_path_degrades_saying_why() {
+    let rules = "drift:\n  rules:\n    - paths: [\"/etc/motd\"]\n      action: heal\n";
+    let (node, d, addr) = running(rules);
+    // A directory where the file should be: the transaction refuses to replace it.
+    std::fs::remove_file(node.path("/etc/motd")).unwrap();
+    std::fs::create_dir(node.path("/etc/motd")).unwrap();
+    let reason = d.wait_degraded();
+    assert!(
+        reason.starts_with(
+            "mode mismatch for file: \"/etc/motd\"; expected: -rw-r--r--/420/0644; received: d"
+        ) && reason.contains(
+            "; not healed: rewriting it failed: /etc/motd: is a directory or a special file"
+        ),
+        "{reason}"
+    );
+    assert!(node.path("/etc/motd").is_dir());
+    assert_eq!(
+        metric(&addr, "mcd_drift_heals_total{result=\"failed\"}"),
+        Some(1.0)
+    );
+    // Removed by hand: the next drift (missing) is healed.
+    std::fs::remove_dir(node.path("/etc/motd")).unwrap();
+    d.wait_log("drift healed: /etc/motd", 1);
+    assert_eq!(node.read("/etc/motd"), "welcome\n");
+    d.wait_done("rendered-worker-a");
+}
