@@ -407,6 +407,16 @@ drift of the managed paths of the new config:
     assert_eq!(section, want);
     // Without a daemon configuration, no drift section.
     assert!(!plan(&[]).contains("drift"));
+    // With --root, the root's daemon configuration file is found.
+    let cfg = node.path("/etc/machine-config-daemon/config.yaml");
+    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
+    std::fs::write(&cfg, RULES).unwrap();
+    let text = plan(&["--root", node.root.to_str().unwrap()]);
+    assert!(
+        text.contains(&format!("\ndrift rules ({}):\n", cfg.display())),
+        "{text}"
+    );
+    assert!(text.contains("  /etc/motd: report\n"), "{text}");
     // JSON: the same under `drift`.
     let json: serde_json::Value = serde_json::from_str(&plan(&[
         "--daemon-config",
