@@ -16,7 +16,8 @@ use machine_config_daemon::cluster::node::{
 };
 use serde_json::{Value, json};
 use support::{
-    EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, NODES, PODS, TestApiServer, eventually, node, pod,
+    EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, PODS, TestApiServer,
+    eventually, node, pod,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_machine-config-daemon");
@@ -472,6 +473,75 @@ async fn drift_degrades_with_an_event_and_restoring_recovers() {
     c.write_file(FILE, "one");
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert_eq!(c.annotation(REASON).as_deref(), Some(""));
+}
+
+/// The drift rules of a daemon configuration file in cluster mode: a healed path gives a
+/// Normal `ConfigDriftHealed` event and the node stays Done (the policy's action for it comes
+/// from MachineConfiguration/cluster); a reported one a Warning `ConfigDriftDetected`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drift_rules_heal_and_report_with_events() {
+    let (topology, single) = single_node();
+    let mut config = machine_config("rendered-worker-1", "one");
+    config["spec"]["config"]["storage"]["files"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"path": "/etc/motd", "mode": 420, "contents": {"source": "data:,hello"}}));
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[config],
+    )
+    .await;
+    c.server.put(
+        MACHINECONFIGURATIONS,
+        json!({
+            "metadata": {"name": "cluster"},
+            "spec": {"nodeDisruptionPolicy": {"files": [
+                {"path": FILE, "actions": [{"type": "Restart", "restart": {"serviceName": "mco-test.service"}}]}
+            ]}},
+        }),
+    );
+    let rules = c.dir.path().join("config.yaml");
+    std::fs::write(
+        &rules,
+        format!(
+            "drift:\n  rules:\n    - paths: [{FILE:?}]\n      action: heal\n    - paths: [\"/etc/motd\"]\n      action: report\n"
+        ),
+    )
+    .unwrap();
+    c.start_daemon_with(&["--daemon-config", rules.to_str().unwrap()]);
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.write_file(FILE, "edited by hand");
+    let healed = eventually(WAIT, || {
+        c.server.list(EVENTS).iter().any(|e| {
+            e["reason"] == "ConfigDriftHealed"
+                && e["type"] == "Normal"
+                && e["note"].as_str().is_some_and(|n| {
+                    n.starts_with(&format!("{FILE} rewritten from rendered-worker-1"))
+                        && n.contains("restart mco-test.service (skipped")
+                })
+        })
+    })
+    .await;
+    assert!(healed, "{:?}\n{}", c.server.list(EVENTS), c.log());
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+
+    c.write_file("/etc/motd", "edited by hand");
+    let reported = eventually(WAIT, || {
+        c.server.list(EVENTS).iter().any(|e| {
+            e["reason"] == "ConfigDriftDetected"
+                && e["type"] == "Warning"
+                && e["note"].as_str()
+                    == Some("content mismatch for file \"/etc/motd\" (drift action report: the node stays Done)")
+        })
+    })
+    .await;
+    assert!(reported, "{:?}", c.server.list(EVENTS));
+    assert_eq!(c.file("/etc/motd").as_deref(), Some("edited by hand"));
+    c.settled().await;
+    assert_eq!(c.annotation(STATE).as_deref(), Some("Done"));
+    assert_eq!(c.annotation(REASON).as_deref(), Some(""));
+    assert!(!c.log().contains("-> Degraded"), "{}", c.log());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

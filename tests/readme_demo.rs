@@ -58,9 +58,15 @@ impl Env {
 
     /// `examples/demo.sh` in the background (it execs the daemon: the child is the daemon).
     fn demo(&self, log: &Path) -> Demo {
+        self.demo_with(log, &[])
+    }
+
+    /// [`Env::demo`] with more arguments for the daemon.
+    fn demo_with(&self, log: &Path, args: &[&str]) -> Demo {
         let log = std::fs::File::create(log).unwrap();
         let child = self
             .command("examples/demo.sh")
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -90,7 +96,13 @@ impl Drop for Demo {
 
 /// README's demo block: the lines of the code block whose first line sets `B`, `D` and `R`.
 fn readme_block() -> Vec<String> {
+    readme_block_after("## Quick start")
+}
+
+/// The lines of the first such block after `heading`.
+fn readme_block_after(heading: &str) -> Vec<String> {
     let readme = std::fs::read_to_string(Path::new(DIR).join("README.md")).unwrap();
+    let readme = &readme[readme.find(heading).expect(heading)..];
     let start = readme
         .find("\nB=${CARGO_TARGET_DIR:-target}/release/machine-config-daemon D=")
         .expect("README's demo block");
@@ -215,4 +227,120 @@ fn the_demo_leaves_a_directory_it_did_not_make_alone() {
         text(&out.stderr)
     );
     assert!(env.demo.join("precious").exists());
+}
+
+/// Waits until `log` holds `needle` (bounded).
+fn wait_log(log: &Path, needle: &str) {
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.contains(needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < end,
+            "{needle:?} not logged:\n{text}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// README's worked example of the drift rules, as written: the demo with
+/// `--daemon-config examples/daemon-config.yaml`, then every line of the block in turn; each
+/// must succeed and show what its comments say (after a hand edit, the test waits for the
+/// daemon's log line before the next step, as a person reading the log would).
+#[test]
+fn readme_drift_example_runs_as_written() {
+    let env = Env::new();
+    let log = env.target.join("demo.log");
+    let _demo = env.demo_with(&log, &["--daemon-config", "examples/daemon-config.yaml"]);
+    let lines = readme_block_after("### Drift: degrade, report or heal");
+    let (vars, steps) = lines.split_first().unwrap();
+    // Started: the state is Done on example-base.
+    let out = env.shell(&format!(
+        "{vars}\n$B status --root $R --wait-for Done --current-config example-base --timeout 10s"
+    ));
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Each command with the comment lines after it.
+    let mut seen = Vec::new();
+    let mut i = 0;
+    while i < steps.len() {
+        let step = &steps[i];
+        let mut comments = String::new();
+        i += 1;
+        while i < steps.len() && steps[i].starts_with('#') {
+            comments += &steps[i];
+            comments.push('\n');
+            i += 1;
+        }
+        if step.starts_with('#') {
+            continue;
+        }
+        let line = step.replace("127.0.0.1:8797", &env.metrics);
+        let out = env.shell(&format!("{vars}\n{line}"));
+        let stdout = text(&out.stdout);
+        assert!(
+            out.status.success(),
+            "{step}\n{stdout}{}\ndemo log:\n{}",
+            text(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        if step.contains("$B validate") {
+            assert!(stdout.contains("  /etc/chrony.conf -> heal\n"), "{stdout}");
+            seen.push("validate");
+        } else if step.contains("$B plan") {
+            for c in comments.lines().skip(1) {
+                let want = c.trim_start_matches('#').trim();
+                assert!(
+                    stdout.contains(&format!("  {want}\n")),
+                    "{want:?} in\n{stdout}"
+                );
+            }
+            seen.push("plan");
+        } else if step.contains(">> $R/etc/chrony.conf") {
+            wait_log(
+                &log,
+                "drift healed: /etc/chrony.conf rewritten from example-base (heal 1 of at most 3 within 1h); then reload chronyd.service (skipped: no systemd (--no-systemd)) (policy entry /etc/chrony.conf)",
+            );
+            seen.push("healed");
+        } else if step.starts_with("tail") {
+            let base = std::fs::read_to_string(env.demo.join("root/etc/chrony.conf")).unwrap();
+            assert!(!base.contains("evil"), "{base}");
+            assert!(base.ends_with(&stdout), "{stdout}");
+            seen.push("tail");
+        } else if step.contains(">> $R/etc/sysconfig/hello") {
+            wait_log(
+                &log,
+                "configuration drift (reported; the node stays Done): content mismatch for file \"/etc/sysconfig/hello\"",
+            );
+            seen.push("reported");
+        } else if step.contains("$B status") {
+            assert!(stdout.contains("Done"), "{stdout}");
+            assert!(
+                stdout.contains("drift rules (examples/daemon-config.yaml):"),
+                "{stdout}"
+            );
+            assert!(
+                stdout.contains("drift reported (the node stays Done): content mismatch for file \"/etc/sysconfig/hello\""),
+                "{stdout}"
+            );
+            seen.push("status");
+        } else if step.starts_with("curl") {
+            for m in [
+                "mcd_drift_total{action=\"heal\"} 1\n",
+                "mcd_drift_total{action=\"report\"} 1\n",
+                "mcd_drift_heals_total{result=\"healed\"} 1\n",
+            ] {
+                assert!(stdout.contains(m), "{m} in\n{stdout}");
+            }
+            seen.push("metrics");
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "validate", "plan", "healed", "tail", "reported", "status", "metrics"
+        ],
+        "the checks of every line ran"
+    );
 }

@@ -172,3 +172,18 @@ pub fn check_items(
         problems.iter().map(|p| format!("{origin}: {p}")),
     ))
 }
+
+/// Reads the daemon configuration file (`explicit`, else the default path beneath `root` when
+/// it exists; see [`machine_config_daemon::daemon::drift`]). Absent: the defaults (every drift
+/// degrades). On failure, prints every problem and returns the bad-input exit code. The one
+/// reading of that file for `start`, `validate` and `plan`.
+pub fn load_daemon_config(
+    root: &std::path::Path,
+    explicit: Option<&std::path::Path>,
+) -> Result<machine_config_daemon::daemon::drift::DriftConfig, ExitCode> {
+    use machine_config_daemon::daemon::drift;
+    match drift::locate(root, explicit) {
+        None => Ok(drift::DriftConfig::default()),
+        Some(path) => drift::load(&path).map_err(|e| fail(EXIT_BAD_INPUT, e.errors())),
+    }
+}

@@ -7,9 +7,15 @@
 //! as the daemon does), else `--os` (default `rpm-ostree`, an image-based host, as the cluster's
 //! nodes usually are).
 //!
+//! With `--daemon-config FILE` (or `--root DIR` holding `/etc/machine-config-daemon/config.yaml`)
+//! the plan also says what drift of each managed path of the new config would do: the rules,
+//! then every path a rule matches with its action (for `heal`, the policy's actions after the
+//! rewrite, or why it would degrade instead), and how many other paths degrade.
+//!
 //! Exit codes: 0 the change can be applied, 2 bad input, 3 unreconcilable (the plan is printed
 //! with the reason).
 
+use machine_config_daemon::daemon::drift;
 use machine_config_daemon::model::{self, LoadErrors, MachineConfig, policy};
 use machine_config_daemon::plan::os::HostKind;
 use machine_config_daemon::plan::{self, Change, Plan, PlanOptions};
@@ -58,6 +64,10 @@ pub struct Args {
     /// The kind of host the OS steps are for, when --root is not given.
     #[arg(long = "os", value_enum, default_value = "rpm-ostree")]
     pub os: OsKind,
+    /// A daemon configuration file: also show what drift of each managed path would do
+    /// (default with --root: <root>/etc/machine-config-daemon/config.yaml when it exists).
+    #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
+    pub daemon_config: Option<PathBuf>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
@@ -117,19 +127,52 @@ pub fn run(args: Args) -> ExitCode {
         Ok(p) => p,
         Err(code) => return code,
     };
+    let drift = match (&args.daemon_config, &args.root) {
+        (None, None) => None,
+        (explicit, root) => {
+            let root = root.as_deref().unwrap_or(Path::new("/"));
+            let located = drift::locate(root, explicit.as_deref());
+            match super::load_daemon_config(root, explicit.as_deref()) {
+                Ok(d) if located.is_some() => Some(d),
+                Ok(_) => None,
+                Err(code) => return code,
+            }
+        }
+    };
     let host = host_kind(&args);
     let opts = PlanOptions {
         force: args.force,
         host: Some(host),
     };
     let plan = plan::plan(&old, &new, &policy, &opts);
+    let drift_paths = drift.as_ref().map(|d| {
+        let managed = drift::managed_paths(&new);
+        let matched = managed
+            .iter()
+            .filter(|p| d.action_for(p).rule.is_some())
+            .map(String::as_str);
+        let paths = drift::preview(d, &new, &policy, matched);
+        (d.summary(), paths, managed.len())
+    });
     let printed = match args.output {
         super::Format::Text => {
             print!("{}", render_text(&plan, &old, &new));
+            if let Some((summary, paths, managed)) = &drift_paths {
+                print!("{}", render_drift(summary, paths, *managed));
+            }
             ExitCode::SUCCESS
         }
         format => match serde_json::to_value(&plan) {
-            Ok(v) => super::print_data(&v, format),
+            Ok(mut v) => {
+                if let Some((summary, paths, _)) = &drift_paths
+                    && let (Ok(mut s), Ok(p)) =
+                        (serde_json::to_value(summary), serde_json::to_value(paths))
+                {
+                    s["paths"] = p;
+                    v["drift"] = s;
+                }
+                super::print_data(&v, format)
+            }
             Err(e) => super::fail(super::EXIT_FAILED, [format!("cannot print the plan: {e}")]),
         },
     };
@@ -247,6 +290,41 @@ pub(super) fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig)
     );
     let actions: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "actions: {}", actions.join(", "));
+    out
+}
+
+/// The drift section of the text plan: the rules, each managed path a rule matches with what
+/// its drift would do, and the count of the others (which degrade).
+fn render_drift(summary: &drift::Summary, paths: &[drift::PathDrift], managed: usize) -> String {
+    let mut out = String::new();
+    let from = summary
+        .source
+        .as_deref()
+        .map_or(String::new(), |s| format!(" ({s})"));
+    let _ = writeln!(out, "\ndrift rules{from}:");
+    for l in summary.lines() {
+        let _ = writeln!(out, "  {l}");
+    }
+    let _ = writeln!(out, "drift of the managed paths of the new config:");
+    for p in paths {
+        let what = match (&p.then, &p.not_healed) {
+            (Some(actions), _) => {
+                let a: Vec<String> = actions.iter().map(ToString::to_string).collect();
+                format!("heal: rewrite, then {}", a.join(", "))
+            }
+            (None, Some(why)) => format!("degrade (not healed: {why})"),
+            (None, None) => p.action.to_string(),
+        };
+        let _ = writeln!(out, "  {}: {what}", p.path);
+    }
+    let others = managed - paths.len();
+    if others > 0 || paths.is_empty() {
+        let _ = writeln!(
+            out,
+            "  {others} other managed path{}: degrade",
+            if others == 1 { "" } else { "s" }
+        );
+    }
     out
 }
 

@@ -25,7 +25,7 @@ Modes:
 Exit codes:
   0  stopped by SIGTERM or SIGINT
   1  could not run (e.g. another machine-config-daemon holds the node's lock)
-  2  bad arguments";
+  2  bad arguments or a bad daemon configuration file (every problem printed)";
 
 #[derive(clap::Args)]
 #[command(after_help = MODES)]
@@ -79,6 +79,11 @@ pub struct Args {
     /// Cluster mode: longest wait for a drain (e.g. `1h`, `90s`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// The daemon configuration file (drift rules: degrade, report or heal per path); default
+    /// <root>/etc/machine-config-daemon/config.yaml when it exists (absent: every drift
+    /// degrades the node). Read at start; a bad file is refused (exit code 2).
+    #[arg(long, value_name = "PATH")]
+    daemon_config: Option<PathBuf>,
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
@@ -127,6 +132,10 @@ pub fn run(args: Args) -> ExitCode {
         },
         api: Default::default(),
     });
+    let drift = match super::load_daemon_config(&args.root, args.daemon_config.as_deref()) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
     // One daemon per node: the lock is held until this function returns (or the process dies).
     let _lock = match super::lock_root(&args.root, &args.state_dir, Wait::No) {
         Ok(l) => l,
@@ -146,6 +155,7 @@ pub fn run(args: Args) -> ExitCode {
         metrics_address,
         node_name,
         cluster,
+        drift,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

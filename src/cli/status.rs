@@ -3,6 +3,9 @@
 //! [`machine_config_daemon::host::lock`]) and when the status was last written (the file's
 //! modification time), so that a status left behind by a stopped daemon is not taken for news.
 //!
+//! The text form also shows the drift rules the daemon runs with (its daemon configuration
+//! file's, or that every drift degrades) and the drift it reports while `Done`.
+//!
 //! `--wait-for STATE` waits (up to `--timeout`) until the status says STATE, sleeping on inotify
 //! on the status directory (the daemon writes the file by rename): scripts and the README's demo
 //! get the state the daemon reaches, not whatever it had written a moment before.
@@ -128,6 +131,19 @@ pub fn run(args: Args) -> ExitCode {
             }
             for n in &status.not_applied {
                 println!("not applied: {n}");
+            }
+            if let Some(d) = &status.drift {
+                let from = d
+                    .source
+                    .as_deref()
+                    .unwrap_or("no daemon configuration file");
+                println!("drift rules ({from}):");
+                for l in d.lines() {
+                    println!("  {l}");
+                }
+            }
+            for r in &status.drift_reported {
+                println!("drift reported (the node stays Done): {r}");
             }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();

@@ -1,5 +1,7 @@
 //! The `validate` command: check a node disruption policy (`--policy`) and print the effective
-//! policy in the status shape, or check a MachineConfig (`--config`).
+//! policy in the status shape, check a MachineConfig (`--config`), or check a daemon
+//! configuration file (`--daemon-config`, the drift rules) and print the rules in effect; the
+//! same reading as `start`'s.
 //!
 //! Exit codes: 0 valid, 2 invalid (every problem printed to stderr as `error: ...`).
 //!
@@ -19,7 +21,7 @@ Exit codes:
   0  valid
   1  the result could not be printed
   2  invalid (every problem printed)")]
-#[command(group(clap::ArgGroup::new("input").required(true).args(["policy", "config"])))]
+#[command(group(clap::ArgGroup::new("input").required(true).args(["policy", "config", "daemon_config"])))]
 pub struct Args {
     /// A MachineConfiguration (operator.openshift.io/v1) holding a node disruption policy,
     /// JSON or YAML. Prints the effective policy (cluster defaults merged with it).
@@ -29,6 +31,10 @@ pub struct Args {
     /// (rendered for --pool first).
     #[arg(long, value_name = "FILE_OR_DIR")]
     pub config: Option<PathBuf>,
+    /// A daemon configuration file (/etc/machine-config-daemon/config.yaml: the drift rules).
+    /// Prints the rules in effect.
+    #[arg(long, value_name = "FILE")]
+    pub daemon_config: Option<PathBuf>,
     /// The pool a directory given to --config is rendered for.
     #[arg(long, default_value = "worker")]
     pub pool: String,
@@ -40,12 +46,38 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> ExitCode {
-    match (&args.policy, &args.config) {
-        (Some(path), _) => validate_policy(path, args.output),
-        (None, Some(path)) => validate_config(path, &args.pool, args.output, &args.limits.limits()),
-        (None, None) => super::fail(
+    match (&args.policy, &args.config, &args.daemon_config) {
+        (Some(path), _, _) => validate_policy(path, args.output),
+        (None, Some(path), _) => {
+            validate_config(path, &args.pool, args.output, &args.limits.limits())
+        }
+        (None, None, Some(path)) => validate_daemon_config(path, args.output),
+        (None, None, None) => super::fail(
             super::EXIT_BAD_INPUT,
-            ["give --policy FILE or --config FILE"],
+            ["give --policy FILE, --config FILE or --daemon-config FILE"],
+        ),
+    }
+}
+
+fn validate_daemon_config(path: &Path, output: super::Format) -> ExitCode {
+    let drift = match super::load_daemon_config(Path::new("/"), Some(path)) {
+        Ok(d) => d,
+        Err(code) => return code,
+    };
+    let summary = drift.summary();
+    if output == super::Format::Text {
+        println!("{}: valid daemon configuration", path.display());
+        println!("drift rules (the first match wins):");
+        for l in summary.lines() {
+            println!("  {l}");
+        }
+        return ExitCode::SUCCESS;
+    }
+    match serde_json::to_value(&summary) {
+        Ok(v) => super::print_data(&serde_json::json!({ "drift": v }), output),
+        Err(e) => super::fail(
+            super::EXIT_FAILED,
+            [format!("cannot print the result: {e}")],
         ),
     }
 }

@@ -24,6 +24,8 @@ const MAX_SERIES: usize = 64;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventReason {
     ConfigDriftDetected,
+    /// Ours: a drifted path was rewritten from the current config (the `heal` drift action).
+    ConfigDriftHealed,
     ConfigDriftMonitorStarted,
     ConfigDriftMonitorStopped,
     NodeDone,
@@ -40,6 +42,7 @@ impl EventReason {
     pub fn as_str(self) -> &'static str {
         match self {
             EventReason::ConfigDriftDetected => "ConfigDriftDetected",
+            EventReason::ConfigDriftHealed => "ConfigDriftHealed",
             EventReason::ConfigDriftMonitorStarted => "ConfigDriftMonitorStarted",
             EventReason::ConfigDriftMonitorStopped => "ConfigDriftMonitorStopped",
             EventReason::NodeDone => "NodeDone",
@@ -68,6 +71,7 @@ impl EventReason {
     pub fn action(self) -> &'static str {
         match self {
             EventReason::ConfigDriftDetected
+            | EventReason::ConfigDriftHealed
             | EventReason::ConfigDriftMonitorStarted
             | EventReason::ConfigDriftMonitorStopped => "DriftMonitor",
             EventReason::NodeDone => "Update",

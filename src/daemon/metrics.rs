@@ -2,7 +2,11 @@
 //!
 //! Names follow the upstream daemon so dashboards carry over: `mcd_state`, `mcd_update_state`,
 //! `mcd_config_drift`, `mcd_reboots_failed_total`, `mcd_host_os_and_version`; ours adds
-//! `mcd_state_transitions_total` and the durations of updates and drift checks as histograms.
+//! `mcd_state_transitions_total`, the durations of updates and drift checks as histograms, and
+//! for the drift rules of the daemon configuration `mcd_drift_total{action}` (drifted paths
+//! found, by the action their rule chose: `degrade`, `report`, `heal`) and
+//! `mcd_drift_heals_total{result}` (heals: `healed`, or why not: `refused` by the node
+//! disruption policy, `exhausted` budget, `failed`).
 //! The endpoint serves `/metrics` and `/healthz` on 127.0.0.1:8797 by default (loopback only).
 
 use super::state::NodeState;
@@ -32,6 +36,8 @@ pub struct Metrics {
     transitions: Family<Labels, Counter>,
     update_state: Family<Labels, Gauge>,
     config_drift: Gauge<f64, AtomicU64>,
+    drift_total: Family<Labels, Counter>,
+    drift_heals: Family<Labels, Counter>,
     reboots_failed: Counter,
     update_seconds: Histogram,
     drift_check_seconds: Histogram,
@@ -71,6 +77,21 @@ impl Metrics {
             "Unix time configuration drift was last detected (0: never)",
             config_drift.clone(),
         );
+        let drift_total = Family::<Labels, Counter>::default();
+        registry.register(
+            "mcd_drift",
+            "Drifted paths found, by the drift action their rule chose (degrade, report, heal)",
+            drift_total.clone(),
+        );
+        let drift_heals = Family::<Labels, Counter>::default();
+        registry.register(
+            "mcd_drift_heals",
+            "Drift heals, by result (healed, refused, exhausted, failed)",
+            drift_heals.clone(),
+        );
+        for a in crate::daemon::drift::DriftAction::ALL {
+            let _ = drift_total.get_or_create(&labels(&[("action", a.as_str())]));
+        }
         let reboots_failed = Counter::default();
         registry.register(
             "mcd_reboots_failed",
@@ -107,6 +128,8 @@ impl Metrics {
             transitions,
             update_state,
             config_drift,
+            drift_total,
+            drift_heals,
             reboots_failed,
             update_seconds,
             drift_check_seconds,
@@ -148,6 +171,20 @@ impl Metrics {
     /// Records a detected drift.
     pub fn drift_detected(&self, now: SystemTime) {
         self.config_drift.set(unix_now(now));
+    }
+
+    /// Counts a drifted path found, by the action its rule chose.
+    pub fn drift_action(&self, action: crate::daemon::drift::DriftAction) {
+        self.drift_total
+            .get_or_create(&labels(&[("action", action.as_str())]))
+            .inc();
+    }
+
+    /// Counts a heal attempt by its result (`healed`, `refused`, `exhausted`, `failed`).
+    pub fn drift_heal(&self, result: &str) {
+        self.drift_heals
+            .get_or_create(&labels(&[("result", result)]))
+            .inc();
     }
 
     /// Records a drift check's duration.

@@ -4,6 +4,8 @@
 //! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
 //! - [`run`]: `start`: start-up, the event loop, drift, force file (both modes).
 //! - [`certs`]: the CA files of the `ControllerConfig` (pure).
+//! - [`drift`]: the daemon configuration file's drift rules (degrade, report, heal) and the
+//!   pure decisions made from them.
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
@@ -13,6 +15,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod drift;
 pub mod firstboot;
 pub mod metrics;
 pub mod notify;

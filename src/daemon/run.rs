@@ -23,6 +23,14 @@
 //! added or changed need a check (they may sit in directories that did not exist to be
 //! watched); the whole config is checked before every update, and after a forced or failed one.
 //!
+//! What drift does is chosen per path by the daemon configuration file's rules
+//! ([`super::drift`]): `degrade` (the default, as above), `report` (logged, an event, the
+//! metrics, the status lists it; the node stays `Done`) or `heal` (see [`drift`]: the path is
+//! rewritten from the current config and the policy's actions for it run, within a budget).
+//! Heals run in the event loop, like updates, so one never overlaps the other; the daemon
+//! holds the node's lock all along, so no `apply` runs meanwhile either. The heal's own write
+//! comes back as an inotify event, which checks the path and finds it clean.
+//!
 //! The node state is derived, in this order of precedence: a failed update or unreadable desired
 //! config (`Degraded`), a refused change (`Unreconcilable`), the first drifted path (`Degraded`),
 //! else `Done`; `Working` while an update runs. Every transition is checked
@@ -54,6 +62,7 @@ use std::time::{Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
+mod drift;
 mod os;
 
 /// How the daemon is run.
@@ -76,6 +85,8 @@ pub struct Options {
     /// Cluster mode: the desired config and policy come from the API server (`source.desired`
     /// and `source.policy` are then unused; `source.pool` names the MachineConfigNode's pool).
     pub cluster: Option<ClusterOptions>,
+    /// What drift does, path by path (the daemon configuration file; default: degrade).
+    pub drift: super::drift::DriftConfig,
 }
 
 /// Where the desired config comes from and where the state is reported.
@@ -183,8 +194,17 @@ struct Daemon {
     current_name: String,
     /// SHA-256 of the stored current config (to tell a new desired config from the same one).
     current_digest: Option<[u8; 32]>,
-    /// Drifted paths and their reasons.
+    /// Drifted paths that degrade the node, and their reasons.
     drift: BTreeMap<String, String>,
+    /// Of `drift`, the paths whose rule says `heal` but that were not healed, with the
+    /// mismatch itself (their `drift` reason says why they were not healed).
+    unhealed: BTreeMap<String, String>,
+    /// Drifted paths whose rule says `report`, and their reasons (the node stays `Done`).
+    reported: BTreeMap<String, String>,
+    /// Drifted paths whose rule says `heal`, waiting for [`Daemon::heal_pending`].
+    to_heal: Vec<(String, String)>,
+    /// Heals per path within the window.
+    heal_budget: super::drift::HealBudget,
     /// A problem that is not drift: failed update, unreadable desired config, refused change.
     problem: Option<(NodeState, String)>,
     sigterm: Signal,
@@ -238,6 +258,7 @@ impl Daemon {
             status.not_applied = old.not_applied;
             status.post_config_action = old.post_config_action;
         }
+        status.drift = Some(opts.drift.summary());
         let (os, version) = os_release(&opts.root.join("etc/os-release"));
         let os_host = crate::host::os::detect(&opts.root);
         tracing::info!(os = %os, version = %version, backend = os_host.kind().name(), "host: {os} {version}, {}", os_host.describe());
@@ -267,6 +288,10 @@ impl Daemon {
             current_name: String::new(),
             current_digest: None,
             drift: BTreeMap::new(),
+            unhealed: BTreeMap::new(),
+            reported: BTreeMap::new(),
+            to_heal: Vec::new(),
+            heal_budget: super::drift::HealBudget::new(opts.drift.heal),
             problem: None,
             sigterm: signal(SignalKind::terminate()).map_err(io("SIGTERM handler"))?,
             sigint: signal(SignalKind::interrupt()).map_err(io("SIGINT handler"))?,
@@ -558,6 +583,8 @@ impl Daemon {
                 let clean = self
                     .drift
                     .keys()
+                    .chain(self.reported.keys())
+                    .chain(self.to_heal.iter().map(|(p, _)| p))
                     .filter(|p| !found.contains(p.as_str()))
                     .cloned()
                     .collect();
@@ -573,19 +600,14 @@ impl Daemon {
             bad.len()
         );
         for p in clean {
-            if self.drift.remove(&p).is_some() {
+            self.unhealed.remove(&p);
+            self.to_heal.retain(|(q, _)| *q != p);
+            let degraded = self.drift.remove(&p).is_some();
+            if self.reported.remove(&p).is_some() || degraded {
                 tracing::info!(path = %p, "drift cleared: {p} matches the config again");
             }
         }
-        let mut found = false;
-        for (p, reason) in bad {
-            if self.drift.get(&p) != Some(&reason) {
-                tracing::error!(path = %p, config = %self.current_name, "configuration drift: {reason}");
-                found = true;
-                self.queue(EventReason::ConfigDriftDetected, reason.clone());
-            }
-            self.drift.insert(p, reason);
-        }
+        let found = self.drift_found(bad);
         self.metrics.drift_checked(started.elapsed());
         if found {
             self.metrics.drift_detected(SystemTime::now());
@@ -626,6 +648,7 @@ impl Daemon {
         if !self.armed {
             self.arm_drift()?;
         }
+        self.heal_pending().await;
         self.report().await;
         let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
         notify::ready(&summary);
@@ -973,6 +996,7 @@ impl Daemon {
                 _ = self.sigint.recv() => { tracing::info!("SIGINT: stopping"); break }
                 _ = async { match watchdog.as_mut() { Some(t) => { t.tick().await; } None => std::future::pending().await } } => notify::watchdog(),
             }
+            self.heal_pending().await;
             self.report().await;
         }
     }

@@ -93,6 +93,13 @@ pub struct Status {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub not_applied: Vec<String>,
     pub conditions: Vec<Condition>,
+    /// The drift rules in effect (the daemon configuration file's; absent in older statuses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drift: Option<crate::daemon::drift::Summary>,
+    /// Drift found on paths whose rule says `report`: the node stays `Done`; one reason per
+    /// path, until the path matches again.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub drift_reported: Vec<String>,
     /// When this status was written (RFC 3339).
     pub updated: String,
 }
@@ -118,6 +125,8 @@ impl Status {
             last_outcome: None,
             not_applied: Vec::new(),
             conditions: Vec::new(),
+            drift: None,
+            drift_reported: Vec::new(),
             updated: rfc3339(now),
         }
     }

@@ -159,8 +159,13 @@ impl Node for Standalone {
 /// The post actions of a plan, in order, each once (`Special` is a reload of crio.service;
 /// `None` and `Drain` are not post actions).
 pub fn post_actions(plan: &Plan) -> Vec<PostAction> {
+    post_actions_of(&plan.actions)
+}
+
+/// [`post_actions`] of a list of policy actions.
+pub fn post_actions_of(actions: &[Action]) -> Vec<PostAction> {
     let mut out: Vec<PostAction> = Vec::new();
-    for a in &plan.actions {
+    for a in actions {
         let p = match a {
             Action::Reload { reload } => PostAction::Reload(reload.service_name.clone()),
             Action::Restart { restart } => PostAction::Restart(restart.service_name.clone()),
@@ -593,7 +598,7 @@ async fn run_unit_op(
     Ok(Outcome::Done)
 }
 
-async fn run_post_action(
+pub(crate) async fn run_post_action(
     systemd: Option<&dyn ServiceManager>,
     action: &PostAction,
 ) -> Result<Outcome, SystemdError> {

@@ -419,6 +419,7 @@ fn plan_steps<'a>(
     new_desired: &'a [Desired<'a>],
     new: &'a MachineConfig,
     opts: &ApplyOptions,
+    heal: Option<&rustc_hash::FxHashSet<&str>>,
     report: &mut ApplyReport,
 ) -> Result<Vec<Step<'a>>, HostError> {
     let mut steps = Vec::new();
@@ -448,7 +449,8 @@ fn plan_steps<'a>(
             next = i + 1;
         }
         let old_d = at.map(|i| &old_desired[i]);
-        if !opts.force && old_d.is_some_and(|o| same(o, d)) {
+        let healed = heal.is_some_and(|h| h.contains(&*d.path));
+        if !opts.force && !healed && old_d.is_some_and(|o| same(o, d)) {
             continue;
         }
         let disk = root.read(&d.path, d.tree)?;
@@ -531,6 +533,32 @@ struct Journal<'a> {
     created_dirs: Vec<(String, Tree)>,
 }
 
+/// Heals drift: rewrites `paths` of `config` (the stored current config) wherever the disk
+/// differs from it (content, mode, owner, type), through the same transaction as an update
+/// (journal, pre-images, atomic writes, rollback), and nothing else: the other paths, the units'
+/// enablement and `currentconfig` are left as they are. A path `config` does not manage is
+/// ignored.
+pub fn heal(root: &Root, config: &MachineConfig, paths: &[&str]) -> Result<ApplyReport, HostError> {
+    let set: rustc_hash::FxHashSet<&str> = paths.iter().copied().collect();
+    let stored = Encoded {
+        config,
+        pending: None,
+        go: None,
+        ready: Ready::default(),
+    };
+    let mut report = apply_in(
+        root,
+        Some(config),
+        config,
+        &ApplyOptions::default(),
+        stored,
+        Some(&set),
+    )?;
+    // The same config on both sides: no enablement changes.
+    report.unit_ops = UnitOps::default();
+    Ok(report)
+}
+
 /// Applies `new` over `old` (None: first apply) beneath `root`, as one transaction.
 pub fn apply(
     root: &Root,
@@ -545,7 +573,7 @@ pub fn apply(
             go: None,
             ready: Ready::default(),
         };
-        return apply_in(root, old, new, opts, stored);
+        return apply_in(root, old, new, opts, stored, None);
     }
     // Storing the config (the bulk of the work for a large config with a small change) runs on
     // a second core meanwhile: encoding at once, writing the temp file once the new config
@@ -575,7 +603,7 @@ pub fn apply(
             go: Some(go),
             ready: Ready::default(),
         };
-        apply_in(root, old, new, opts, stored)
+        apply_in(root, old, new, opts, stored, None)
     })
 }
 
@@ -585,6 +613,7 @@ fn apply_in(
     new: &MachineConfig,
     opts: &ApplyOptions,
     mut stored: Encoded<'_>,
+    heal: Option<&rustc_hash::FxHashSet<&str>>,
 ) -> Result<ApplyReport, HostError> {
     let owners = Owners::load(root)?;
     // The old config's list is built on another core while the new one is built and checked.
@@ -608,9 +637,19 @@ fn apply_in(
         unit_ops: unit_ops(old.map(|o| &o.spec.config), &new.spec.config, opts.force),
         ..ApplyReport::default()
     };
-    let mut steps = plan_steps(root, old, &old_list, &new_desired, new, opts, &mut report)?;
-    // The stored config is rewritten with any other change, else only if it differs.
-    let stale = !steps.is_empty() || !stored_is(root, new)?;
+    let mut steps = plan_steps(
+        root,
+        old,
+        &old_list,
+        &new_desired,
+        new,
+        opts,
+        heal,
+        &mut report,
+    )?;
+    // The stored config is rewritten with any other change, else only if it differs (a heal
+    // rewrites paths of the stored config itself: it stays as it is).
+    let stale = heal.is_none() && (!steps.is_empty() || !stored_is(root, new)?);
     if stale {
         steps.push(Step::CurrentConfig);
     }

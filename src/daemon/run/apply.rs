@@ -43,7 +43,7 @@ impl Daemon {
             Ok((o, rebuilt)) => {
                 if rebuilt {
                     // The manifest checked above was not the stored config's.
-                    self.drift.clear();
+                    self.clear_drift();
                     self.check_drift(None);
                 }
                 o
@@ -54,6 +54,12 @@ impl Daemon {
                 return;
             }
         };
+        if force {
+            // Everything is rewritten: nothing to heal on its own.
+            self.to_heal.clear();
+        } else {
+            self.heal_pending().await;
+        }
         if !force && !self.drift.is_empty() {
             tracing::error!(config = %wanted.config.name, "not updating to {}: the node has drifted from its current config", wanted.config.name);
             self.problem = None;
@@ -166,14 +172,22 @@ impl Daemon {
         if let Err(e) = self.arm_drift() {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
-        self.drift.clear();
+        // Reported drift did not hold the update back and the update left those paths alone
+        // unless it changed them: they are checked again against the new config.
+        let reported: Vec<String> = self.reported.keys().cloned().collect();
+        self.clear_drift();
         if full_check {
             self.check_drift(None);
         } else {
-            // Every path was valid before the update and has been watched since, except the
-            // paths the update added or changed (possibly in directories that were not there to
-            // watch): those are checked now; any other change is in the queued events.
-            self.check_drift(Some(self.manifest.changed_since(&before)));
+            // Every path was valid (or its drift reported) before the update and has been
+            // watched since, except the paths the update added or changed (possibly in
+            // directories that were not there to watch): those are checked now, with the
+            // reported ones; any other change is in the queued events.
+            let mut paths = self.manifest.changed_since(&before);
+            paths.extend(reported);
+            paths.sort_unstable();
+            paths.dedup();
+            self.check_drift(Some(paths));
         }
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
