@@ -33,6 +33,8 @@ pub enum EventReason {
     FailedServiceRestart,
     FailedToDrain,
     FailedToUncordon,
+    /// A ControllerConfig CA bundle that does not parse (not written).
+    InvalidCertificateBundle,
 }
 
 impl EventReason {
@@ -49,6 +51,7 @@ impl EventReason {
             EventReason::FailedServiceRestart => "FailedServiceRestart",
             EventReason::FailedToDrain => "FailedToDrain",
             EventReason::FailedToUncordon => "FailedToUncordon",
+            EventReason::InvalidCertificateBundle => "InvalidCertificateBundle",
         }
     }
 
@@ -61,6 +64,7 @@ impl EventReason {
                 | EventReason::FailedServiceRestart
                 | EventReason::FailedToDrain
                 | EventReason::FailedToUncordon
+                | EventReason::InvalidCertificateBundle
         )
     }
 
@@ -76,6 +80,7 @@ impl EventReason {
             EventReason::FailedServiceRestart => "RestartService",
             EventReason::FailedToDrain => "Drain",
             EventReason::FailedToUncordon => "Uncordon",
+            EventReason::InvalidCertificateBundle => "WriteCertificates",
         }
     }
 }

@@ -3,7 +3,8 @@
 //!
 //! - [`update`]: the update flow shared by `apply` and `start` (SPEC §5).
 //! - [`run`]: `start`: start-up, the event loop, drift, force file (both modes).
-//! - [`certs`]: the CA files of the `ControllerConfig` (pure).
+//! - [`certs`]: the CA files of the `ControllerConfig` (the mapping is pure; writing and the
+//!   policy's actions are driven by [`run`]); [`controllerconfig`]: cluster mode's watch of it.
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
@@ -13,6 +14,7 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod controllerconfig;
 pub mod firstboot;
 pub mod metrics;
 pub mod notify;

@@ -268,6 +268,8 @@ pub struct StartOpts<'a> {
     pub env: Vec<(&'a str, &'a str)>,
     /// Another binary (benches pass the release one; default [`BIN`]).
     pub bin: Option<&'a str>,
+    /// More arguments of `start`.
+    pub args: Vec<&'a str>,
 }
 
 impl Daemon {
@@ -292,6 +294,7 @@ impl Daemon {
         if opts.policy {
             cmd.arg("--policy").arg(&node.policy);
         }
+        cmd.args(&opts.args);
         cmd.env_remove("NOTIFY_SOCKET")
             .env_remove("WATCHDOG_USEC")
             .env_remove("JOURNAL_STREAM")

@@ -172,6 +172,12 @@ impl Daemon {
             // watch): those are checked now; any other change is in the queued events.
             self.check_drift(Some(self.manifest.changed_since(&before)));
         }
+        // The CA files: their drift was cleared with the rest; check them again, and bring them
+        // back where the update overwrote one (the ControllerConfig is their authority).
+        self.check_drift(Some(self.ca.keys().cloned().collect()));
+        if !self.rebooting {
+            self.apply_certs().await;
+        }
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
         }
