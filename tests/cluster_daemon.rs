@@ -939,3 +939,57 @@ async fn controller_config_ca_bundles_written_rotated_and_drift_checked() {
     c.wait_state("Done", Some("rendered-worker-1")).await;
     assert!(c.alive(), "{}", c.log());
 }
+
+/// The CA files are never written while an update is in progress: a ControllerConfig that comes
+/// while the daemon waits for the controller's drain is written once the update has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_config_waits_for_the_update_in_progress() {
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1"}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    let asked = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("drain-rendered-worker-2")
+    })
+    .await;
+    assert!(asked, "no drain request\n{}", c.log());
+
+    let kube = ca_pem("kube-apiserver-lb-signer", false);
+    c.server.put(
+        CONTROLLERCONFIGS,
+        controller_config(&kube, &ca_pem("user-ca", false), json!([])),
+    );
+    // The watch delivers it (the daemon's requests settle) while the update waits for the
+    // drain: nothing is written yet.
+    c.settled().await;
+    assert_eq!(c.annotation(STATE).as_deref(), Some("Working"));
+    assert_eq!(c.file(KUBELET_CA), None);
+
+    c.annotate(json!({LAST_APPLIED_DRAIN: "drain-rendered-worker-2"}));
+    let uncordon = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("uncordon-rendered-worker-2")
+    })
+    .await;
+    assert!(uncordon, "no uncordon request\n{}", c.log());
+    c.annotate(json!({LAST_APPLIED_DRAIN: "uncordon-rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    let written = eventually(WAIT, || {
+        c.file(KUBELET_CA).as_deref() == Some(kube.as_str())
+    })
+    .await;
+    assert!(written, "CA file not written after the update\n{}", c.log());
+    // Written after the update's files, and no second update for it.
+    let log = c.log();
+    let update_done = log.find("uncordoned").expect("uncordon logged");
+    let ca = log
+        .find("CA file /etc/kubernetes/kubelet-ca.crt written")
+        .expect("CA write logged");
+    assert!(update_done < ca, "{log}");
+}

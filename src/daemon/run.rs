@@ -10,10 +10,14 @@
 //! reboot the daemon asked for (validate the disk against the config it rebooted into), honour
 //! the force file, read the desired config and apply it if it differs from the current one (or
 //! validate the disk when it does not), then watch. While running it sleeps in one `select!` on
-//! inotify (managed paths, the desired config, the policy and the force file; in cluster mode
-//! the node watch instead of the desired config and policy files), SIGTERM/SIGINT and, only
-//! when systemd asked for one, the watchdog timer (and in cluster mode, only while a failed
-//! request waits to be retried, a retry timer): nothing polls.
+//! inotify (managed paths, the desired config, the policy, the force file and the ControllerConfig
+//! file; in cluster mode the node and ControllerConfig watches instead of those three files),
+//! SIGTERM/SIGINT and, only when systemd asked for one, the watchdog timer (and in cluster mode,
+//! only while a failed request waits to be retried, a retry timer): nothing polls.
+//!
+//! The ControllerConfig's CA files ([`super::certs`]) are written from the same loop, so never
+//! during an update; they are managed paths too (their records kept beside the config's
+//! manifest).
 //!
 //! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
 //! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
