@@ -980,12 +980,15 @@ async fn controller_config_waits_for_the_update_in_progress() {
     assert!(uncordon, "no uncordon request\n{}", c.log());
     c.annotate(json!({LAST_APPLIED_DRAIN: "uncordon-rendered-worker-2"}));
     c.wait_state("Done", Some("rendered-worker-2")).await;
+    // (The log line follows the write.)
     let written = eventually(WAIT, || {
         c.file(KUBELET_CA).as_deref() == Some(kube.as_str())
+            && c.log()
+                .contains("CA file /etc/kubernetes/kubelet-ca.crt written")
     })
     .await;
     assert!(written, "CA file not written after the update\n{}", c.log());
-    // Written after the update's files, and no second update for it.
+    // Written once the update was over (uncordoned).
     let log = c.log();
     let update_done = log.find("uncordoned").expect("uncordon logged");
     let ca = log
