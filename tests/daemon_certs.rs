@@ -626,6 +626,20 @@ mod standalone {
         assert!(!node.exists("/etc/docker/certs.d/garbage.example"));
         assert!(st.post_config_action.is_none(), "no reboot");
         assert_eq!(st.current_config, "rendered-worker-a");
+        let out = std::process::Command::new(BIN)
+            .args(["status", "--root"])
+            .arg(&node.root)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("CA files: 3 from {cc_arg}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("CA files: CA bundle garbage.example: certificate 0"),
+            "{text}"
+        );
 
         // A CA file edited behind the daemon's back is drift, like any managed file.
         std::fs::write(node.path(KUBELET_CA), "edited").unwrap();

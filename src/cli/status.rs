@@ -129,6 +129,12 @@ pub fn run(args: Args) -> ExitCode {
             for n in &status.not_applied {
                 println!("not applied: {n}");
             }
+            if let Some(c) = &status.certificates {
+                println!("CA files: {} from {}", c.files.len(), c.source);
+                for e in &c.errors {
+                    println!("CA files: {e}");
+                }
+            }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();
                 let ago = humantime::format_duration(Duration::from_secs(ago.as_secs()));
