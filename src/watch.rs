@@ -45,6 +45,8 @@ pub enum Topic {
     Desired,
     /// The node disruption policy file.
     Policy,
+    /// Standalone mode's ControllerConfig file (the CA bundles).
+    ControllerConfig,
 }
 
 /// Errors of the watcher.

@@ -16,7 +16,8 @@ use machine_config_daemon::cluster::node::{
 };
 use serde_json::{Value, json};
 use support::{
-    EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, PODS, TestApiServer,
+    CONTROLLERCONFIGS, EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, PODS,
+    TestApiServer,
     eventually, node, pod,
 };
 
@@ -862,4 +863,206 @@ async fn packaged_role_grants_exactly_the_requests_the_daemon_makes() {
             .join("\n")
     );
     assert!(c.alive(), "{}", c.log());
+}
+
+/// A self-signed CA certificate, PEM; `expired`: valid 2001–2002 only.
+fn ca_pem(cn: &str, expired: bool) -> String {
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(rcgen::DnType::CommonName, cn);
+    if expired {
+        p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+        p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    }
+    p.self_signed(&rcgen::KeyPair::generate().unwrap())
+        .unwrap()
+        .pem()
+}
+
+fn b64(s: &str) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+/// The ControllerConfig `machine-config-controller` with these bundles.
+fn controller_config(kube: &str, user: &str, registries: Value) -> Value {
+    json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1",
+        "kind": "ControllerConfig",
+        "metadata": {"name": "machine-config-controller"},
+        "spec": {
+            "kubeAPIServerServingCAData": b64(kube),
+            "rootCAData": b64(&ca_pem("root-ca", false)),
+            "additionalTrustBundle": b64(user),
+            "imageRegistryBundleData": registries,
+        },
+    })
+}
+
+const KUBELET_CA: &str = "/etc/kubernetes/kubelet-ca.crt";
+const USER_CA: &str = "/etc/pki/ca-trust/source/anchors/openshift-config-user-ca-bundle.crt";
+const REGISTRY_CA: &str = "/etc/docker/certs.d/image-registry.svc:5000/ca.crt";
+
+/// The ControllerConfig's CA bundles, from the watch: written on the node without drain or
+/// reboot (a bundle of two certificates, one expired), a garbage bundle reported by a Warning
+/// event naming it while the others are written, a stale registry directory removed, a rotation
+/// rewritten without reboot and not taken for drift, and an edit of a CA file is drift.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_config_ca_bundles_written_rotated_and_drift_checked() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[machine_config("rendered-worker-1", "one")],
+    )
+    .await;
+    let stale = c.root.join("etc/docker/certs.d/old.example");
+    std::fs::create_dir_all(&stale).unwrap();
+    std::fs::write(stale.join("ca.crt"), "old").unwrap();
+    let kube = format!(
+        "{}{}",
+        ca_pem("kube-apiserver-lb-signer", false),
+        ca_pem("kube-csr-signer", true)
+    );
+    let (user, reg) = (ca_pem("user-ca", false), ca_pem("registry-ca", false));
+    let garbage = "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n";
+    c.server.put(
+        CONTROLLERCONFIGS,
+        controller_config(
+            &kube,
+            &user,
+            json!([
+                {"file": "image-registry.svc..5000", "data": b64(&reg)},
+                {"file": "garbage.example", "data": b64(garbage)},
+            ]),
+        ),
+    );
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    let written = eventually(WAIT, || {
+        c.file(KUBELET_CA).as_deref() == Some(kube.as_str())
+            && c.file(USER_CA).as_deref() == Some(user.as_str())
+            && c.file(REGISTRY_CA).as_deref() == Some(reg.as_str())
+            && !stale.exists()
+    })
+    .await;
+    assert!(written, "CA files not written\n{}", c.log());
+    assert!(!c.root.join("etc/docker/certs.d/garbage.example").exists());
+    let reported = eventually(WAIT, || {
+        c.server.list(EVENTS).iter().any(|e| {
+            e["reason"] == "InvalidCertificateBundle"
+                && e["type"] == "Warning"
+                && e["note"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("CA bundle garbage.example: certificate 0"))
+        })
+    })
+    .await;
+    assert!(reported, "{:?}\n{}", c.server.list(EVENTS), c.log());
+    // The user bundle's policy actions (no systemd here: skipped, and said so in the status).
+    let status = machine_config_daemon::daemon::status::Status::read(
+        &c.root.join("run/machine-config-daemon/status.json"),
+    )
+    .unwrap();
+    let certs = status.certificates.expect("certificates in the status");
+    assert_eq!(certs.source, "ControllerConfig/machine-config-controller");
+    assert_eq!(
+        certs.actions,
+        [
+            "restart coreos-update-ca-trust.service: skipped (no systemd (--no-systemd))",
+            "restart crio.service: skipped (no systemd (--no-systemd))",
+        ]
+    );
+
+    // Rotation: a new kubelet CA, rewritten; the node stays Done, no drift, no reboot.
+    let rotated = ca_pem("kube-apiserver-lb-signer-2", false);
+    c.server.put(
+        CONTROLLERCONFIGS,
+        controller_config(
+            &rotated,
+            &user,
+            json!([{"file": "image-registry.svc..5000", "data": b64(&reg)}]),
+        ),
+    );
+    let rewritten = eventually(WAIT, || {
+        c.file(KUBELET_CA).as_deref() == Some(rotated.as_str())
+    })
+    .await;
+    assert!(rewritten, "rotation not written\n{}", c.log());
+    c.settled().await;
+    assert_eq!(c.annotation(STATE).as_deref(), Some("Done"));
+    let reasons = c.event_reasons();
+    assert!(
+        !reasons
+            .iter()
+            .any(|r| r == "ConfigDriftDetected" || r == "Reboot"),
+        "{reasons:?}"
+    );
+
+    // An edit behind the daemon's back is drift; restoring the file recovers.
+    c.write_file(KUBELET_CA, "edited by hand");
+    c.wait_state("Degraded", None).await;
+    assert_eq!(
+        c.annotation(REASON).as_deref(),
+        Some(format!("content mismatch for file {KUBELET_CA:?}").as_str())
+    );
+    c.write_file(KUBELET_CA, &rotated);
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    assert!(c.alive(), "{}", c.log());
+}
+
+/// The CA files are never written while an update is in progress: a ControllerConfig that comes
+/// while the daemon waits for the controller's drain is written once the update has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn controller_config_waits_for_the_update_in_progress() {
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1"}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+        ],
+    )
+    .await;
+    c.start_daemon();
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    let asked = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("drain-rendered-worker-2")
+    })
+    .await;
+    assert!(asked, "no drain request\n{}", c.log());
+
+    let kube = ca_pem("kube-apiserver-lb-signer", false);
+    c.server.put(
+        CONTROLLERCONFIGS,
+        controller_config(&kube, &ca_pem("user-ca", false), json!([])),
+    );
+    // The watch delivers it (the daemon's requests settle) while the update waits for the
+    // drain: nothing is written yet.
+    c.settled().await;
+    assert_eq!(c.annotation(STATE).as_deref(), Some("Working"));
+    assert_eq!(c.file(KUBELET_CA), None);
+
+    c.annotate(json!({LAST_APPLIED_DRAIN: "drain-rendered-worker-2"}));
+    let uncordon = eventually(WAIT, || {
+        c.annotation(DESIRED_DRAIN).as_deref() == Some("uncordon-rendered-worker-2")
+    })
+    .await;
+    assert!(uncordon, "no uncordon request\n{}", c.log());
+    c.annotate(json!({LAST_APPLIED_DRAIN: "uncordon-rendered-worker-2"}));
+    c.wait_state("Done", Some("rendered-worker-2")).await;
+    // (The log line follows the write.)
+    let written = eventually(WAIT, || {
+        c.file(KUBELET_CA).as_deref() == Some(kube.as_str())
+            && c.log()
+                .contains("CA file /etc/kubernetes/kubelet-ca.crt written")
+    })
+    .await;
+    assert!(written, "CA file not written after the update\n{}", c.log());
+    // Written once the update was over (uncordoned).
+    let log = c.log();
+    let update_done = log.find("uncordoned").expect("uncordon logged");
+    let ca = log
+        .find("CA file /etc/kubernetes/kubelet-ca.crt written")
+        .expect("CA write logged");
+    assert!(update_done < ca, "{log}");
 }

@@ -1,6 +1,8 @@
 //! The CA files a `ControllerConfig` asks of a node (SPEC §12): which path holds which bundle,
 //! which files go away, which registry directories are stale, and the bundles not written.
 
+mod daemon_common;
+
 use base64::Engine;
 use machine_config_daemon::cluster::controllerconfig::{ControllerConfig, ControllerConfigSpec};
 use machine_config_daemon::daemon::certs::{
@@ -264,5 +266,435 @@ mod on_disk {
         let kept = apply_ca_plan(&root, &plan3, &s3).unwrap();
         assert_eq!(kept, Default::default());
         assert_eq!(read(t.path(), KUBELET_CA).unwrap(), kube2);
+    }
+}
+
+/// What the node disruption policy asks after CA files changed: the defaults' entry for the
+/// user CA bundle, nothing for the paths no entry matches, never a drain or a reboot.
+mod actions {
+    use super::*;
+    use machine_config_daemon::daemon::certs::{ca_actions, run_ca_actions};
+    use machine_config_daemon::host::exec::{Outcome, PostAction};
+    use machine_config_daemon::host::systemd::{
+        Operation, ServiceManager, SystemdError, UnitProperties,
+    };
+    use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, defaults, effective};
+    use machine_config_daemon::plan::diff::ChangeKind;
+    use std::sync::Mutex;
+
+    const REGISTRY: &str = "/etc/docker/certs.d/r.example:5000/ca.crt";
+
+    fn changed(paths: &[&str]) -> Vec<(String, ChangeKind)> {
+        paths
+            .iter()
+            .map(|p| (p.to_string(), ChangeKind::Changed))
+            .collect()
+    }
+
+    #[test]
+    fn the_default_policy_restarts_the_trust_store_and_crio_for_the_user_bundle_only() {
+        let a = ca_actions(&defaults(), &changed(&[REGISTRY, KUBELET_CA, USER_CA]));
+        assert_eq!(
+            a.actions,
+            [
+                PostAction::Restart("coreos-update-ca-trust.service".into()),
+                PostAction::Restart("crio.service".into()),
+            ]
+        );
+        assert_eq!(
+            a.matched,
+            [
+                (REGISTRY.to_string(), None),
+                (KUBELET_CA.to_string(), None),
+                (USER_CA.to_string(), Some(USER_CA.to_string())),
+            ]
+        );
+        // The kubelet CA (rotated alone) runs nothing, and the user bundle taken out runs the
+        // same actions as when it is written.
+        let kubelet = ca_actions(&defaults(), &changed(&[KUBELET_CA]));
+        assert!(kubelet.actions.is_empty(), "{kubelet:?}");
+        assert!(
+            kubelet.notes[0].contains("no policy path matches: no action"),
+            "{:?}",
+            kubelet.notes
+        );
+        let removed = ca_actions(&defaults(), &[(USER_CA.to_string(), ChangeKind::Removed)]);
+        assert_eq!(removed.actions, a.actions);
+    }
+
+    #[test]
+    fn a_user_policy_is_followed_by_longest_prefix_without_reboot_or_drain() {
+        let policy = effective(&Policy {
+            files: vec![
+                FilePolicy {
+                    path: "/etc/docker/certs.d".into(),
+                    actions: vec![Action::reload("crio.service")],
+                },
+                FilePolicy {
+                    path: "/etc/kubernetes".into(),
+                    actions: vec![
+                        Action::Drain,
+                        Action::restart("kubelet.service"),
+                        Action::Reboot,
+                    ],
+                },
+            ],
+            ..Policy::default()
+        });
+        let a = ca_actions(&policy, &changed(&[REGISTRY, KUBELET_CA]));
+        assert_eq!(
+            a.actions,
+            [
+                PostAction::Reload("crio.service".into()),
+                PostAction::Restart("kubelet.service".into()),
+            ]
+        );
+        assert_eq!(a.notes.len(), 2, "{:?}", a.notes);
+        assert!(
+            a.notes[0].contains("Drain of policy path /etc/kubernetes left out"),
+            "{:?}",
+            a.notes
+        );
+        assert!(
+            a.notes[1].contains("Reboot of policy path /etc/kubernetes left out"),
+            "{:?}",
+            a.notes
+        );
+    }
+
+    /// Records every call; the call named `fail` fails.
+    struct Systemd {
+        calls: Mutex<Vec<String>>,
+        fail: &'static str,
+    }
+
+    impl Systemd {
+        fn call(&self, op: Operation, what: &str) -> Result<(), SystemdError> {
+            let call = format!("{op} {what}").trim().to_string();
+            self.calls.lock().unwrap().push(call.clone());
+            if call == self.fail {
+                return Err(SystemdError::Refused {
+                    op,
+                    unit: what.to_string(),
+                    detail: "injected failure".into(),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ServiceManager for Systemd {
+        async fn reload_unit(&self, unit: &str) -> Result<(), SystemdError> {
+            self.call(Operation::Reload, unit)
+        }
+        async fn restart_unit(&self, unit: &str) -> Result<(), SystemdError> {
+            self.call(Operation::Restart, unit)
+        }
+        async fn daemon_reload(&self) -> Result<(), SystemdError> {
+            self.call(Operation::DaemonReload, "")
+        }
+        async fn enable_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
+            self.call(Operation::Enable, &u.join(" "))
+        }
+        async fn disable_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
+            self.call(Operation::Disable, &u.join(" "))
+        }
+        async fn preset_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
+            self.call(Operation::Preset, &u.join(" "))
+        }
+        async fn mask_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
+            self.call(Operation::Mask, &u.join(" "))
+        }
+        async fn unmask_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
+            self.call(Operation::Unmask, &u.join(" "))
+        }
+        async fn reboot(&self) -> Result<(), SystemdError> {
+            self.call(Operation::Reboot, "")
+        }
+        async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
+            unimplemented!("not used by the CA actions")
+        }
+    }
+
+    #[tokio::test]
+    async fn actions_run_in_order_and_the_first_failure_stops_them() {
+        let actions = ca_actions(&defaults(), &changed(&[USER_CA])).actions;
+        let ok = Systemd {
+            calls: Mutex::new(Vec::new()),
+            fail: "",
+        };
+        let (steps, failed) = run_ca_actions(Some(&ok), &actions).await;
+        assert!(failed.is_none());
+        assert_eq!(
+            *ok.calls.lock().unwrap(),
+            [
+                "restart coreos-update-ca-trust.service",
+                "restart crio.service"
+            ]
+        );
+        assert!(steps.iter().all(|s| s.outcome == Outcome::Done));
+
+        let failing = Systemd {
+            calls: Mutex::new(Vec::new()),
+            fail: "restart coreos-update-ca-trust.service",
+        };
+        let (steps, failed) = run_ca_actions(Some(&failing), &actions).await;
+        assert!(steps.is_empty());
+        assert!(failed.unwrap().to_string().contains("injected failure"));
+        assert_eq!(
+            *failing.calls.lock().unwrap(),
+            ["restart coreos-update-ca-trust.service"],
+            "crio is not restarted after the trust store failed"
+        );
+
+        // Without systemd each is skipped, and says so.
+        let (steps, failed) = run_ca_actions(None, &actions).await;
+        assert!(failed.is_none());
+        assert_eq!(steps.len(), 2);
+        assert!(matches!(&steps[0].outcome, Outcome::Skipped(w) if w.contains("no systemd")));
+    }
+}
+
+/// Standalone mode's ControllerConfig file.
+mod file {
+    use super::*;
+    use machine_config_daemon::daemon::certs::read_controller_config;
+
+    #[test]
+    fn yaml_json_absent_and_bad_input_naming_the_field() {
+        let t = tempfile::tempdir().unwrap();
+        let path = t.path().join("cc.yaml");
+        assert_eq!(read_controller_config(&path, 1 << 20).unwrap(), None);
+        let kube = pem("kube");
+        std::fs::write(
+            &path,
+            format!(
+                "apiVersion: machineconfiguration.openshift.io/v1\nkind: ControllerConfig\nmetadata:\n  name: machine-config-controller\nspec:\n  kubeAPIServerServingCAData: {}\n  rootCAData: \"\"\n",
+                b64(&kube)
+            ),
+        )
+        .unwrap();
+        let s = read_controller_config(&path, 1 << 20).unwrap().unwrap();
+        assert_eq!(s.kube_api_server_serving_ca_data.0, kube.as_bytes());
+
+        let json = t.path().join("cc.json");
+        std::fs::write(
+            &json,
+            serde_json::json!({
+                "apiVersion": "machineconfiguration.openshift.io/v1", "kind": "ControllerConfig",
+                "metadata": {"name": "machine-config-controller"},
+                "spec": {"kubeAPIServerServingCAData": "%%%", "rootCAData": ""},
+            })
+            .to_string(),
+        )
+        .unwrap();
+        let e = read_controller_config(&json, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with(&format!(
+                "controller config {}: spec.kubeAPIServerServingCAData: ",
+                json.display()
+            )),
+            "{e}"
+        );
+
+        std::fs::write(&json, r#"{"apiVersion": "v1", "kind": "ConfigMap"}"#).unwrap();
+        let e = read_controller_config(&json, 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("apiVersion: expected machineconfiguration.openshift.io/v1, got v1"),
+            "{e}"
+        );
+
+        // Bounded like a config.
+        let e = read_controller_config(&path, 16).unwrap_err().to_string();
+        assert!(e.contains("larger than"), "{e}");
+    }
+}
+
+/// An expired certificate (2001–2002).
+fn expired_pem(cn: &str) -> String {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.not_before = rcgen::date_time_ymd(2001, 1, 1);
+    p.not_after = rcgen::date_time_ymd(2002, 1, 1);
+    p.self_signed(&KeyPair::generate().unwrap()).unwrap().pem()
+}
+
+/// The real daemon in standalone mode with `--controller-config`: the CA files written without
+/// reboot, the policy's actions for the user bundle, a garbage bundle reported while the others
+/// are written, drift on a CA file, a rotation rewritten and not taken for drift, and an
+/// unchanged file that writes nothing.
+mod standalone {
+    use super::daemon_common::*;
+    use super::*;
+    use machine_config_daemon::daemon::state::NodeState;
+    use machine_config_daemon::daemon::status::Status;
+    use std::os::unix::fs::MetadataExt;
+
+    const REGISTRY: &str = "/etc/docker/certs.d/image-registry.svc:5000/ca.crt";
+
+    fn controller_config(kube: &str, user: &str, registries: serde_json::Value) -> String {
+        serde_json::json!({
+            "apiVersion": "machineconfiguration.openshift.io/v1",
+            "kind": "ControllerConfig",
+            "metadata": {"name": "machine-config-controller"},
+            "spec": {
+                "kubeAPIServerServingCAData": b64(kube),
+                "rootCAData": b64(&pem("root")),
+                "additionalTrustBundle": b64(user),
+                "imageRegistryBundleData": registries,
+            },
+        })
+        .to_string()
+    }
+
+    fn certificates(s: &Status) -> machine_config_daemon::daemon::status::CertificatesStatus {
+        s.certificates.clone().unwrap_or_default()
+    }
+
+    #[test]
+    fn written_without_reboot_drift_rotation_and_garbage() {
+        let node = Node::new();
+        node.set_desired(&mc("rendered-worker-a", vec![file("/etc/a.conf", "a\n")]));
+        // A registry the cluster no longer names.
+        let stale = node.path("/etc/docker/certs.d/old.example");
+        std::fs::create_dir_all(&stale).unwrap();
+        std::fs::write(stale.join("ca.crt"), "old").unwrap();
+        // The kubelet CA bundle: two certificates, one of them long expired.
+        let kube = format!(
+            "{}{}",
+            pem("kube-apiserver-lb-signer"),
+            expired_pem("expired-signer")
+        );
+        let (user, reg) = (pem("user-ca"), pem("registry-ca"));
+        let cc = node.dir.path().join("controllerconfig.json");
+        std::fs::write(
+            &cc,
+            controller_config(
+                &kube,
+                &user,
+                serde_json::json!([
+                    {"file": "image-registry.svc..5000", "data": b64(&reg)},
+                    {"file": "garbage.example", "data": b64("-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydA==\n-----END CERTIFICATE-----\n")},
+                ]),
+            ),
+        )
+        .unwrap();
+        let cc_arg = cc.to_str().unwrap();
+        let d = Daemon::start(
+            &node,
+            StartOpts {
+                args: vec!["--controller-config".to_string(), cc_arg.to_string()],
+                ..Default::default()
+            },
+        );
+        let st = d.wait("the CA files written", |s| {
+            s.state == NodeState::Done && !certificates(s).files.is_empty()
+        });
+        let c = certificates(&st);
+        assert_eq!(c.source, cc_arg);
+        assert_eq!(c.files, [REGISTRY, KUBELET_CA, USER_CA]);
+        assert_eq!(c.written, [REGISTRY, KUBELET_CA, USER_CA]);
+        assert_eq!(c.removed, ["/etc/docker/certs.d/old.example"]);
+        assert_eq!(
+            c.actions,
+            [
+                "restart coreos-update-ca-trust.service: skipped (no systemd (--no-systemd))",
+                "restart crio.service: skipped (no systemd (--no-systemd))",
+            ]
+        );
+        assert_eq!(c.errors.len(), 1, "{:?}", c.errors);
+        assert!(
+            c.errors[0].starts_with("CA bundle garbage.example: certificate 0"),
+            "{:?}",
+            c.errors
+        );
+        assert_eq!(
+            node.read(KUBELET_CA),
+            kube,
+            "both certificates, the expired one too"
+        );
+        assert_eq!(node.read(USER_CA), user);
+        assert_eq!(node.read(REGISTRY), reg);
+        assert_eq!(node.mode(KUBELET_CA) & 0o7777, 0o644);
+        assert!(!stale.exists(), "stale registry directory removed");
+        assert!(!node.exists("/etc/docker/certs.d/garbage.example"));
+        assert!(st.post_config_action.is_none(), "no reboot");
+        assert_eq!(st.current_config, "rendered-worker-a");
+        let out = std::process::Command::new(BIN)
+            .args(["status", "--root"])
+            .arg(&node.root)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains(&format!("CA files: 3 from {cc_arg}\n")),
+            "{text}"
+        );
+        assert!(
+            text.contains("CA files: CA bundle garbage.example: certificate 0"),
+            "{text}"
+        );
+
+        // A CA file edited behind the daemon's back is drift, like any managed file.
+        std::fs::write(node.path(KUBELET_CA), "edited").unwrap();
+        assert_eq!(
+            d.wait_degraded(),
+            format!("content mismatch for file {KUBELET_CA:?}")
+        );
+        std::fs::write(node.path(KUBELET_CA), &kube).unwrap();
+        d.wait_done("rendered-worker-a");
+
+        // The same ControllerConfig written again: nothing is written.
+        let ino = std::fs::metadata(node.path(KUBELET_CA)).unwrap().ino();
+        let mut w = StatusWatch::new(&node.root);
+        std::fs::write(&cc, std::fs::read(&cc).unwrap()).unwrap();
+        assert!(w.next_write(DEADLINE), "the file was read again");
+        assert_eq!(std::fs::metadata(node.path(KUBELET_CA)).unwrap().ino(), ino);
+        assert_eq!(
+            certificates(&Status::read(&node.root.join(STATUS)).unwrap()).written,
+            c.written
+        );
+
+        // Rotation: a new kubelet CA only; rewritten, no action (the policy has none for it),
+        // not drift, no reboot.
+        let rotated = pem("kube-apiserver-lb-signer-2");
+        std::fs::write(
+            &cc,
+            controller_config(
+                &rotated,
+                &user,
+                serde_json::json!([{"file": "image-registry.svc..5000", "data": b64(&reg)}]),
+            ),
+        )
+        .unwrap();
+        let st = d.wait("the rotation written", |s| {
+            certificates(s).written == [KUBELET_CA]
+        });
+        let c = certificates(&st);
+        assert!(c.actions.is_empty(), "{:?}", c.actions);
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert_eq!(node.read(KUBELET_CA), rotated);
+        // The next update goes through (the node has not drifted), and by then every event of
+        // the rotation's write has been looked at: one drift in all, the edit above.
+        node.set_desired(&mc("rendered-worker-b", vec![file("/etc/a.conf", "b\n")]));
+        let st = d.wait_done("rendered-worker-b");
+        assert!(st.post_config_action.is_none());
+        assert_eq!(
+            d.log().matches("configuration drift").count(),
+            1,
+            "{}",
+            d.log()
+        );
+        assert_eq!(
+            node.read(KUBELET_CA),
+            rotated,
+            "the update leaves the CA files"
+        );
     }
 }

@@ -13,14 +13,16 @@ use std::time::Duration;
 const MODES: &str = "\
 Modes:
   standalone (default)  The desired config is --desired-config (a file or a directory, watched)
-                        and --policy; the state goes to the status file (see `status`).
+                        and --policy, the CA bundles --controller-config; the state goes to the
+                        status file (see `status`).
   cluster               Chosen by --cluster, or by --kubeconfig (which implies it). The desired
                         config is the Node's machineconfiguration.openshift.io/desiredConfig
                         annotation (the node is --node-name, default $NODE_NAME), fetched from
                         the API server by name; the policy is MachineConfiguration/cluster. The
                         state goes to the node annotations, the MachineConfigNode and events (and
                         the status file). Credentials: --kubeconfig, else in-cluster (the
-                        DaemonSet), else $KUBECONFIG or ~/.kube/config.
+                        DaemonSet), else $KUBECONFIG or ~/.kube/config. The CA bundles come
+                        from ControllerConfig/machine-config-controller.
 
 Exit codes:
   0  stopped by SIGTERM or SIGINT
@@ -49,6 +51,11 @@ pub struct Args {
     /// cluster defaults).
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
+    /// Standalone mode: a ControllerConfig file (YAML or JSON) whose CA bundles are written on
+    /// the node without drain or reboot (watched; absent: none). Cluster mode watches
+    /// ControllerConfig/machine-config-controller instead.
+    #[arg(long, value_name = "FILE")]
+    controller_config: Option<PathBuf>,
     /// The pool a directory of MachineConfigs is rendered for.
     #[arg(long, default_value = "worker")]
     pool: String,
@@ -156,6 +163,7 @@ pub fn run(args: Args) -> ExitCode {
         node_name,
         cluster,
         drift,
+        controller_config: args.controller_config,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

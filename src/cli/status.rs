@@ -145,6 +145,12 @@ pub fn run(args: Args) -> ExitCode {
             for r in &status.drift_reported {
                 println!("drift reported (the node stays Done): {r}");
             }
+            if let Some(c) = &status.certificates {
+                println!("CA files: {} from {}", c.files.len(), c.source);
+                for e in &c.errors {
+                    println!("CA files: {e}");
+                }
+            }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();
                 let ago = humantime::format_duration(Duration::from_secs(ago.as_secs()));

@@ -35,6 +35,8 @@ pub enum EventReason {
     FailedServiceRestart,
     FailedToDrain,
     FailedToUncordon,
+    /// A ControllerConfig CA bundle that does not parse (not written).
+    InvalidCertificateBundle,
 }
 
 impl EventReason {
@@ -52,6 +54,7 @@ impl EventReason {
             EventReason::FailedServiceRestart => "FailedServiceRestart",
             EventReason::FailedToDrain => "FailedToDrain",
             EventReason::FailedToUncordon => "FailedToUncordon",
+            EventReason::InvalidCertificateBundle => "InvalidCertificateBundle",
         }
     }
 
@@ -64,6 +67,7 @@ impl EventReason {
                 | EventReason::FailedServiceRestart
                 | EventReason::FailedToDrain
                 | EventReason::FailedToUncordon
+                | EventReason::InvalidCertificateBundle
         )
     }
 
@@ -80,6 +84,7 @@ impl EventReason {
             EventReason::FailedServiceRestart => "RestartService",
             EventReason::FailedToDrain => "Drain",
             EventReason::FailedToUncordon => "Uncordon",
+            EventReason::InvalidCertificateBundle => "WriteCertificates",
         }
     }
 }

@@ -20,11 +20,31 @@
 //!   When a registry is in both lists the user's bundle wins (it is written last upstream).
 //! - every directory under `/etc/docker/certs.d/` that no registry bundle names is stale and
 //!   removed, as upstream does (the directory is the cluster's).
+//! - what follows a change of CA files is the node disruption policy's, matched per path as for
+//!   a MachineConfig's files ([`ca_actions`], through [`crate::plan::actions::decide`]): with the
+//!   defaults, the user CA bundle restarts `coreos-update-ca-trust.service` then `crio.service`.
+//!   A CA file is never a reason to drain or reboot: a path no policy entry matches (the
+//!   kubelet CA, the cloud CA and the registry CAs with the defaults: the kubelet and CRI-O read
+//!   them when they use them) runs no action, and a `Reboot`, `Drain` or `Special` of a matched
+//!   entry is left out and said so in the notes.
+//! - the drift record of a CA file ([`ca_record`]) is that of a MachineConfig file written with
+//!   the same bytes, mode 0644 and owner root: drift detection treats both alike.
+//! - standalone mode reads the ControllerConfig from a file ([`read_controller_config`]): the
+//!   object as the API server would return it, YAML or JSON, bounded like a config.
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
-use crate::cluster::controllerconfig::ControllerConfigSpec;
+use crate::cluster::controllerconfig::{
+    CONTROLLER_CONFIG_NAME, ControllerConfig, ControllerConfigSpec,
+};
 use crate::controller::certs::{BundleError, parse_bundle};
+use crate::daemon::update::Step;
+use crate::host::exec::{Outcome, PostAction};
+use crate::host::manifest::{Kind, Record};
+use crate::host::systemd::{ServiceManager, SystemdError};
+use crate::model::policy::{Action, Policy};
+use crate::plan::diff::{ChangeKind, Diff, FileChange};
 
 /// The kubelet's CA for the API server.
 pub const KUBELET_CA: &str = "/etc/kubernetes/kubelet-ca.crt";
@@ -252,4 +272,204 @@ fn remove_tree(root: &crate::host::Root, path: &str) -> Result<(), crate::host::
         }
         _ => root.remove(path, Tree::Etc),
     }
+}
+
+/// The drift record of a CA file holding `data` (as [`apply_ca_plan`] writes it).
+pub fn ca_record(data: &[u8]) -> Record {
+    use sha2::{Digest, Sha256};
+    Record {
+        kind: Kind::File,
+        sha256: Sha256::digest(data).into(),
+        size: data.len() as u64,
+        mode: CA_FILE_MODE,
+        uid: 0,
+        gid: 0,
+    }
+}
+
+impl CaApplied {
+    /// Every CA path written or removed (a removed registry directory counts as its `ca.crt`),
+    /// in that order, with how it changed.
+    pub fn changed(&self) -> Vec<(String, ChangeKind)> {
+        let written = self
+            .written
+            .iter()
+            .map(|p| (p.clone(), ChangeKind::Changed));
+        let removed = self
+            .removed
+            .iter()
+            .map(|p| (p.clone(), ChangeKind::Removed));
+        let registries = self
+            .removed_registries
+            .iter()
+            .map(|d| (format!("{REGISTRY_CA_DIR}/{d}/ca.crt"), ChangeKind::Removed));
+        written.chain(removed).chain(registries).collect()
+    }
+
+    /// Nothing changed on the node.
+    pub fn is_empty(&self) -> bool {
+        self.written.is_empty() && self.removed.is_empty() && self.removed_registries.is_empty()
+    }
+}
+
+/// What the node disruption policy asks after CA files changed.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CaActions {
+    /// The actions to run, in order, each once.
+    pub actions: Vec<PostAction>,
+    /// Per changed path, the policy path it matched (None: no entry, no action).
+    pub matched: Vec<(String, Option<String>)>,
+    /// What was left out, and why.
+    pub notes: Vec<String>,
+}
+
+/// The policy's actions for the CA paths that `changed` (see the module docs): the policy
+/// matching and combination of [`crate::plan::actions`], without the drain and the reboot.
+pub fn ca_actions(policy: &Policy, changed: &[(String, ChangeKind)]) -> CaActions {
+    let diff = Diff {
+        files: changed
+            .iter()
+            .map(|(path, change)| FileChange {
+                path: path.clone(),
+                change: *change,
+            })
+            .collect(),
+        ..Diff::default()
+    };
+    let none = crate::model::MachineConfig::default();
+    let decision = crate::plan::actions::decide(
+        &diff,
+        &none,
+        &none,
+        policy,
+        &crate::plan::PlanOptions::default(),
+    );
+    let mut out = CaActions::default();
+    let mut wanted: Vec<Action> = Vec::new();
+    for c in &decision.changes {
+        let path = c.path.clone().unwrap_or_default();
+        match &c.matched {
+            None => out.notes.push(format!(
+                "{path}: no policy path matches: no action (a CA file never reboots the node)"
+            )),
+            Some(entry) => {
+                for a in &c.actions {
+                    match a {
+                        Action::Reboot | Action::Drain | Action::Special => {
+                            out.notes.push(format!(
+                                "{path}: {} of policy path {entry} left out: CA files are written without drain or reboot",
+                                a.type_name()
+                            ))
+                        }
+                        a => wanted.push(a.clone()),
+                    }
+                }
+            }
+        }
+        out.matched.push((path, c.matched.clone()));
+    }
+    for a in crate::plan::actions::combine(wanted.iter()) {
+        let p = match a {
+            Action::Reload { reload } => PostAction::Reload(reload.service_name),
+            Action::Restart { restart } => PostAction::Restart(restart.service_name),
+            Action::DaemonReload => PostAction::DaemonReload,
+            _ => continue,
+        };
+        if !out.actions.contains(&p) {
+            out.actions.push(p);
+        }
+    }
+    out
+}
+
+/// Runs `actions` in order through systemd (none: each is skipped, and said so); the first
+/// failure stops the sequence. Returns the steps run and the failure, if any.
+pub async fn run_ca_actions(
+    systemd: Option<&dyn ServiceManager>,
+    actions: &[PostAction],
+) -> (Vec<Step>, Option<SystemdError>) {
+    let mut steps = Vec::new();
+    for action in actions {
+        let Some(sm) = systemd else {
+            steps.push(Step {
+                what: action.to_string(),
+                outcome: Outcome::Skipped("no systemd (--no-systemd)".into()),
+            });
+            continue;
+        };
+        let r = match action {
+            PostAction::Reload(u) => sm.reload_unit(u).await,
+            PostAction::Restart(u) => sm.restart_unit(u).await,
+            PostAction::DaemonReload => sm.daemon_reload().await,
+            // Never planned for a CA file (see ca_actions).
+            PostAction::Reboot => continue,
+        };
+        match r {
+            Ok(()) => steps.push(Step {
+                what: action.to_string(),
+                outcome: Outcome::Done,
+            }),
+            Err(e) => return (steps, Some(e)),
+        }
+    }
+    (steps, None)
+}
+
+/// Why standalone mode's ControllerConfig file cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("controller config {path}: {reason}")]
+pub struct ControllerConfigFileError {
+    pub path: String,
+    pub reason: String,
+}
+
+/// Standalone mode's ControllerConfig: the object in `path` (YAML or JSON), at most `limit`
+/// bytes, read from a regular file only. `Ok(None)`: the file does not exist (no CA bundles to
+/// write). The object must be a `machineconfiguration.openshift.io/v1` `ControllerConfig`
+/// (any name is taken; the cluster's is [`CONTROLLER_CONFIG_NAME`]); errors name the field.
+pub fn read_controller_config(
+    path: &Path,
+    limit: u64,
+) -> Result<Option<ControllerConfigSpec>, ControllerConfigFileError> {
+    let err = |reason: String| ControllerConfigFileError {
+        path: path.display().to_string(),
+        reason,
+    };
+    if std::fs::symlink_metadata(path).is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound) {
+        return Ok(None);
+    }
+    let bytes = crate::model::load::read_input(path, limit).map_err(err)?;
+    let text = std::str::from_utf8(&bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
+    let first = text.trim_start_matches('\u{feff}').trim_start();
+    let value: serde_json::Value = if first.starts_with('{') {
+        serde_json::from_str(first).map_err(|e| err(format!("invalid JSON: {e}")))?
+    } else {
+        serde_saphyr::from_str(first).map_err(|e| err(format!("invalid YAML: {e}")))?
+    };
+    let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
+    if field("apiVersion") != Some("machineconfiguration.openshift.io/v1") {
+        return Err(err(format!(
+            "apiVersion: expected machineconfiguration.openshift.io/v1, got {}",
+            field("apiVersion").unwrap_or("nothing")
+        )));
+    }
+    if field("kind") != Some("ControllerConfig") {
+        return Err(err(format!(
+            "kind: expected ControllerConfig, got {}",
+            field("kind").unwrap_or("nothing")
+        )));
+    }
+    let cc: ControllerConfig = serde_path_to_error::deserialize(value).map_err(|e| {
+        let at = e.path().to_string();
+        err(format!("{at}: {}", e.inner()))
+    })?;
+    if cc
+        .metadata
+        .name
+        .as_deref()
+        .is_some_and(|n| n != CONTROLLER_CONFIG_NAME)
+    {
+        tracing::debug!(path = %path.display(), name = ?cc.metadata.name, "controller config file holds another name than {CONTROLLER_CONFIG_NAME}; used all the same");
+    }
+    Ok(Some(cc.spec))
 }

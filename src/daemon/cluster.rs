@@ -13,6 +13,9 @@
 //!   conditions; unchanged ones send nothing), `status.configVersion` once the desired config
 //!   is validated, and the queued events. The daemon calls it once per handled event, so a
 //!   burst of state changes costs one round of writes, and an idle daemon writes nothing.
+//! - **CA bundles.** The `ControllerConfig/machine-config-controller` watch
+//!   ([`super::controllerconfig`]), whose receiver sits in the same `select!`: its CA files are
+//!   written between updates ([`super::certs`]).
 //! - **Update hooks.** [`ClusterNode`] is the update flow's [`Node`]: drain through
 //!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip),
 //!   and before a reboot the local reboot record, `post-config-action: Rebooting` and a
@@ -104,6 +107,8 @@ pub(super) struct ClusterCtx {
     pool: String,
     /// The node watch: the daemon sleeps on `changed()`.
     pub(super) rx: watch::Receiver<Observed>,
+    /// The ControllerConfig watch (the CA bundles): the daemon sleeps on it too.
+    pub(super) cc: super::controllerconfig::ControllerConfigWatch,
     written: Annotations,
     outbox: Vec<(EventReason, String)>,
     /// The desiredConfig the last sync was for (a node change with the same one is no news).
@@ -125,6 +130,8 @@ impl ClusterCtx {
         let client = cluster::connect(opts.kubeconfig.as_deref()).await?;
         let node = Arc::new(KubeNode::new(client.clone(), node_name, opts.api.clone()));
         let policy = PolicyWatch::new(client.clone(), opts.api.clone());
+        let cc =
+            super::controllerconfig::ControllerConfigWatch::new(client.clone(), opts.api.clone());
         let mut rx = node.subscribe();
         let mut warned = false;
         let view = loop {
@@ -176,6 +183,7 @@ impl ClusterCtx {
             fetch_refused: false,
             pool: pool.to_string(),
             rx,
+            cc,
             written: Annotations {
                 state: view.state.clone().unwrap_or_default(),
                 reason: view.reason.clone().unwrap_or_default(),

@@ -6,6 +6,8 @@
 //! - [`certs`]: the CA files of the `ControllerConfig` (pure).
 //! - [`drift`]: the daemon configuration file's drift rules (degrade, report, heal) and the
 //!   pure decisions made from them.
+//! - [`certs`]: the CA files of the `ControllerConfig` (the mapping is pure; writing and the
+//!   policy's actions are driven by [`run`]); [`controllerconfig`]: cluster mode's watch of it.
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
@@ -16,6 +18,7 @@
 pub mod certs;
 pub mod cluster;
 pub mod drift;
+pub mod controllerconfig;
 pub mod firstboot;
 pub mod metrics;
 pub mod notify;

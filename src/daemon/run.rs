@@ -10,10 +10,14 @@
 //! reboot the daemon asked for (validate the disk against the config it rebooted into), honour
 //! the force file, read the desired config and apply it if it differs from the current one (or
 //! validate the disk when it does not), then watch. While running it sleeps in one `select!` on
-//! inotify (managed paths, the desired config, the policy and the force file; in cluster mode
-//! the node watch instead of the desired config and policy files), SIGTERM/SIGINT and, only
-//! when systemd asked for one, the watchdog timer (and in cluster mode, only while a failed
-//! request waits to be retried, a retry timer): nothing polls.
+//! inotify (managed paths, the desired config, the policy, the force file and the ControllerConfig
+//! file; in cluster mode the node and ControllerConfig watches instead of those three files),
+//! SIGTERM/SIGINT and, only when systemd asked for one, the watchdog timer (and in cluster mode,
+//! only while a failed request waits to be retried, a retry timer): nothing polls.
+//!
+//! The ControllerConfig's CA files ([`super::certs`]) are written from the same loop, so never
+//! during an update; they are managed paths too (their records kept beside the config's
+//! manifest).
 //!
 //! Drift (SPEC §6): an inotify event on a managed path re-checks that path alone against its
 //! record; a mismatch makes the node `Degraded` with the exact reason, restoring the file
@@ -63,6 +67,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
 mod drift;
+mod certs;
 mod os;
 
 /// How the daemon is run.
@@ -87,6 +92,9 @@ pub struct Options {
     pub cluster: Option<ClusterOptions>,
     /// What drift does, path by path (the daemon configuration file; default: degrade).
     pub drift: super::drift::DriftConfig,
+    /// Standalone mode: a ControllerConfig file whose CA bundles are written on the node
+    /// (watched; absent: none). Cluster mode watches `ControllerConfig/machine-config-controller`.
+    pub controller_config: Option<PathBuf>,
 }
 
 /// Where the desired config comes from and where the state is reported.
@@ -191,6 +199,11 @@ struct Daemon {
     systemd: Option<SystemdClient>,
     /// Records of the current config's managed paths (drift checks need nothing else).
     manifest: Manifest,
+    /// Records of the CA files written from the ControllerConfig (drift-checked like the
+    /// manifest's; for a path in both, this record is the one checked).
+    ca: BTreeMap<String, crate::host::manifest::Record>,
+    /// The last ControllerConfig spec seen (its CA files are brought back after every update).
+    ca_spec: Option<crate::cluster::controllerconfig::ControllerConfigSpec>,
     current_name: String,
     /// SHA-256 of the stored current config (to tell a new desired config from the same one).
     current_digest: Option<[u8; 32]>,
@@ -285,6 +298,8 @@ impl Daemon {
             watcher: PathWatcher::new()?,
             systemd,
             manifest: Manifest::default(),
+            ca: BTreeMap::new(),
+            ca_spec: None,
             current_name: String::new(),
             current_digest: None,
             drift: BTreeMap::new(),
@@ -510,11 +525,29 @@ impl Daemon {
         Ok(())
     }
 
-    /// Watches the managed paths of the current config.
+    /// Watches the managed paths: the current config's and the CA files.
+    fn watch_managed(&mut self) -> Result<(), WatchError> {
+        let paths: Vec<PathBuf> = self
+            .manifest
+            .paths()
+            .chain(self.ca.keys().map(String::as_str))
+            .map(|p| self.abs(p))
+            .collect();
+        self.watcher.replace(Topic::Managed, &paths)
+    }
+
+    /// The record of a managed path and its tree: a CA file's, else the current config's.
+    fn record_of(&self, path: &str) -> Option<(&crate::host::manifest::Record, host::root::Tree)> {
+        match self.ca.get(path) {
+            Some(r) => Some((r, host::root::Tree::Etc)),
+            None => self.manifest.get_with_tree(path),
+        }
+    }
+
+    /// Watches the managed paths of the current config (and the CA files).
     fn arm_drift(&mut self) -> Result<(), WatchError> {
         self.armed = true;
-        let paths: Vec<PathBuf> = self.manifest.paths().map(|p| self.abs(p)).collect();
-        self.watcher.replace(Topic::Managed, &paths)?;
+        self.watch_managed()?;
         tracing::info!(
             paths = self.manifest.len(),
             watches = self.watcher.watched_dirs(),
@@ -536,14 +569,18 @@ impl Daemon {
     /// Checks `paths` (node paths), or every managed path when None.
     fn check_drift(&mut self, paths: Option<Vec<String>>) {
         let started = Instant::now();
-        let checked = paths.as_ref().map_or(self.manifest.len(), Vec::len);
+        let checked = paths
+            .as_ref()
+            .map_or(self.manifest.len() + self.ca.len(), Vec::len);
         // (path, reason) of every mismatch, and the paths found clean.
         let (bad, clean): (Vec<(String, String)>, Vec<String>) = match paths {
             Some(paths) => {
                 let mut bad = Vec::new();
                 let mut clean = Vec::new();
                 for p in paths {
-                    let Some((rec, tree)) = self.manifest.get_with_tree(&p) else {
+                    // A path no longer managed (a CA file removed) has no drift.
+                    let Some((rec, tree)) = self.record_of(&p) else {
+                        clean.push(p);
                         continue;
                     };
                     match check_record(&self.root, &p, tree, rec) {
@@ -560,8 +597,14 @@ impl Daemon {
                     .manifest
                     .mismatches(&self.root)
                     .into_iter()
+                    .filter(|m| !self.ca.contains_key(m.path()))
                     .map(|m| (m.path().to_string(), m.to_string()))
                     .collect();
+                for (p, rec) in &self.ca {
+                    if let Err(m) = check_record(&self.root, p, host::root::Tree::Etc, rec) {
+                        bad.push((p.clone(), m.to_string()));
+                    }
+                }
                 // Kernel arguments: the running kernel's command line must have every one of
                 // the current config's (unless the node has yet to boot into them).
                 if self.os_pending.is_none() && !self.current_kargs.is_empty() {
@@ -649,6 +692,8 @@ impl Daemon {
             self.arm_drift()?;
         }
         self.heal_pending().await;
+        // Standalone: the ControllerConfig file (cluster mode: the watch wakes the loop).
+        self.on_controller_config().await;
         self.report().await;
         let summary = self.with_status(|s| format!("{} {}", s.state, dash(&s.current_config)));
         notify::ready(&summary);
@@ -760,6 +805,9 @@ impl Daemon {
             }
             if let Some(p) = self.opts.source.policy.clone() {
                 self.watcher.watch_file(&p, Topic::Policy)?;
+            }
+            if let Some(p) = self.opts.controller_config.clone() {
+                self.watcher.watch_file(&p, Topic::ControllerConfig)?;
             }
         }
         let force = self.abs(FORCE_FILE);
@@ -966,9 +1014,12 @@ impl Daemon {
                 Mode::Cluster(c) => c.retry_at,
                 Mode::Standalone => None,
             };
-            let node_rx = match &mut self.mode {
-                Mode::Cluster(c) => Some(&mut c.rx),
-                Mode::Standalone => None,
+            let (node_rx, cc_rx) = match &mut self.mode {
+                Mode::Cluster(c) => {
+                    let c = &mut **c;
+                    (Some(&mut c.rx), Some(&mut c.cc.rx))
+                }
+                Mode::Standalone => (None, None),
             };
             tokio::select! {
                 ok = node_changed(node_rx) => {
@@ -977,6 +1028,13 @@ impl Daemon {
                         break;
                     }
                     self.on_node_change().await;
+                }
+                ok = watch_changed(cc_rx) => {
+                    if !ok {
+                        tracing::error!("the ControllerConfig watch stopped");
+                        break;
+                    }
+                    self.on_controller_config().await;
                 }
                 _ = sleep_until(retry_at) => self.on_retry().await,
                 _ = sleep_until(self.trim_at) => {
@@ -1038,6 +1096,9 @@ impl Daemon {
             self.force().await;
             return;
         }
+        if c.touches(Topic::ControllerConfig) {
+            self.on_controller_config().await;
+        }
         if c.touches(Topic::Desired) || c.touches(Topic::Policy) {
             self.sync().await;
             return;
@@ -1072,6 +1133,11 @@ impl Daemon {
 async fn node_changed(
     rx: Option<&mut tokio::sync::watch::Receiver<crate::cluster::node::Observed>>,
 ) -> bool {
+    watch_changed(rx).await
+}
+
+/// Waits for a change of a watch channel (never without one). False: the watch ended.
+async fn watch_changed<T>(rx: Option<&mut tokio::sync::watch::Receiver<T>>) -> bool {
     match rx {
         Some(rx) => rx.changed().await.is_ok(),
         None => std::future::pending().await,

@@ -100,7 +100,34 @@ pub struct Status {
     /// path, until the path matches again.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub drift_reported: Vec<String>,
+    /// The CA files of the ControllerConfig, as last written (none yet: no ControllerConfig
+    /// seen since the daemon started).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificates: Option<CertificatesStatus>,
     /// When this status was written (RFC 3339).
+    pub updated: String,
+}
+
+/// What the daemon last did with the ControllerConfig's CA bundles.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CertificatesStatus {
+    /// Where the bundles came from (`ControllerConfig/machine-config-controller`, or the file).
+    pub source: String,
+    /// The CA files the daemon manages (drift-checked), in path order.
+    pub files: Vec<String>,
+    /// What the last change of the bundles wrote, removed, and ran.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub written: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
+    /// The policy's actions and what became of each (`restart crio.service: done`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub actions: Vec<String>,
+    /// Bundles not written, and other failures, one line each.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+    /// When the bundles were last applied (RFC 3339).
     pub updated: String,
 }
 
@@ -127,6 +154,7 @@ impl Status {
             conditions: Vec::new(),
             drift: None,
             drift_reported: Vec::new(),
+            certificates: None,
             updated: rfc3339(now),
         }
     }

@@ -534,6 +534,7 @@ fn discovery(path: &str) -> Option<Value> {
                 ("machineconfigs", "MachineConfig", false),
                 ("machineconfignodes", "MachineConfigNode", false),
                 ("machineconfigpools", "MachineConfigPool", false),
+                ("controllerconfigs", "ControllerConfig", false),
             ],
         ),
         (

@@ -37,6 +37,7 @@ pub const EVENTS: &str = "apis/events.k8s.io/v1/events";
 pub const MACHINECONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigs";
 pub const MACHINECONFIGPOOLS: &str = "apis/machineconfiguration.openshift.io/v1/machineconfigpools";
 pub const MACHINECONFIGNODES: &str = "apis/machineconfiguration.openshift.io/v1/machineconfignodes";
+pub const CONTROLLERCONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/controllerconfigs";
 pub const MACHINECONFIGURATIONS: &str = "apis/operator.openshift.io/v1/machineconfigurations";
 pub const LEASES: &str = "apis/coordination.k8s.io/v1/leases";
 
@@ -125,6 +126,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "machineconfignodes" => "MachineConfigNode",
         "machineconfigpools" => "MachineConfigPool",
         "machineconfigurations" => "MachineConfiguration",
+        "controllerconfigs" => "ControllerConfig",
         "leases" => "Lease",
         "namespaces" => "Namespace",
         _ => "Unknown",

@@ -189,6 +189,12 @@ impl Daemon {
             paths.dedup();
             self.check_drift(Some(paths));
         }
+        // The CA files: their drift was cleared with the rest; check them again, and bring them
+        // back where the update overwrote one (the ControllerConfig is their authority).
+        self.check_drift(Some(self.ca.keys().cloned().collect()));
+        if !self.rebooting {
+            self.apply_certs().await;
+        }
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
         }
