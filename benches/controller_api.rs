@@ -132,6 +132,7 @@ async fn done_to_next(n_nodes: usize) {
         lease: LeaseTimings::default(),
         requests: Options::fast(),
         drain: Default::default(),
+        metrics: None,
     };
     let ctl = tokio::spawn(controller::run(server.client(), opts, async move {
         let _ = rx.await;

@@ -111,6 +111,7 @@ impl Cluster {
                 api: Options::fast(),
                 ..Default::default()
             },
+            metrics: None,
         };
         let client = self.server.client();
         self.controller = Some(tokio::spawn(controller::run(client, opts, async move {
@@ -591,6 +592,7 @@ async fn two_replicas_one_leader_and_a_clean_handover() {
             api: Options::fast(),
             ..Default::default()
         },
+        metrics: None,
     };
     let second = tokio::spawn(controller::run(c.server.client(), opts, async move {
         let _ = rx.await;

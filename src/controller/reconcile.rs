@@ -8,8 +8,13 @@
 //!   (`machineconfiguration.openshift.io/…`), and of their status only the `Ready` condition
 //!   (images, addresses, node info and volumes are dropped on the way in); rendered
 //!   MachineConfigs without their spec (only their names and owners are needed); pools whole.
+//! - **Certificates**: each pool's `status.certExpirys` is the list the certificate controller
+//!   ([`super::certificates`]) publishes on a `watch` channel; a new list wakes a pass like a
+//!   watch event, and the pass writes it with the rest of the status (this loop is the pool
+//!   status's only writer).
 //! - **Writes**: a rendered config is created owned by its pool; `spec.configuration` and the
-//!   pool's `status` are merge patches (status through its subresource); a node's
+//!   pool's `status` are merge patches (status through its subresource; an empty `certExpirys`
+//!   is sent as `null`, which removes the field); a node's
 //!   `desiredConfig` is a merge patch of that one annotation carrying the cached
 //!   `resourceVersion`: on a 409 the node is read again and, if it still needs the config and is
 //!   not degraded, patched again (up to `Options::conflict_attempts`).
@@ -29,7 +34,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::cluster::crd::MachineConfig;
-use crate::cluster::mcp::MachineConfigPool;
+use crate::cluster::mcp::{CertExpiry, MachineConfigPool};
 use crate::cluster::node::DESIRED_CONFIG;
 use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{ANNOTATION_PREFIX, Client, ClusterError, Options};
@@ -113,6 +118,7 @@ impl PoolController {
         pools: &Store<MachineConfigPool>,
         nodes: &Store<Node>,
         configs: &Store<MachineConfig>,
+        cert_expirys: Option<&[CertExpiry]>,
     ) -> Result<Writes, ControllerError> {
         let pools = pools.state();
         let nodes: Vec<NodeInfo> = nodes
@@ -148,6 +154,7 @@ impl PoolController {
                 nodes: &node_refs,
                 configs: &config_refs,
                 now: &now,
+                cert_expirys,
             },
             &mut self.renders,
         );
@@ -229,7 +236,11 @@ impl PoolController {
             }
         }
         for (pool, status) in &w.pool_status {
-            let patch = Patch::Merge(json!({"status": status}));
+            let mut body = json!({"status": status});
+            if status.cert_expirys.is_empty() {
+                body["status"]["certExpirys"] = serde_json::Value::Null;
+            }
+            let patch = Patch::Merge(body);
             let what = format!("update status of MachineConfigPool {pool}");
             with_retries(&self.opts, &what, || {
                 pool_api.patch_status(pool, &pp, &patch)
@@ -306,9 +317,27 @@ impl PoolController {
     }
 }
 
+/// The list of certificates every pool reports, as the certificate controller publishes it
+/// (None until it has one).
+pub type CertExpirys = tokio::sync::watch::Receiver<Option<Vec<CertExpiry>>>;
+
 /// Runs the pool controller until a watch ends for good or a write fails permanently.
-pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), ControllerError> {
+pub async fn run(
+    client: Client,
+    opts: Options,
+    instance: &str,
+    mut certs: CertExpirys,
+) -> Result<(), ControllerError> {
     let notify = Arc::new(Notify::new());
+    let n = notify.clone();
+    let mut cert_changes = certs.clone();
+    let cert_watch = async move {
+        // A closed channel (no certificate controller) wakes nothing more.
+        while cert_changes.changed().await.is_ok() {
+            n.notify_one();
+        }
+        std::future::pending::<()>().await
+    };
     let (pools, pool_writer) = reflector::store::<MachineConfigPool>();
     let (nodes, node_writer) = reflector::store::<Node>();
     let (configs, config_writer) = reflector::store::<MachineConfig>();
@@ -352,7 +381,11 @@ pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), Co
         tracing::info!("caches synced; reconciling pools");
         loop {
             notify.notified().await;
-            if let Err(e) = controller.pass(&pools, &nodes, &configs).await {
+            let cert_expirys = certs.borrow_and_update().clone();
+            if let Err(e) = controller
+                .pass(&pools, &nodes, &configs, cert_expirys.as_deref())
+                .await
+            {
                 // A failed write is tried again on the next pass; a pass is due now.
                 tracing::warn!(error = %e, "pool reconcile failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -367,5 +400,6 @@ pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), Co
         _ = pool_watch => Err(ControllerError::WatchEnded("machineconfigpools")),
         _ = node_watch => Err(ControllerError::WatchEnded("nodes")),
         _ = config_watch => Err(ControllerError::WatchEnded("machineconfigs")),
+        _ = cert_watch => Err(ControllerError::WatchEnded("certificates")),
     }
 }
