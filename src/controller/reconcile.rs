@@ -18,6 +18,11 @@
 //!   `desiredConfig` is a merge patch of that one annotation carrying the cached
 //!   `resourceVersion`: on a 409 the node is read again and, if it still needs the config and is
 //!   not degraded, patched again (up to `Options::conflict_attempts`).
+//! - **Its own status writes, not yet in the cache**: a pass can start (another watch, a new
+//!   certificate list) before the watch has brought back the status this loop just wrote, and
+//!   would write it again. This loop is the pools' one status writer, so a cached status that is
+//!   one it wrote or replaced lately (the last [`WRITTEN_KEPT`] of those, per pool) is taken as
+//!   the last one it wrote. A status it never saw (another leader's, an edit) is taken as it is.
 //! - **Events** (`machineconfigcontroller`, on the pool): `SetDesiredConfig` per node moved,
 //!   `RenderFailed` when a render starts failing, `RenderedConfigCreated`.
 
@@ -34,7 +39,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::cluster::crd::MachineConfig;
-use crate::cluster::mcp::{CertExpiry, MachineConfigPool};
+use crate::cluster::mcp::{CertExpiry, MachineConfigPool, MachineConfigPoolStatus};
 use crate::cluster::node::DESIRED_CONFIG;
 use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{ANNOTATION_PREFIX, Client, ClusterError, Options};
@@ -43,6 +48,10 @@ use super::ControllerError;
 use super::decide::{CachedConfig, RenderCache, World, Writes, decide};
 use super::pool::NodeInfo;
 use super::render::{ConfigInfo, RENDERED_PREFIX, owned_by};
+
+/// How many statuses per pool (written, or replaced by a write) the loop recognises in a
+/// stale cache.
+pub const WRITTEN_KEPT: usize = 6;
 
 /// `reportingController` of the controller's events.
 pub const REPORTING_CONTROLLER: &str = "machineconfigcontroller";
@@ -94,6 +103,9 @@ pub struct PoolController {
     configs: HashMap<String, Arc<CachedConfig>>,
     /// The render error last reported per pool (an event only when it changes).
     render_errors: BTreeMap<String, String>,
+    /// Per pool, the last statuses written, each after the status it replaced (None: none),
+    /// oldest first (see the module doc).
+    written: HashMap<String, std::collections::VecDeque<Option<MachineConfigPoolStatus>>>,
 }
 
 impl PoolController {
@@ -109,6 +121,7 @@ impl PoolController {
             renders: RenderCache::default(),
             configs: HashMap::new(),
             render_errors: BTreeMap::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -120,7 +133,25 @@ impl PoolController {
         configs: &Store<MachineConfig>,
         cert_expirys: Option<&[CertExpiry]>,
     ) -> Result<Writes, ControllerError> {
-        let pools = pools.state();
+        let cached = pools.state();
+        let pools: Vec<Arc<MachineConfigPool>> = cached
+            .iter()
+            .cloned()
+            .map(|p| {
+                let name = super::pool::pool_name(&p).to_string();
+                let written = self.written.get(&name);
+                match written.and_then(|w| w.back()) {
+                    Some(last)
+                        if p.status != *last && written.is_some_and(|w| w.contains(&p.status)) =>
+                    {
+                        let mut fresh = (*p).clone();
+                        fresh.status = last.clone();
+                        Arc::new(fresh)
+                    }
+                    _ => p,
+                }
+            })
+            .collect();
         let nodes: Vec<NodeInfo> = nodes
             .state()
             .iter()
@@ -164,7 +195,11 @@ impl PoolController {
             .collect();
         let by_node: HashMap<&str, &NodeInfo> =
             nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-        self.write(&writes, &by_pool, &by_node).await?;
+        let cached: HashMap<&str, &MachineConfigPool> = cached
+            .iter()
+            .map(|p| (super::pool::pool_name(p), p.as_ref()))
+            .collect();
+        self.write(&writes, &by_pool, &cached, &by_node).await?;
         Ok(writes)
     }
 
@@ -172,6 +207,7 @@ impl PoolController {
         &mut self,
         w: &Writes,
         pools: &HashMap<&str, &MachineConfigPool>,
+        cached: &HashMap<&str, &MachineConfigPool>,
         nodes: &HashMap<&str, &NodeInfo>,
     ) -> Result<(), ControllerError> {
         let mc_api: Api<MachineConfig> = Api::all(self.client.clone());
@@ -246,6 +282,15 @@ impl PoolController {
                 pool_api.patch_status(pool, &pp, &patch)
             })
             .await?;
+            // The status the cache held (what this write replaces) and the one written.
+            let written = self.written.entry(pool.clone()).or_default();
+            let replaced = cached.get(pool.as_str()).and_then(|p| p.status.clone());
+            for s in [replaced, Some(status.clone())] {
+                if written.len() == WRITTEN_KEPT {
+                    written.pop_front();
+                }
+                written.push_back(s);
+            }
         }
         for name in &w.delete {
             let what = format!("delete MachineConfig {name}");

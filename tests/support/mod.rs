@@ -125,6 +125,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "machineconfignodes" => "MachineConfigNode",
         "machineconfigpools" => "MachineConfigPool",
         "machineconfigurations" => "MachineConfiguration",
+        "controllerconfigs" => "ControllerConfig",
         "leases" => "Lease",
         "namespaces" => "Namespace",
         _ => "Unknown",
