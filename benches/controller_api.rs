@@ -225,7 +225,14 @@ async fn memory_at_scale() {
     let dir = tempfile::tempdir().unwrap();
     let kc = server.write_kubeconfig(dir.path());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
-        .args(["controller", "--identity", "bench", "--kubeconfig"])
+        .args([
+            "controller",
+            "--identity",
+            "bench",
+            "--metrics-address",
+            "none",
+        ])
+        .arg("--kubeconfig")
         .arg(&kc)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)
