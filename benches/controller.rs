@@ -100,6 +100,7 @@ fn main() {
             nodes: &[],
             configs: &config_refs,
             now: "2026-01-01T00:00:00Z",
+            cert_expirys: None,
         },
         &mut cache,
     );
@@ -123,6 +124,7 @@ fn main() {
                 nodes: &refs,
                 configs: &config_refs,
                 now: "2026-01-01T00:00:00Z",
+                cert_expirys: None,
             },
             cache,
         )

@@ -132,6 +132,7 @@ async fn done_to_next(n_nodes: usize) {
         lease: LeaseTimings::default(),
         requests: Options::fast(),
         drain: Default::default(),
+        metrics: None,
     };
     let ctl = tokio::spawn(controller::run(server.client(), opts, async move {
         let _ = rx.await;
@@ -224,7 +225,14 @@ async fn memory_at_scale() {
     let dir = tempfile::tempdir().unwrap();
     let kc = server.write_kubeconfig(dir.path());
     let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_machine-config-daemon"))
-        .args(["controller", "--identity", "bench", "--kubeconfig"])
+        .args([
+            "controller",
+            "--identity",
+            "bench",
+            "--metrics-address",
+            "none",
+        ])
+        .arg("--kubeconfig")
         .arg(&kc)
         .env("RUST_LOG", "warn")
         .kill_on_drop(true)

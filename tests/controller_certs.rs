@@ -129,13 +129,13 @@ fn several_certificates_in_one_bundle_listed_as_the_seed_shows() {
         CertExpiry {
             bundle: "KubeAPIServerServingCAData".into(),
             subject: "CN=admin-kubeconfig-signer,OU=openshift".into(),
-            expiry: "2034-10-23T13:13:02Z".into(),
+            expiry: Some("2034-10-23T13:13:02Z".into()),
         }
     );
     assert_eq!(
         expirys
             .iter()
-            .map(|e| e.expiry.as_str())
+            .map(|e| e.expiry.as_deref().unwrap())
             .collect::<Vec<_>>(),
         [
             "2034-10-23T13:13:02Z",
@@ -334,17 +334,17 @@ fn report_of_a_controller_config() {
             CertExpiry {
                 bundle: "KubeAPIServerServingCAData".into(),
                 subject: "CN=kube-apiserver-to-kubelet-signer,OU=openshift".into(),
-                expiry: "2025-10-25T13:13:05Z".into(),
+                expiry: Some("2025-10-25T13:13:05Z".into()),
             },
             CertExpiry {
                 bundle: "RootCAData".into(),
                 subject: "CN=root-ca".into(),
-                expiry: "2034-01-01T00:00:00Z".into(),
+                expiry: Some("2034-01-01T00:00:00Z".into()),
             },
             CertExpiry {
                 bundle: "image-registry.openshift-image-registry.svc..5000".into(),
                 subject: "CN=registry-ca".into(),
-                expiry: "2025-10-20T00:00:00Z".into(),
+                expiry: Some("2025-10-20T00:00:00Z".into()),
             },
         ]
     );
@@ -372,4 +372,183 @@ fn report_of_a_controller_config() {
         r.errors.iter().map(BundleError::bundle).collect::<Vec<_>>(),
         ["AdditionalTrustBundle"]
     );
+}
+
+/// The bundle of the warning tests: an expired certificate, one expiring in 10 days, one in a
+/// year, and a certificate with the same subject as the first, renewed.
+fn warning_bundle() -> (String, String) {
+    let (expired, _) = ca(
+        &openshift("kubelet-signer"),
+        at(2024, 10, 25, 13, 13, 5),
+        at(2025, 5, 31, 0, 0, 0),
+    );
+    let (soon, _) = ca(
+        &openshift("admin-kubeconfig-signer"),
+        at(2024, 10, 25, 13, 13, 2),
+        at(2025, 6, 11, 0, 0, 0),
+    );
+    let (later, _) = ca(
+        &openshift("kube-apiserver-to-kubelet-signer"),
+        at(2024, 10, 25, 13, 13, 2),
+        at(2026, 6, 1, 0, 0, 0),
+    );
+    let (renewed, _) = ca(
+        &openshift("kubelet-signer"),
+        at(2025, 5, 30, 0, 0, 0),
+        at(2025, 6, 20, 12, 0, 0),
+    );
+    (format!("{expired}{soon}{later}"), renewed)
+}
+
+fn report_of(
+    bundles: &[(&str, &str)],
+    now: Timestamp,
+) -> machine_config_daemon::controller::certs::CertificateReport {
+    use base64::Engine;
+    use machine_config_daemon::cluster::controllerconfig::ControllerConfig;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+    let mut spec = serde_json::json!({"kubeAPIServerServingCAData": "", "rootCAData": ""});
+    for (field, pem) in bundles {
+        spec[*field] = serde_json::json!(b64(pem));
+    }
+    let cc: ControllerConfig = serde_json::from_value(serde_json::json!({
+        "apiVersion": "machineconfiguration.openshift.io/v1",
+        "kind": "ControllerConfig",
+        "metadata": {"name": "machine-config-controller"},
+        "spec": spec,
+    }))
+    .unwrap();
+    machine_config_daemon::controller::certs::certificate_report(&cc.spec, now)
+}
+
+/// Each warning once: per certificate and `notAfter` (a renewed certificate is a new one),
+/// per bundle error (a bundle fixed and broken again is warned about again); nothing for a
+/// certificate further than 30 days from its end.
+#[test]
+fn warnings_are_raised_once_per_certificate_and_expiry() {
+    use machine_config_daemon::controller::certs::{
+        REASON_EXPIRING, REASON_INVALID_BUNDLE, Warning, Warnings,
+    };
+    let now: Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+    let (bundle, renewed) = warning_bundle();
+    let w = |reason, note: &str| Warning {
+        reason,
+        note: note.into(),
+    };
+    let mut warnings = Warnings::default();
+    let first = report_of(
+        &[
+            ("kubeAPIServerServingCAData", &bundle),
+            ("additionalTrustBundle", "not a PEM bundle"),
+        ],
+        now,
+    );
+    assert_eq!(
+        warnings.new_warnings(&first, now),
+        [
+            w(
+                REASON_EXPIRING,
+                "certificate CN=kubelet-signer,OU=openshift in bundle KubeAPIServerServingCAData \
+                 expired at 2025-05-31T00:00:00Z (1 day ago)"
+            ),
+            w(
+                REASON_EXPIRING,
+                "certificate CN=admin-kubeconfig-signer,OU=openshift in bundle \
+                 KubeAPIServerServingCAData expires at 2025-06-11T00:00:00Z (in 10 days)"
+            ),
+            w(
+                REASON_INVALID_BUNDLE,
+                "CA bundle AdditionalTrustBundle: no PEM block found in 16 bytes"
+            ),
+        ]
+    );
+    // The same again, an hour later: nothing new.
+    let later: Timestamp = "2025-06-01T01:00:00Z".parse().unwrap();
+    assert_eq!(warnings.new_warnings(&first, later), []);
+    // The renewed kubelet signer added (new notAfter), the user bundle fixed: one new warning.
+    let with_renewed = format!("{bundle}{renewed}");
+    let second = report_of(&[("kubeAPIServerServingCAData", &with_renewed)], later);
+    assert_eq!(
+        warnings.new_warnings(&second, later),
+        [w(
+            REASON_EXPIRING,
+            "certificate CN=kubelet-signer,OU=openshift in bundle KubeAPIServerServingCAData \
+             expires at 2025-06-20T12:00:00Z (in 19 days)"
+        )]
+    );
+    // The user bundle broken again: warned about again.
+    let third = report_of(
+        &[
+            ("kubeAPIServerServingCAData", &with_renewed),
+            ("additionalTrustBundle", "not a PEM bundle"),
+        ],
+        later,
+    );
+    assert_eq!(
+        warnings.new_warnings(&third, later),
+        [w(
+            REASON_INVALID_BUNDLE,
+            "CA bundle AdditionalTrustBundle: no PEM block found in 16 bytes"
+        )]
+    );
+}
+
+/// The controller looks again when the next certificate comes within 30 days of its end.
+#[test]
+fn next_warning_is_when_a_certificate_comes_within_30_days() {
+    use machine_config_daemon::controller::certs::next_warning_at;
+    let (bundle, _) = warning_bundle();
+    let certs = parse_bundle("KubeAPIServerServingCAData", bundle.as_bytes()).unwrap();
+    let now: Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+    // 2026-06-01 minus 30 days.
+    assert_eq!(
+        next_warning_at(&certs, now),
+        Some("2026-05-02T00:00:00Z".parse().unwrap())
+    );
+    let after: Timestamp = "2026-05-02T00:00:00Z".parse().unwrap();
+    assert_eq!(next_warning_at(&certs, after), None);
+}
+
+/// `mcc_certificate_expiry_seconds`: seconds left at the scrape, negative once expired, only
+/// within 30 days; one sample per bundle and subject (the first to expire).
+#[test]
+fn expiry_metric_at_a_scrape() {
+    use machine_config_daemon::controller::metrics::ControllerMetrics;
+    let (bundle, renewed) = warning_bundle();
+    let with_renewed = format!("{bundle}{renewed}");
+    let certs = parse_bundle("KubeAPIServerServingCAData", with_renewed.as_bytes()).unwrap();
+    let metrics = ControllerMetrics::default();
+    metrics.set_certificates(&certs);
+    let now: Timestamp = "2025-06-01T00:00:00Z".parse().unwrap();
+    let samples = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| l.starts_with("mcc_certificate_expiry_seconds"))
+            .map(String::from)
+            .collect()
+    };
+    let text = metrics.render_at(now);
+    assert!(
+        text.contains("# TYPE mcc_certificate_expiry_seconds gauge"),
+        "{text}"
+    );
+    assert_eq!(
+        samples(&text),
+        [
+            "mcc_certificate_expiry_seconds{bundle=\"KubeAPIServerServingCAData\",subject=\"CN=admin-kubeconfig-signer,OU=openshift\"} 864000",
+            "mcc_certificate_expiry_seconds{bundle=\"KubeAPIServerServingCAData\",subject=\"CN=kubelet-signer,OU=openshift\"} -86400",
+        ]
+    );
+    // Later the year-long one is within 30 days too (17 days left), the values follow: the
+    // admin signer ended 338 days before, the kubelet signer's first certificate 349.
+    let later: Timestamp = "2026-05-15T00:00:00Z".parse().unwrap();
+    assert_eq!(
+        samples(&metrics.render_at(later)),
+        [
+            "mcc_certificate_expiry_seconds{bundle=\"KubeAPIServerServingCAData\",subject=\"CN=admin-kubeconfig-signer,OU=openshift\"} -29203200",
+            "mcc_certificate_expiry_seconds{bundle=\"KubeAPIServerServingCAData\",subject=\"CN=kube-apiserver-to-kubelet-signer,OU=openshift\"} 1468800",
+            "mcc_certificate_expiry_seconds{bundle=\"KubeAPIServerServingCAData\",subject=\"CN=kubelet-signer,OU=openshift\"} -30153600",
+        ]
+    );
+    metrics.set_certificates(&[]);
+    assert_eq!(samples(&metrics.render_at(now)), Vec::<String>::new());
 }

@@ -111,6 +111,7 @@ impl Cluster {
                 api: Options::fast(),
                 ..Default::default()
             },
+            metrics: None,
         };
         let client = self.server.client();
         self.controller = Some(tokio::spawn(controller::run(client, opts, async move {
@@ -591,6 +592,7 @@ async fn two_replicas_one_leader_and_a_clean_handover() {
             api: Options::fast(),
             ..Default::default()
         },
+        metrics: None,
     };
     let second = tokio::spawn(controller::run(c.server.client(), opts, async move {
         let _ = rx.await;
@@ -610,4 +612,137 @@ async fn two_replicas_one_leader_and_a_clean_handover() {
     tx.send(()).unwrap();
     second.await.unwrap().unwrap();
     assert_eq!(holder(&c), None);
+}
+
+/// A self-signed CA `CN=cn,OU=openshift` ending `days` from now (whole seconds), PEM base64.
+fn ca_b64(cn: &str, days: i64) -> String {
+    use base64::Engine;
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
+    let now =
+        time::OffsetDateTime::from_unix_timestamp(k8s_openapi::jiff::Timestamp::now().as_second())
+            .unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name = rcgen::DistinguishedName::new();
+    p.distinguished_name
+        .push(DnType::OrganizationalUnitName, "openshift");
+    p.distinguished_name.push(DnType::CommonName, cn);
+    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    p.not_before = now - time::Duration::days(1);
+    p.not_after = now + time::Duration::days(days);
+    let pem = p.self_signed(&KeyPair::generate().unwrap()).unwrap().pem();
+    base64::engine::general_purpose::STANDARD.encode(pem)
+}
+
+/// The certificate reports are written when they change and only then: passes caused by
+/// changes that leave the certificates as they are (a label on the ControllerConfig, a label
+/// on the pool) write neither status, and the expiring certificate's Warning event is posted
+/// once. One writer of the pool's status: every pool status write is the reconciler's patch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_reports_are_written_once_per_change() {
+    const CONTROLLERCONFIGS: &str = "apis/machineconfiguration.openshift.io/v1/controllerconfigs";
+    const CC_STATUS: &str = "controllerconfigs/machine-config-controller/status";
+    const POOL_STATUS: &str = "machineconfigpools/worker/status";
+    let mut c = Cluster::new(
+        worker_pool(json!(1)),
+        &[worker_config("00-worker", "one")],
+        &[],
+    )
+    .await;
+    let (kube, soon) = (ca_b64("kube-ca", 3650), ca_b64("root-ca", 5));
+    c.server.put(
+        CONTROLLERCONFIGS,
+        json!({"metadata": {"name": "machine-config-controller", "generation": 1},
+               "spec": {"kubeAPIServerServingCAData": kube, "rootCAData": soon}}),
+    );
+    c.start_controller("controller-0");
+    let server = &c.server;
+    let reported = |n: usize| {
+        let cc = server
+            .get(CONTROLLERCONFIGS, "machine-config-controller")
+            .unwrap();
+        let pool = server.get(MACHINECONFIGPOOLS, "worker").unwrap();
+        cc["status"]["controllerCertificates"]
+            .as_array()
+            .is_some_and(|l| l.len() == n)
+            && pool["status"]["certExpirys"]
+                .as_array()
+                .is_some_and(|l| l.len() == n)
+            // The pool settled: its generation observed, Updated on its config (no node).
+            && pool["status"]["observedGeneration"] == pool["metadata"]["generation"]
+            && pool["status"]["configuration"]["name"].is_string()
+            && pool["status"]["configuration"]["name"] == pool["spec"]["configuration"]["name"]
+    };
+    assert!(
+        eventually(WAIT, || reported(2)).await,
+        "{:#?}",
+        server.requests()
+    );
+    let (cc0, pool0) = (
+        server.count_on("patch", CC_STATUS),
+        server.count_on("patch", POOL_STATUS),
+    );
+    assert_eq!(cc0, 1);
+
+    // Changes that leave the certificates as they are.
+    server.merge(
+        CONTROLLERCONFIGS,
+        "",
+        "machine-config-controller",
+        json!({"metadata": {"labels": {"example": "a"}}}),
+    );
+    server.merge(
+        MACHINECONFIGPOOLS,
+        "",
+        "worker",
+        json!({"metadata": {"labels": {"example": "a"}}}),
+    );
+    // Then one that adds a registry bundle: the watches are in order, so once it is reported
+    // the passes for the changes above are done.
+    server.merge(
+        CONTROLLERCONFIGS,
+        "",
+        "machine-config-controller",
+        json!({"spec": {"imageRegistryBundleData": [{"file": "registry.example.com", "data": ca_b64("registry-ca", 365)}]}}),
+    );
+    assert!(
+        eventually(WAIT, || reported(3)).await,
+        "{:#?}",
+        server.requests()
+    );
+    assert_eq!(server.count_on("patch", CC_STATUS), cc0 + 1);
+    assert_eq!(
+        server.count_on("patch", POOL_STATUS),
+        pool0 + 1,
+        "the pool's writes: {:#?}",
+        server
+            .history(MACHINECONFIGPOOLS)
+            .iter()
+            .map(|(v, p)| format!(
+                "{v} rv={} gen={} og={} certs={} config={} updated-since={} labels={}",
+                p["metadata"]["resourceVersion"],
+                p["metadata"]["generation"],
+                p["status"]["observedGeneration"],
+                p["status"]["certExpirys"].as_array().map_or(0, Vec::len),
+                p["status"]["configuration"]["name"],
+                p["status"]["conditions"][0]["lastTransitionTime"],
+                p["metadata"]["labels"]
+            ))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(server.count_on("update", POOL_STATUS), 0);
+    let warnings: Vec<Value> = server
+        .list(EVENTS)
+        .into_iter()
+        .filter(|e| e["reason"] == "CertificateExpiring")
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:#?}");
+    assert_eq!(warnings[0]["type"], "Warning");
+    assert_eq!(warnings[0]["regarding"]["kind"], "ControllerConfig");
+    assert!(
+        warnings[0]["note"]
+            .as_str()
+            .unwrap()
+            .starts_with("certificate CN=root-ca,OU=openshift in bundle RootCAData expires at "),
+        "{warnings:#?}"
+    );
 }

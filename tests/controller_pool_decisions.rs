@@ -618,6 +618,7 @@ fn a_settled_cluster_decides_no_write() {
             nodes: &node_refs,
             configs: &config_refs,
             now: "2026-01-01T00:00:00Z",
+            cert_expirys: None,
         },
         &mut cache,
     );
@@ -633,8 +634,50 @@ fn a_settled_cluster_decides_no_write() {
             nodes: &node_refs,
             configs: &config_refs,
             now: "2026-01-01T00:01:00Z",
+            cert_expirys: None,
         },
         &mut cache,
     );
     assert_eq!(w, Default::default());
+
+    // The certificate controller publishes a list: one status write carrying it, with every
+    // other field as it was; the same list again, or none published, writes nothing; an empty
+    // list clears it.
+    let expiry = machine_config_daemon::cluster::mcp::CertExpiry {
+        bundle: "KubeAPIServerServingCAData".into(),
+        subject: "CN=admin-kubeconfig-signer,OU=openshift".into(),
+        expiry: Some("2034-10-23T13:13:02Z".into()),
+    };
+    let list = [expiry.clone()];
+    let mut pass = |worker: &MachineConfigPool, certs: Option<&[_]>| {
+        decide(
+            &World {
+                pools: &[worker],
+                nodes: &node_refs,
+                configs: &config_refs,
+                now: "2026-01-01T00:02:00Z",
+                cert_expirys: certs,
+            },
+            &mut cache,
+        )
+    };
+    let w = pass(&worker, Some(&list));
+    let before = worker.status.clone().unwrap();
+    assert_eq!(w.pool_status.len(), 1);
+    let written = &w.pool_status[0].1;
+    assert_eq!(written.cert_expirys, [expiry]);
+    assert_eq!(
+        MachineConfigPoolStatus {
+            cert_expirys: vec![],
+            ..written.clone()
+        },
+        before
+    );
+    assert!(w.desired.is_empty() && w.pool_spec.is_empty() && w.create.is_empty());
+    worker.status = Some(written.clone());
+    assert_eq!(pass(&worker, Some(&list)), Default::default());
+    assert_eq!(pass(&worker, None), Default::default());
+    let w = pass(&worker, Some(&[]));
+    assert_eq!(w.pool_status.len(), 1);
+    assert_eq!(w.pool_status[0].1, before);
 }

@@ -178,6 +178,7 @@ async fn six_nodes_roll_out_two_at_a_time_on_a_real_api_server() {
                 api: Options::fast(),
                 ..Default::default()
             },
+            metrics: None,
         },
         async move {
             let _ = stopped.await;

@@ -1,17 +1,31 @@
 //! The `controller` command: the machine-config controller (render per pool, roll pools out,
-//! report pool status), with leader election so several replicas are safe.
+//! report pool status, report the `ControllerConfig`'s certificates), with leader election so
+//! several replicas are safe. `--metrics-address` (default `0.0.0.0:9001`, `none` for none)
+//! serves `/metrics` and `/healthz` from the start, leader or not (a bad address: exit 2; an
+//! address in use: exit 1).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use machine_config_daemon::cluster;
+use machine_config_daemon::controller::metrics::{self, ControllerMetrics};
 use machine_config_daemon::controller::{self, ControllerOptions, lease};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
+Metrics (on --metrics-address):
+  /metrics   mcc_certificate_expiry_seconds{bundle,subject}: seconds until the end of each
+             ControllerConfig CA certificate expired or expiring within 30 days (leader only)
+  /healthz   ok
+
 Exit codes:
   0  stopped by SIGTERM or SIGINT (the leader lease given up)
-  1  failed (no cluster, a watch ended, the leader lease lost): restart it")]
+  1  failed (no cluster, a watch ended, the leader lease lost, the metrics address in use):
+     restart it
+  2  bad input (an option's value)")]
 pub struct Args {
     /// The kubeconfig to use (default: in-cluster credentials, else $KUBECONFIG or
     /// ~/.kube/config).
@@ -23,6 +37,9 @@ pub struct Args {
     /// The namespace of the leader election Lease.
     #[arg(long, default_value = lease::NAMESPACE)]
     pub lease_namespace: String,
+    /// Where to serve /metrics and /healthz over plain HTTP; `none` turns it off.
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9001")]
+    pub metrics_address: String,
     /// Log filter (e.g. `debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -30,6 +47,18 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     super::logging::init(args.log_level.as_deref());
+    let metrics_address = match args.metrics_address.as_str() {
+        "none" | "" => None,
+        a => match a.parse::<SocketAddr>() {
+            Ok(a) => Some(a),
+            Err(e) => {
+                return super::fail(
+                    super::EXIT_BAD_INPUT,
+                    [format!("--metrics-address {a}: {e}")],
+                );
+            }
+        },
+    };
     let identity = args.identity.unwrap_or_else(|| {
         nix::unistd::gethostname()
             .map(|h| h.to_string_lossy().into_owned())
@@ -44,6 +73,18 @@ pub fn run(args: Args) -> ExitCode {
         Err(e) => return super::fail(super::EXIT_FAILED, [format!("cannot start: {e}")]),
     };
     let result = runtime.block_on(async {
+        let metrics = match metrics_address {
+            Some(addr) => {
+                let listener = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("metrics endpoint {addr}: {e}"))?;
+                let metrics = Arc::new(ControllerMetrics::default());
+                tracing::info!(address = %listener.local_addr()?, "metrics endpoint listening");
+                tokio::spawn(metrics::serve(listener, metrics.clone()));
+                Some(metrics)
+            }
+            None => None,
+        };
         let client = cluster::connect(args.kubeconfig.as_deref()).await?;
         let opts = ControllerOptions {
             identity,
@@ -51,6 +92,7 @@ pub fn run(args: Args) -> ExitCode {
             lease: lease::LeaseTimings::default(),
             requests: cluster::Options::default(),
             drain: controller::drain::DrainControllerOptions::default(),
+            metrics,
         };
         controller::run(client, opts, shutdown_signal())
             .await

@@ -4,7 +4,8 @@
 //!
 //! Field names are upstream's (openshift/api); `tests/crds.rs` compares the schema with upstream's
 //! CRD field by field. Upstream fields this project never reads or writes (pinned image sets, OS
-//! image streams, certificate expiries, pool synchronisers) are left out. Printer columns are
+//! image streams, pool synchronisers) are left out. `status.certExpirys` is written by the
+//! controller from the `ControllerConfig`'s CA bundles (SPEC §12, `controller::certificates`). Printer columns are
 //! upstream's, which `kubectl get mcp` prints as the seed's `oc get machineconfigpool` does
 //! (NAME, CONFIG, UPDATED, UPDATING, DEGRADED, MACHINECOUNT, READYMACHINECOUNT,
 //! UPDATEDMACHINECOUNT, DEGRADEDMACHINECOUNT, AGE).
@@ -199,6 +200,27 @@ pub struct MachineConfigPoolStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(merge_strategy = ListMerge::Atomic)]
     pub conditions: Vec<PoolCondition>,
+    /// Every certificate of the `ControllerConfig`'s CA bundles, with its expiry (the same list
+    /// in every pool). Absent when there is none; the controller's status patch clears it with
+    /// `null` (a merge patch would keep an absent list).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(merge_strategy = ListMerge::Atomic)]
+    pub cert_expirys: Vec<CertExpiry>,
+}
+
+/// One certificate of the `ControllerConfig`'s CA bundles, as a pool's `status.certExpirys`
+/// lists it (upstream's `CertExpiry`).
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default)]
+pub struct CertExpiry {
+    /// The bundle (`KubeAPIServerServingCAData`, …, or a registry bundle's file name).
+    pub bundle: String,
+    /// The certificate's subject, as Go's `pkix.Name.String()` prints it (`CN=…,OU=…`).
+    pub subject: String,
+    /// The certificate's `notAfter`, RFC 3339 in UTC (`2034-10-23T13:13:02Z`); optional, as
+    /// upstream's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("format" = "date-time"))]
+    pub expiry: Option<String>,
 }
 
 fn is_zero_i64(n: &i64) -> bool {

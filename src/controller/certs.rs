@@ -145,13 +145,7 @@ pub fn parse_bundles<'a>(
     (certs, errors)
 }
 
-/// MachineConfigPool `status.certExpirys[]`.
-#[derive(serde::Serialize, serde::Deserialize, Clone, Debug, PartialEq, Eq)]
-pub struct CertExpiry {
-    pub bundle: String,
-    pub subject: String,
-    pub expiry: String,
-}
+pub use crate::cluster::mcp::CertExpiry;
 
 /// RFC 3339, UTC, to the second: `2034-10-23T13:13:02Z`.
 pub fn format_time(t: Timestamp) -> String {
@@ -179,7 +173,7 @@ pub fn cert_expirys(certs: &[CertificateInfo]) -> Vec<CertExpiry> {
         .map(|c| CertExpiry {
             bundle: c.bundle_file.clone(),
             subject: c.subject.clone(),
-            expiry: format_time(c.not_after),
+            expiry: Some(format_time(c.not_after)),
         })
         .collect()
 }
@@ -329,6 +323,8 @@ pub struct CertificateReport {
     pub expiring: Vec<(String, String, i64)>,
     /// Bundles that do not parse.
     pub errors: Vec<BundleError>,
+    /// Every certificate that parsed, in the bundles' order.
+    pub certificates: Vec<CertificateInfo>,
 }
 
 /// [`CertificateReport`] of a `ControllerConfig` spec.
@@ -345,5 +341,98 @@ pub fn certificate_report(
             .map(|(c, left)| (c.bundle_file.clone(), c.subject.clone(), left))
             .collect(),
         errors,
+        certificates: certs,
+    }
+}
+
+/// The next moment after `now` at which one of `certs` comes within
+/// [`EXPIRY_WARNING_SECONDS`] of its `notAfter` (None when none will): the controller looks
+/// again then, as nothing in the cluster changes at that moment.
+pub fn next_warning_at(certs: &[CertificateInfo], now: Timestamp) -> Option<Timestamp> {
+    certs
+        .iter()
+        .map(|c| c.not_after.as_second() - EXPIRY_WARNING_SECONDS)
+        .filter(|t| *t > now.as_second())
+        .min()
+        .and_then(|t| Timestamp::from_second(t).ok())
+}
+
+/// Reason of the Warning event for a certificate expired or expiring within 30 days.
+pub const REASON_EXPIRING: &str = "CertificateExpiring";
+/// Reason of the Warning event for a bundle that does not parse.
+pub const REASON_INVALID_BUNDLE: &str = "InvalidCertificateBundle";
+
+/// A Warning event to raise on the `ControllerConfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// [`REASON_EXPIRING`] or [`REASON_INVALID_BUNDLE`].
+    pub reason: &'static str,
+    /// What the event says: the certificate (bundle, subject, `notAfter`, days left) or the
+    /// bundle's error.
+    pub note: String,
+}
+
+/// What has been warned about already, so that each warning is raised once: a certificate
+/// once per (bundle, subject, `notAfter`) — a renewed certificate has a new `notAfter` and is
+/// warned about again when it comes near it; a bad bundle once per error, again if it is
+/// fixed and breaks again. Entries no longer in the report are forgotten.
+#[derive(Debug, Clone, Default)]
+pub struct Warnings {
+    expiring: std::collections::BTreeSet<(String, String, i64)>,
+    invalid: std::collections::BTreeSet<String>,
+}
+
+impl Warnings {
+    /// The warnings of `report` at `now` not raised before (and records them as raised).
+    pub fn new_warnings(&mut self, report: &CertificateReport, now: Timestamp) -> Vec<Warning> {
+        let mut out = Vec::new();
+        let mut expiring = std::collections::BTreeSet::new();
+        for (c, left) in expiring_within(&report.certificates, now) {
+            let key = (
+                c.bundle_file.clone(),
+                c.subject.clone(),
+                c.not_after.as_second(),
+            );
+            if !self.expiring.contains(&key) {
+                let at = format_time(c.not_after);
+                let when = if left < 0 {
+                    format!("expired at {at} ({} ago)", days(-left))
+                } else {
+                    format!("expires at {at} (in {})", days(left))
+                };
+                out.push(Warning {
+                    reason: REASON_EXPIRING,
+                    note: format!(
+                        "certificate {} in bundle {} {when}",
+                        c.subject, c.bundle_file
+                    ),
+                });
+            }
+            expiring.insert(key);
+        }
+        self.expiring = expiring;
+        let mut invalid = std::collections::BTreeSet::new();
+        for e in &report.errors {
+            let note = e.to_string();
+            if !self.invalid.contains(&note) {
+                out.push(Warning {
+                    reason: REASON_INVALID_BUNDLE,
+                    note: note.clone(),
+                });
+            }
+            invalid.insert(note);
+        }
+        self.invalid = invalid;
+        out
+    }
+}
+
+/// `N days` (whole days, down), or `N hours` under a day, `N seconds` under an hour.
+fn days(seconds: i64) -> String {
+    let plural = |n: i64, unit: &str| format!("{n} {unit}{}", if n == 1 { "" } else { "s" });
+    match seconds {
+        s if s >= 86_400 => plural(s / 86_400, "day"),
+        s if s >= 3_600 => plural(s / 3_600, "hour"),
+        s => plural(s, "second"),
     }
 }

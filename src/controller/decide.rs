@@ -10,7 +10,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
-use crate::cluster::mcp::{MachineConfigPool, MachineConfigPoolStatus, PoolConfiguration};
+use crate::cluster::mcp::{
+    CertExpiry, MachineConfigPool, MachineConfigPoolStatus, PoolConfiguration,
+};
 
 use super::pool::{NodeInfo, membership, pool_name};
 use super::render::{ConfigInfo, Rendered, garbage, render_pool, select};
@@ -32,6 +34,8 @@ pub struct World<'a> {
     pub configs: &'a [&'a CachedConfig],
     /// RFC 3339, for condition transitions.
     pub now: &'a str,
+    /// Every pool's `status.certExpirys`; None keeps each pool's (see [`super::status`]).
+    pub cert_expirys: Option<&'a [CertExpiry]>,
 }
 
 /// The writes a pass decides.
@@ -149,6 +153,7 @@ pub fn decide(world: &World, cache: &mut RenderCache) -> Writes {
                 conflicts,
                 previous,
                 now: world.now,
+                cert_expirys: world.cert_expirys,
             },
             &nodes,
         );

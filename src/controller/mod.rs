@@ -15,6 +15,9 @@
 //! | [`progress`]  | a pool's rollout as `rollout status` shows it (pure)                 |
 //! | [`drain`]     | the drain controller: answers `desiredDrain` (SPEC §9)                |
 //! | [`policy`]    | `MachineConfiguration/cluster` status: the effective policy           |
+//! | [`certs`]     | the CA bundles' certificates, expiries and warnings (pure)            |
+//! | [`certificates`] | `ControllerConfig` status, pools' `certExpirys`, expiry warnings   |
+//! | [`metrics`]   | `/metrics` (`mcc_certificate_expiry_seconds`) and `/healthz`          |
 //!
 //! Every part lives on watches (no polling) and runs under the same Lease.
 //!
@@ -27,10 +30,12 @@
 //! The decisions are pure functions with table tests (tests/controller_*.rs); `plan --pool`
 //! and `rollout status` can reuse [`rollout::schedule`] and [`status::pool_status`].
 
+pub mod certificates;
 pub mod certs;
 pub mod decide;
 pub mod drain;
 pub mod lease;
+pub mod metrics;
 pub mod policy;
 pub mod pool;
 pub mod preview;
@@ -70,6 +75,8 @@ pub struct ControllerOptions {
     pub requests: Options,
     /// The drain controller's timings (eviction retry, when a blocked drain is reported).
     pub drain: drain::DrainControllerOptions,
+    /// Where the certificate controller reports the certificates for `/metrics` (None: nowhere).
+    pub metrics: Option<std::sync::Arc<metrics::ControllerMetrics>>,
 }
 
 /// The controller process: waits for the Lease, then runs every controller until one fails or
@@ -85,7 +92,20 @@ pub async fn run(
         l = lease::acquire(client.clone(), &opts.namespace, &opts.identity, opts.lease) => l?,
         _ = &mut shutdown => return Ok(()),
     };
-    let pools = reconcile::run(client.clone(), opts.requests.clone(), &opts.identity);
+    let (cert_expirys, cert_expirys_rx) = tokio::sync::watch::channel(None);
+    let pools = reconcile::run(
+        client.clone(),
+        opts.requests.clone(),
+        &opts.identity,
+        cert_expirys_rx,
+    );
+    let certificates = certificates::run(
+        client.clone(),
+        opts.requests.clone(),
+        &opts.identity,
+        cert_expirys,
+        opts.metrics.clone(),
+    );
     let drains = drain::run(client.clone(), opts.drain.clone());
     let policy_status = policy::run(
         client.clone(),
@@ -97,6 +117,7 @@ pub async fn run(
         r = pools => r,
         r = drains => r,
         r = policy_status => r,
+        r = certificates => r,
         _ = leader.lost() => Err(ControllerError::LeaseLost {
             namespace: opts.namespace.clone(),
             name: lease::LEASE_NAME.into(),

@@ -8,11 +8,21 @@
 //!   (`machineconfiguration.openshift.io/…`), and of their status only the `Ready` condition
 //!   (images, addresses, node info and volumes are dropped on the way in); rendered
 //!   MachineConfigs without their spec (only their names and owners are needed); pools whole.
+//! - **Certificates**: each pool's `status.certExpirys` is the list the certificate controller
+//!   ([`super::certificates`]) publishes on a `watch` channel; a new list wakes a pass like a
+//!   watch event, and the pass writes it with the rest of the status (this loop is the pool
+//!   status's only writer).
 //! - **Writes**: a rendered config is created owned by its pool; `spec.configuration` and the
-//!   pool's `status` are merge patches (status through its subresource); a node's
+//!   pool's `status` are merge patches (status through its subresource; an empty `certExpirys`
+//!   is sent as `null`, which removes the field); a node's
 //!   `desiredConfig` is a merge patch of that one annotation carrying the cached
 //!   `resourceVersion`: on a 409 the node is read again and, if it still needs the config and is
 //!   not degraded, patched again (up to `Options::conflict_attempts`).
+//! - **Its own status writes, not yet in the cache**: a pass can start (another watch, a new
+//!   certificate list) before the watch has brought back the status this loop just wrote, and
+//!   would write it again. This loop is the pools' one status writer, so a cached status that is
+//!   one it wrote or replaced lately (the last [`WRITTEN_KEPT`] of those, per pool) is taken as
+//!   the last one it wrote. A status it never saw (another leader's, an edit) is taken as it is.
 //! - **Events** (`machineconfigcontroller`, on the pool): `SetDesiredConfig` per node moved,
 //!   `RenderFailed` when a render starts failing, `RenderedConfigCreated`.
 
@@ -29,7 +39,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 
 use crate::cluster::crd::MachineConfig;
-use crate::cluster::mcp::MachineConfigPool;
+use crate::cluster::mcp::{CertExpiry, MachineConfigPool, MachineConfigPoolStatus};
 use crate::cluster::node::DESIRED_CONFIG;
 use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{ANNOTATION_PREFIX, Client, ClusterError, Options};
@@ -38,6 +48,10 @@ use super::ControllerError;
 use super::decide::{CachedConfig, RenderCache, World, Writes, decide};
 use super::pool::NodeInfo;
 use super::render::{ConfigInfo, RENDERED_PREFIX, owned_by};
+
+/// How many statuses per pool (written, or replaced by a write) the loop recognises in a
+/// stale cache.
+pub const WRITTEN_KEPT: usize = 6;
 
 /// `reportingController` of the controller's events.
 pub const REPORTING_CONTROLLER: &str = "machineconfigcontroller";
@@ -89,6 +103,9 @@ pub struct PoolController {
     configs: HashMap<String, Arc<CachedConfig>>,
     /// The render error last reported per pool (an event only when it changes).
     render_errors: BTreeMap<String, String>,
+    /// Per pool, the last statuses written, each after the status it replaced (None: none),
+    /// oldest first (see the module doc).
+    written: HashMap<String, std::collections::VecDeque<Option<MachineConfigPoolStatus>>>,
 }
 
 impl PoolController {
@@ -104,6 +121,7 @@ impl PoolController {
             renders: RenderCache::default(),
             configs: HashMap::new(),
             render_errors: BTreeMap::new(),
+            written: HashMap::new(),
         }
     }
 
@@ -113,8 +131,27 @@ impl PoolController {
         pools: &Store<MachineConfigPool>,
         nodes: &Store<Node>,
         configs: &Store<MachineConfig>,
+        cert_expirys: Option<&[CertExpiry]>,
     ) -> Result<Writes, ControllerError> {
-        let pools = pools.state();
+        let cached = pools.state();
+        let pools: Vec<Arc<MachineConfigPool>> = cached
+            .iter()
+            .cloned()
+            .map(|p| {
+                let name = super::pool::pool_name(&p).to_string();
+                let written = self.written.get(&name);
+                match written.and_then(|w| w.back()) {
+                    Some(last)
+                        if p.status != *last && written.is_some_and(|w| w.contains(&p.status)) =>
+                    {
+                        let mut fresh = (*p).clone();
+                        fresh.status = last.clone();
+                        Arc::new(fresh)
+                    }
+                    _ => p,
+                }
+            })
+            .collect();
         let nodes: Vec<NodeInfo> = nodes
             .state()
             .iter()
@@ -148,6 +185,7 @@ impl PoolController {
                 nodes: &node_refs,
                 configs: &config_refs,
                 now: &now,
+                cert_expirys,
             },
             &mut self.renders,
         );
@@ -157,7 +195,11 @@ impl PoolController {
             .collect();
         let by_node: HashMap<&str, &NodeInfo> =
             nodes.iter().map(|n| (n.name.as_str(), n)).collect();
-        self.write(&writes, &by_pool, &by_node).await?;
+        let cached: HashMap<&str, &MachineConfigPool> = cached
+            .iter()
+            .map(|p| (super::pool::pool_name(p), p.as_ref()))
+            .collect();
+        self.write(&writes, &by_pool, &cached, &by_node).await?;
         Ok(writes)
     }
 
@@ -165,6 +207,7 @@ impl PoolController {
         &mut self,
         w: &Writes,
         pools: &HashMap<&str, &MachineConfigPool>,
+        cached: &HashMap<&str, &MachineConfigPool>,
         nodes: &HashMap<&str, &NodeInfo>,
     ) -> Result<(), ControllerError> {
         let mc_api: Api<MachineConfig> = Api::all(self.client.clone());
@@ -229,12 +272,25 @@ impl PoolController {
             }
         }
         for (pool, status) in &w.pool_status {
-            let patch = Patch::Merge(json!({"status": status}));
+            let mut body = json!({"status": status});
+            if status.cert_expirys.is_empty() {
+                body["status"]["certExpirys"] = serde_json::Value::Null;
+            }
+            let patch = Patch::Merge(body);
             let what = format!("update status of MachineConfigPool {pool}");
             with_retries(&self.opts, &what, || {
                 pool_api.patch_status(pool, &pp, &patch)
             })
             .await?;
+            // The status the cache held (what this write replaces) and the one written.
+            let written = self.written.entry(pool.clone()).or_default();
+            let replaced = cached.get(pool.as_str()).and_then(|p| p.status.clone());
+            for s in [replaced, Some(status.clone())] {
+                if written.len() == WRITTEN_KEPT {
+                    written.pop_front();
+                }
+                written.push_back(s);
+            }
         }
         for name in &w.delete {
             let what = format!("delete MachineConfig {name}");
@@ -306,9 +362,27 @@ impl PoolController {
     }
 }
 
+/// The list of certificates every pool reports, as the certificate controller publishes it
+/// (None until it has one).
+pub type CertExpirys = tokio::sync::watch::Receiver<Option<Vec<CertExpiry>>>;
+
 /// Runs the pool controller until a watch ends for good or a write fails permanently.
-pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), ControllerError> {
+pub async fn run(
+    client: Client,
+    opts: Options,
+    instance: &str,
+    mut certs: CertExpirys,
+) -> Result<(), ControllerError> {
     let notify = Arc::new(Notify::new());
+    let n = notify.clone();
+    let mut cert_changes = certs.clone();
+    let cert_watch = async move {
+        // A closed channel (no certificate controller) wakes nothing more.
+        while cert_changes.changed().await.is_ok() {
+            n.notify_one();
+        }
+        std::future::pending::<()>().await
+    };
     let (pools, pool_writer) = reflector::store::<MachineConfigPool>();
     let (nodes, node_writer) = reflector::store::<Node>();
     let (configs, config_writer) = reflector::store::<MachineConfig>();
@@ -352,7 +426,11 @@ pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), Co
         tracing::info!("caches synced; reconciling pools");
         loop {
             notify.notified().await;
-            if let Err(e) = controller.pass(&pools, &nodes, &configs).await {
+            let cert_expirys = certs.borrow_and_update().clone();
+            if let Err(e) = controller
+                .pass(&pools, &nodes, &configs, cert_expirys.as_deref())
+                .await
+            {
                 // A failed write is tried again on the next pass; a pass is due now.
                 tracing::warn!(error = %e, "pool reconcile failed; retrying");
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
@@ -367,5 +445,6 @@ pub async fn run(client: Client, opts: Options, instance: &str) -> Result<(), Co
         _ = pool_watch => Err(ControllerError::WatchEnded("machineconfigpools")),
         _ = node_watch => Err(ControllerError::WatchEnded("nodes")),
         _ = config_watch => Err(ControllerError::WatchEnded("machineconfigs")),
+        _ = cert_watch => Err(ControllerError::WatchEnded("certificates")),
     }
 }

@@ -24,8 +24,13 @@
 //!   which name the pods); its reason is the first cause's, its message theirs joined by `; `.
 //!
 //! A condition keeps its `lastTransitionTime` while its status stays.
+//!
+//! `certExpirys`: the list the certificate controller ([`super::certificates`]) publishes from
+//! the `ControllerConfig`; until it has published one (its first list of the object not done
+//! yet, or no permission to read it), the pool keeps the list it has. One writer of the pool's
+//! status: the certificate controller never writes it, it hands the list to this function.
 
-use crate::cluster::mcp::{MachineConfigPoolStatus, PoolCondition, PoolConfiguration};
+use crate::cluster::mcp::{CertExpiry, MachineConfigPoolStatus, PoolCondition, PoolConfiguration};
 
 use super::pool::NodeInfo;
 
@@ -45,6 +50,8 @@ pub struct StatusInput<'a> {
     pub previous: Option<&'a MachineConfigPoolStatus>,
     /// RFC 3339 time of this computation (for changed conditions).
     pub now: &'a str,
+    /// `status.certExpirys` to report; None keeps the previous list (see the module doc).
+    pub cert_expirys: Option<&'a [CertExpiry]>,
 }
 
 /// The pool's status (see the module doc).
@@ -182,6 +189,10 @@ pub fn pool_status(input: &StatusInput, nodes: &[&NodeInfo]) -> MachineConfigPoo
         unavailable_machine_count: unavailable_count,
         degraded_machine_count: degraded.len() as i32,
         conditions,
+        cert_expirys: match input.cert_expirys {
+            Some(list) => list.to_vec(),
+            None => previous.map(|p| p.cert_expirys.clone()).unwrap_or_default(),
+        },
     }
 }
 
