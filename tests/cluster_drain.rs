@@ -21,6 +21,7 @@ fn controller_opts() -> DrainOptions {
         mode: DrainMode::Controller,
         timeout: WAIT,
         eviction_retry: Duration::from_millis(50),
+        preflight: true,
     }
 }
 
@@ -71,7 +72,7 @@ async fn controller_drain_hand_off_then_uncordon() {
     let (server, kn) = setup(json!({})).await;
     let opts = controller_opts();
     let (outcome, ()) = tokio::join!(
-        drain(&kn, "rendered-worker-2", &opts),
+        drain(&kn, "rendered-worker-2", &opts, &|_| {}),
         fake_controller(&server, 1, Duration::from_millis(200))
     );
     assert_eq!(outcome.unwrap(), DrainOutcome::DrainedByController);
@@ -107,7 +108,7 @@ async fn controller_drain_already_applied_is_done_without_writes() {
         DESIRED_DRAIN: "drain-rendered-worker-2", LAST_APPLIED_DRAIN: "drain-rendered-worker-2",
     }))
     .await;
-    let outcome = drain(&kn, "rendered-worker-2", &controller_opts())
+    let outcome = drain(&kn, "rendered-worker-2", &controller_opts(), &|_| {})
         .await
         .unwrap();
     assert_eq!(outcome, DrainOutcome::AlreadyDone);
@@ -121,7 +122,9 @@ async fn controller_drain_times_out_when_nobody_answers() {
         timeout: Duration::from_millis(300),
         ..controller_opts()
     };
-    let err = drain(&kn, "rendered-worker-2", &opts).await.unwrap_err();
+    let err = drain(&kn, "rendered-worker-2", &opts, &|_| {})
+        .await
+        .unwrap_err();
     assert!(matches!(err, ClusterError::Timeout { .. }));
     assert!(
         err.to_string()
@@ -137,7 +140,9 @@ async fn controller_drain_times_out_when_nobody_answers() {
 async fn single_node_cluster_skips_drain() {
     let (server, kn) = setup(json!({CONTROL_PLANE_TOPOLOGY: "SingleReplica"})).await;
     for opts in [controller_opts(), self_opts()] {
-        let outcome = drain(&kn, "rendered-worker-2", &opts).await.unwrap();
+        let outcome = drain(&kn, "rendered-worker-2", &opts, &|_| {})
+            .await
+            .unwrap();
         assert_eq!(outcome, DrainOutcome::SkippedSingleNode);
     }
     assert_eq!(server.count("patch") + server.count("create"), 0);
@@ -172,7 +177,9 @@ async fn self_drain_evicts_the_right_pods_through_a_pdb() {
     server.block_eviction("apps", "web", 2);
     server.eviction_delete_delay(Duration::from_millis(200));
 
-    let outcome = drain(&kn, "rendered-worker-2", &self_opts()).await.unwrap();
+    let outcome = drain(&kn, "rendered-worker-2", &self_opts(), &|_| {})
+        .await
+        .unwrap();
     let DrainOutcome::Drained { evicted, warnings } = outcome else {
         panic!("expected a self-drain, got {outcome:?}");
     };
@@ -240,7 +247,7 @@ async fn self_drain_timeout_names_the_blocking_pod() {
         eviction_retry: Duration::from_secs(3600),
         ..self_opts()
     };
-    let err = tokio::time::timeout(WAIT, drain(&kn, "rendered-worker-2", &opts))
+    let err = tokio::time::timeout(WAIT, drain(&kn, "rendered-worker-2", &opts, &|_| {}))
         .await
         .expect("the drain gives up rather than sleeping past its deadline")
         .unwrap_err();
@@ -257,7 +264,7 @@ async fn self_drain_treats_a_vanished_pod_as_gone() {
     let (server, kn) = setup(json!({})).await;
     server.put(PODS, pod("apps", "web", "worker-0", Some("ReplicaSet")));
     server.block_eviction("apps", "web", 1);
-    let drained = async { drain(&kn, "rendered-worker-2", &self_opts()).await };
+    let drained = async { drain(&kn, "rendered-worker-2", &self_opts(), &|_| {}).await };
     let remover = async {
         assert!(
             eventually(WAIT, || server.count_on("create", "/pods/web/eviction")

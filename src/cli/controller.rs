@@ -23,6 +23,12 @@ pub struct Args {
     /// The namespace of the leader election Lease.
     #[arg(long, default_value = lease::NAMESPACE)]
     pub lease_namespace: String,
+    /// Drains: check the PodDisruptionBudgets before cordoning and, while they keep a pod from
+    /// being evicted, wait without cordoning (reported on the Node and in an event); `false`:
+    /// cordon at once and retry evictions the budgets refuse (upstream).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub drain_preflight: bool,
     /// Log filter (e.g. `debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -50,7 +56,10 @@ pub fn run(args: Args) -> ExitCode {
             namespace: args.lease_namespace,
             lease: lease::LeaseTimings::default(),
             requests: cluster::Options::default(),
-            drain: controller::drain::DrainControllerOptions::default(),
+            drain: controller::drain::DrainControllerOptions {
+                preflight: args.drain_preflight,
+                ..Default::default()
+            },
         };
         controller::run(client, opts, shutdown_signal())
             .await

@@ -79,6 +79,12 @@ pub struct Args {
     /// Cluster mode: longest wait for a drain (e.g. `1h`, `90s`).
     #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
     drain_timeout: Duration,
+    /// Cluster mode, self-drain: check the PodDisruptionBudgets before cordoning and, while
+    /// they keep a pod from being evicted, wait without cordoning (reporting the pods and
+    /// budgets); `false`: cordon at once and retry evictions the budgets refuse (upstream).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    drain_preflight: bool,
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
@@ -123,6 +129,7 @@ pub fn run(args: Args) -> ExitCode {
                 DrainModeArg::SelfDrain => DrainMode::SelfDrain,
             },
             timeout: args.drain_timeout,
+            preflight: args.drain_preflight,
             ..DrainOptions::default()
         },
         api: Default::default(),

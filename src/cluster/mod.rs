@@ -46,6 +46,7 @@ pub mod mcn;
 pub mod mcp;
 pub mod node;
 pub mod policy;
+pub mod preflight;
 pub(crate) mod retry;
 
 use std::path::Path;
@@ -92,6 +93,14 @@ pub enum ClusterError {
         node: String,
         after: Duration,
         pods: Vec<String>,
+    },
+    /// The drain pre-flight still found pods PodDisruptionBudgets keep from being evicted when
+    /// the drain timeout passed; the node was never cordoned.
+    #[error("drain of node {node:?} not started after {after:?}: {message}")]
+    DrainPreflightTimeout {
+        node: String,
+        after: Duration,
+        message: String,
     },
     /// A watch task ended (the daemon is shutting down).
     #[error("the watch of {0} stopped")]

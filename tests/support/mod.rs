@@ -127,6 +127,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "machineconfigurations" => "MachineConfiguration",
         "leases" => "Lease",
         "namespaces" => "Namespace",
+        "poddisruptionbudgets" => "PodDisruptionBudget",
         _ => "Unknown",
     };
     let gv = collection
