@@ -111,11 +111,16 @@ impl Verdict {
         if self.blocked.is_empty() {
             return String::new();
         }
-        let list: Vec<String> = self.blocked.iter().map(ToString::to_string).collect();
         format!(
             "drain waits for PodDisruptionBudgets (node not cordoned): {}",
-            list.join("; ")
+            self.blocking()
         )
+    }
+
+    /// The blocking pods and budgets, `; `-separated.
+    pub fn blocking(&self) -> String {
+        let list: Vec<String> = self.blocked.iter().map(ToString::to_string).collect();
+        list.join("; ")
     }
 }
 
