@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use machine_config_daemon::cluster::drain::{
-    DrainMode, DrainOptions, DrainOutcome, drain, uncordon,
+    DrainMode, DrainOptions, DrainOutcome, DrainProgress, drain, uncordon,
 };
 use machine_config_daemon::cluster::node::{
     CONTROL_PLANE_TOPOLOGY, DESIRED_DRAIN, KubeNode, LAST_APPLIED_DRAIN,
@@ -282,4 +282,120 @@ async fn self_drain_treats_a_vanished_pod_as_gone() {
             warnings: vec![]
         }
     );
+}
+
+const PDBS: &str = "apis/policy/v1/poddisruptionbudgets";
+
+/// [`populate`], with `apps/web` labelled `app: web` under the budget `apps/web-budget`
+/// allowing `allowed` disruptions.
+fn populate_guarded(server: &TestApiServer, allowed: i32) {
+    populate(server);
+    let mut web = pod("apps", "web", "worker-0", Some("ReplicaSet"));
+    web["metadata"]["labels"] = json!({"app": "web"});
+    server.put(PODS, web);
+    server.put(
+        PDBS,
+        json!({"metadata": {"name": "web-budget", "namespace": "apps"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": allowed}}),
+    );
+}
+
+/// What a drain reported through its progress callback.
+#[derive(Default)]
+struct Heard(std::sync::Mutex<Vec<DrainProgress>>);
+
+impl Heard {
+    fn callback(&self) -> impl Fn(DrainProgress) + Send + Sync + '_ {
+        |p| self.0.lock().unwrap().push(p)
+    }
+    fn all(&self) -> Vec<DrainProgress> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+const BLOCKING: &str = "drain waits for PodDisruptionBudgets (node not cordoned): pod apps/web \
+                        (PodDisruptionBudget apps/web-budget allows 0 disruptions, 1 needed)";
+
+#[tokio::test]
+async fn self_drain_preflight_times_out_uncordoned_naming_pod_and_budget() {
+    let (server, kn) = setup(json!({})).await;
+    populate_guarded(&server, 0);
+    let opts = DrainOptions {
+        timeout: Duration::from_millis(500),
+        ..self_opts()
+    };
+    let heard = Heard::default();
+    let err = tokio::time::timeout(
+        WAIT,
+        drain(&kn, "rendered-worker-2", &opts, &heard.callback()),
+    )
+    .await
+    .expect("the pre-flight gives up at the drain timeout")
+    .unwrap_err();
+    match &err {
+        ClusterError::DrainPreflightTimeout { message, .. } => assert_eq!(message, BLOCKING),
+        other => panic!("expected a pre-flight timeout, got {other}"),
+    }
+    assert_eq!(heard.all(), [DrainProgress::Blocked(BLOCKING.into())]);
+    assert!(server.get(NODES, "worker-0").unwrap()["spec"]["unschedulable"].is_null());
+    assert_eq!(server.count_on("create", "/eviction"), 0);
+    assert_eq!(server.count("patch"), 0, "nothing written to the node");
+}
+
+#[tokio::test]
+async fn self_drain_preflight_goes_on_when_the_budget_allows() {
+    let (server, kn) = setup(json!({})).await;
+    populate_guarded(&server, 0);
+    let heard = Heard::default();
+    let callback = heard.callback();
+    let opts = self_opts();
+    let drained = drain(&kn, "rendered-worker-2", &opts, &callback);
+    let budget = async {
+        assert!(eventually(WAIT, || !heard.all().is_empty()).await);
+        assert!(server.get(NODES, "worker-0").unwrap()["spec"]["unschedulable"].is_null());
+        server.merge(
+            PDBS,
+            "apps",
+            "web-budget",
+            json!({"status": {"disruptionsAllowed": 1}}),
+        );
+    };
+    let (outcome, ()) = tokio::join!(drained, budget);
+    let DrainOutcome::Drained { evicted, .. } = outcome.unwrap() else {
+        panic!("expected a self-drain");
+    };
+    assert_eq!(evicted, ["apps/bare", "apps/cache", "apps/web"]);
+    assert_eq!(
+        heard.all(),
+        [
+            DrainProgress::Blocked(BLOCKING.into()),
+            DrainProgress::Proceeding
+        ]
+    );
+    assert_eq!(
+        server.get(NODES, "worker-0").unwrap()["spec"]["unschedulable"],
+        json!(true)
+    );
+}
+
+/// A node already cordoned (a drain begun before a restart) goes straight to the evictions.
+#[tokio::test]
+async fn self_drain_of_a_cordoned_node_skips_the_preflight() {
+    let (server, kn) = setup(json!({})).await;
+    populate_guarded(&server, 0);
+    server.merge(
+        NODES,
+        "",
+        "worker-0",
+        json!({"spec": {"unschedulable": true}}),
+    );
+    eventually(WAIT, || kn.view().is_some_and(|v| v.unschedulable)).await;
+    let heard = Heard::default();
+    let outcome = drain(&kn, "rendered-worker-2", &self_opts(), &heard.callback())
+        .await
+        .unwrap();
+    assert!(matches!(outcome, DrainOutcome::Drained { .. }));
+    assert_eq!(heard.all(), []);
+    assert_eq!(server.count_on("watch", "/poddisruptionbudgets"), 0);
 }
