@@ -14,7 +14,8 @@
 //!   is validated, and the queued events. The daemon calls it once per handled event, so a
 //!   burst of state changes costs one round of writes, and an idle daemon writes nothing.
 //! - **Update hooks.** [`ClusterNode`] is the update flow's [`Node`]: drain through
-//!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip),
+//!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip;
+//!   what the drain pre-flight waits for goes back to the daemon on a channel, to be reported),
 //!   and before a reboot the local reboot record, `post-config-action: Rebooting` and a
 //!   `Reboot` event.
 //!

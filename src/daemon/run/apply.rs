@@ -1,6 +1,9 @@
 //! The update step of the daemon: [`Daemon::apply`] runs the update flow with drift detection
 //! paused, keeps the status (and, in cluster mode, the cluster) in step with its phases, and
-//! uncordons after a rebootless update that drained.
+//! uncordons after a rebootless update that drained. While the drain waits in its pre-flight
+//! (PodDisruptionBudgets that keep it from starting), what it reports arrives on a channel in
+//! the same `select!` as the update and becomes the `Working` reason and the `Drained`
+//! condition's message (reason `DrainBlocked`), written at once ([`report_drain`]).
 
 use super::{Daemon, LocalNode, Mode, dash};
 use crate::cluster::drain::DrainProgress;
