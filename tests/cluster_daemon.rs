@@ -24,6 +24,7 @@ use support::{
 const BIN: &str = env!("CARGO_BIN_EXE_machine-config-daemon");
 const NODE: &str = "worker-0";
 const WAIT: Duration = Duration::from_secs(20);
+const PDBS: &str = "apis/policy/v1/poddisruptionbudgets";
 const FILE: &str = "/etc/mco-test-file";
 
 /// A MachineConfig writing `FILE` with `contents` (0644).
@@ -813,6 +814,13 @@ async fn packaged_role_grants_exactly_the_requests_the_daemon_makes() {
     .await;
     c.server
         .put(PODS, pod("apps", "app", NODE, Some("ReplicaSet")));
+    // A PodDisruptionBudget over every pod of the namespace, allowing no disruption: the drain
+    // pre-flight lists and watches the budgets.
+    c.server.put(
+        PDBS,
+        json!({"metadata": {"name": "all", "namespace": "apps"}, "spec": {"selector": {}},
+            "status": {"disruptionsAllowed": 0}}),
+    );
     // The pod stays until the test deletes it (as the kubelet would), once the daemon waits
     // for it to go.
     c.server.eviction_delete_delay(Duration::from_secs(3600));
@@ -822,6 +830,17 @@ async fn packaged_role_grants_exactly_the_requests_the_daemon_makes() {
     // A concurrent writer: the daemon's next write to its Node conflicts.
     c.server.conflict_next_writes_on("/nodes/", 1);
     c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    let preflight = eventually(WAIT, || {
+        c.server.count_on("watch", "/poddisruptionbudgets") >= 1
+    })
+    .await;
+    assert!(preflight, "no watch of the budgets\n{}", c.log());
+    c.server.merge(
+        PDBS,
+        "apps",
+        "all",
+        json!({"status": {"disruptionsAllowed": 1}}),
+    );
     let waiting = eventually(WAIT, || {
         c.server.count_on("create", "/pods/app/eviction") == 1
             && c.server.count_on("watch", PODS) >= 1

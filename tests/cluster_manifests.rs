@@ -329,6 +329,8 @@ fn controller_rbac_grants_only_what_the_controllers_use() {
         "operator.openshift.io/machineconfigurations:get",
         "operator.openshift.io/machineconfigurations:list",
         "operator.openshift.io/machineconfigurations:watch",
+        "policy/poddisruptionbudgets:list",
+        "policy/poddisruptionbudgets:watch",
     ];
     assert_eq!(cluster, expected);
     // The Lease: in its namespace only.

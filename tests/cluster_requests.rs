@@ -145,7 +145,9 @@ async fn one_update_and_idle_request_counts() {
         mcn.set_validated_desired("rendered-worker-2")
             .await
             .unwrap();
-        drain(&kn, "rendered-worker-2", &drain_opts).await.unwrap();
+        drain(&kn, "rendered-worker-2", &drain_opts, &|_| {})
+            .await
+            .unwrap();
         mcn.set_conditions(&[
             Condition::new(T::Drained, S::True, "Drained", ""),
             Condition::new(

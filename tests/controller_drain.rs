@@ -24,6 +24,7 @@ fn opts(report_after: Duration) -> DrainControllerOptions {
         api: machine_config_daemon::cluster::Options::fast(),
         eviction_retry: Duration::from_millis(50),
         report_after,
+        preflight: true,
     }
 }
 

@@ -11,6 +11,7 @@ use envtest::*;
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
+use machine_config_daemon::cluster::drain::DRAIN_PREFLIGHT;
 use serde_json::{Value, json};
 
 const FILE: &str = "/etc/mco-test-file";
@@ -259,7 +260,25 @@ async fn controller_drain_handoff() {
     );
     // The daemon waits for the controller: nothing written yet.
     assert_eq!(c.file(FILE).as_deref(), Some("one"));
-    c.annotate(json!({LAST_APPLIED_DRAIN: "drain-et-ctl-2"}))
+    // The controller's pre-flight waits on a budget: the daemon's reason says so.
+    let waits = "node et-ctl (drain-et-ctl-2): drain waits for PodDisruptionBudgets (node not \
+                 cordoned): pod a/p (PodDisruptionBudget a/b allows 0 disruptions, 1 needed)";
+    c.annotate(json!({DRAIN_PREFLIGHT: waits})).await;
+    c.wait_node("the pre-flight verdict as the reason", |n| {
+        let a = n.metadata.annotations.clone().unwrap_or_default();
+        a.get(STATE).map(String::as_str) == Some("Working")
+            && a.get(REASON).map(String::as_str) == Some(waits)
+    })
+    .await;
+    let mcn = wait_mcn(&c, |m| {
+        m["status"]["conditions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["type"] == "Drained"))
+            .is_some_and(|d| d["message"] == waits)
+    })
+    .await;
+    assert_eq!(condition(&mcn, "Drained")["reason"], "DrainBlocked");
+    c.annotate(json!({DRAIN_PREFLIGHT: null, LAST_APPLIED_DRAIN: "drain-et-ctl-2"}))
         .await;
     c.wait_node("desiredDrain=uncordon-et-ctl-2", |n| {
         n.metadata
@@ -286,31 +305,21 @@ async fn controller_drain_handoff() {
     assert_mcn_writes_accepted(&c);
 }
 
-/// Self-drain: a PodDisruptionBudget with no disruption allowed blocks the eviction (429, the
-/// daemon retries), one that allows it lets the pod go; the test plays the disruption controller
-/// (budget status) and the kubelet (pod status, final delete).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn self_drain_waits_for_the_pod_disruption_budget() {
-    let Some(mut c) = EnvCluster::new(
-        "self_drain",
-        "et-self",
-        json!({DESIRED_CONFIG: "et-self-1"}),
-    )
-    .await
-    else {
-        return;
-    };
-    let ns = "et-self-drain";
-    namespace(&c.client, ns).await;
-    put_machine_config(&c.client, machine_config("et-self-1", FILE, "one")).await;
-    put_machine_config(&c.client, machine_config("et-self-2", FILE, "two")).await;
+/// A running, ready pod `ns/app` (labels `app: guarded`) on the node, and the budget `ns/guard`
+/// over it allowing no disruption; returns the budgets' API and a closure making the status for
+/// `allowed` disruptions (the test plays the disruption controller and the kubelet).
+async fn guarded_pod(
+    c: &EnvCluster,
+    ns: &str,
+    node: &str,
+) -> (Api<PodDisruptionBudget>, impl Fn(i32) -> Value + use<>) {
     let pods = c.pods(ns);
     let _ = pods
         .delete("app", &DeleteParams::default().grace_period(0))
         .await;
     let pod: Pod = serde_json::from_value(json!({
         "metadata": {"name": "app", "namespace": ns, "labels": {"app": "guarded"}},
-        "spec": {"nodeName": "et-self", "containers": [{"name": "c", "image": "example"}]},
+        "spec": {"nodeName": node, "containers": [{"name": "c", "image": "example"}]},
     }))
     .unwrap();
     pods.create(&PostParams::default(), &pod).await.unwrap();
@@ -332,15 +341,44 @@ async fn self_drain_waits_for_the_pod_disruption_budget() {
     .unwrap();
     let pdb = pdbs.create(&PostParams::default(), &pdb).await.unwrap();
     let generation = pdb.metadata.generation.unwrap();
-    let budget = |allowed: i32| {
+    let budget = move |allowed: i32| {
         json!({"status": {"observedGeneration": generation, "disruptionsAllowed": allowed,
             "currentHealthy": 1, "desiredHealthy": 1 - allowed, "expectedPods": 1}})
     };
     pdbs.patch_status("guard", &PatchParams::default(), &Patch::Merge(budget(0)))
         .await
         .unwrap();
+    (pdbs, budget)
+}
 
-    c.start_daemon(&["--drain-mode", "self", "--drain-timeout", "5m"]);
+/// Self-drain with `--drain-preflight=false` (upstream's behaviour): the node is cordoned
+/// first; a PodDisruptionBudget with no disruption allowed blocks the eviction (429, the daemon
+/// retries), one that allows it lets the pod go.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_drain_without_preflight_cordons_then_waits_for_the_budget() {
+    let Some(mut c) = EnvCluster::new(
+        "self_drain",
+        "et-self",
+        json!({DESIRED_CONFIG: "et-self-1"}),
+    )
+    .await
+    else {
+        return;
+    };
+    let ns = "et-self-drain";
+    namespace(&c.client, ns).await;
+    put_machine_config(&c.client, machine_config("et-self-1", FILE, "one")).await;
+    put_machine_config(&c.client, machine_config("et-self-2", FILE, "two")).await;
+    let (pdbs, budget) = guarded_pod(&c, ns, "et-self").await;
+    let pods = c.pods(ns);
+
+    c.start_daemon(&[
+        "--drain-mode",
+        "self",
+        "--drain-timeout",
+        "5m",
+        "--drain-preflight=false",
+    ]);
     c.wait_state("Done", Some("et-self-1")).await;
     c.annotate(json!({DESIRED_CONFIG: "et-self-2"})).await;
     c.wait_log("eviction refused for now").await;
@@ -375,6 +413,92 @@ async fn self_drain_waits_for_the_pod_disruption_budget() {
     .await;
     assert_eq!(condition(&mcn, "Drained")["status"], "True");
     assert_mcn_writes_accepted(&c);
+}
+
+/// Self-drain with the pre-flight (the default): a pod under a budget that allows no
+/// disruption keeps the node uncordoned and schedulable, `Working` with a reason (and the
+/// MachineConfigNode's `Drained` message) naming the pod and the budget; once the budget allows
+/// the disruption the same daemon cordons, evicts (admitted at the first attempt) and applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn self_drain_preflight_keeps_the_node_schedulable_until_the_budget_allows() {
+    let Some(mut c) = EnvCluster::new(
+        "self_drain_preflight",
+        "et-pf",
+        json!({DESIRED_CONFIG: "et-pf-1"}),
+    )
+    .await
+    else {
+        return;
+    };
+    let ns = "et-pf-drain";
+    namespace(&c.client, ns).await;
+    put_machine_config(&c.client, machine_config("et-pf-1", FILE, "one")).await;
+    put_machine_config(&c.client, machine_config("et-pf-2", FILE, "two")).await;
+    let (pdbs, budget) = guarded_pod(&c, ns, "et-pf").await;
+    let pods = c.pods(ns);
+
+    c.start_daemon(&["--drain-mode", "self", "--drain-timeout", "5m"]);
+    c.wait_state("Done", Some("et-pf-1")).await;
+    c.annotate(json!({DESIRED_CONFIG: "et-pf-2"})).await;
+    let blocking =
+        format!("pod {ns}/app (PodDisruptionBudget {ns}/guard allows 0 disruptions, 1 needed)");
+    let node = c
+        .wait_node("Working, the pre-flight's reason", |n| {
+            let a = n.metadata.annotations.clone().unwrap_or_default();
+            a.get(STATE).map(String::as_str) == Some("Working")
+                && a.get(REASON).is_some_and(|r| r.contains(&blocking))
+        })
+        .await;
+    assert_ne!(
+        node.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true),
+        "not cordoned while the budget blocks"
+    );
+    let mcn = wait_mcn(&c, |m| {
+        m["status"]["conditions"]
+            .as_array()
+            .and_then(|l| l.iter().find(|c| c["type"] == "Drained"))
+            .is_some_and(|d| d["message"].as_str().is_some_and(|t| t.contains(&blocking)))
+    })
+    .await;
+    assert_eq!(condition(&mcn, "Drained")["reason"], "DrainBlocked");
+    let p = pods.get("app").await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_none(), "not evicted");
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    assert!(!c.log().contains("eviction refused"), "{}", c.log());
+
+    // The budget allows one disruption: the same daemon goes on (cordon, eviction).
+    pdbs.patch_status("guard", &PatchParams::default(), &Patch::Merge(budget(1)))
+        .await
+        .unwrap();
+    let evicted = wait_for_async(|| async {
+        pods.get_opt("app")
+            .await
+            .unwrap()
+            .is_none_or(|p| p.metadata.deletion_timestamp.is_some())
+    })
+    .await;
+    assert!(evicted, "pod not evicted\n{}", c.log());
+    let node = c.nodes().get("et-pf").await.unwrap();
+    assert_eq!(
+        node.spec.unwrap().unschedulable,
+        Some(true),
+        "cordoned for the eviction"
+    );
+    let _ = pods
+        .delete("app", &DeleteParams::default().grace_period(0))
+        .await;
+    let node = c.wait_state("Done", Some("et-pf-2")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("two"));
+    assert_ne!(node.spec.unwrap().unschedulable, Some(true), "uncordoned");
+    assert_eq!(c.annotation(REASON).await.unwrap_or_default(), "");
+    assert!(
+        !c.log().contains("eviction refused"),
+        "the eviction was admitted at once\n{}",
+        c.log()
+    );
+    assert_mcn_writes_accepted(&c);
+    assert!(c.alive());
 }
 
 async fn wait_for_async<F, Fut>(mut cond: F) -> bool

@@ -3,7 +3,8 @@
 //! upstream's schema, `observedGeneration` following the spec, an invalid spec reported and not
 //! applied, read back by the daemon's policy watch), and the drain controller with what only a
 //! real server does: eviction of a pod that is already terminating (it stays until the kubelet —
-//! here the test — removes it) and a pod recreated under the same name with a new uid.
+//! here the test — removes it) and a pod recreated under the same name with a new uid, and the
+//! drain pre-flight against a PodDisruptionBudget (no cordon while it allows no disruption).
 //! Skipped, saying so, where the envtest bundle is absent (failed under `CI`).
 
 mod envtest;
@@ -15,6 +16,7 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams, PostParams};
 use kube::runtime::wait::await_condition;
+use machine_config_daemon::cluster::drain::DRAIN_PREFLIGHT;
 use machine_config_daemon::cluster::policy::{ClusterPolicy, PolicyWatch};
 use machine_config_daemon::controller::drain::{self, DRAIN_BLOCKED, DrainControllerOptions};
 use machine_config_daemon::controller::policy::{
@@ -290,6 +292,8 @@ async fn drain_waits_for_terminating_pods_and_takes_a_recreated_pod_as_gone() {
         api: machine_config_daemon::cluster::Options::fast(),
         eviction_retry: Duration::from_millis(100),
         report_after: Duration::from_secs(2),
+        // The evictions themselves (cordon first, 429s retried): upstream's behaviour.
+        preflight: false,
     };
     // The controller's client as the process makes it (kube's own retry layer off: the drain
     // paces its 429s itself).
@@ -409,4 +413,140 @@ async fn drain_waits_for_terminating_pods_and_takes_a_recreated_pod_as_gone() {
     })
     .await;
     assert_ne!(node.spec.and_then(|s| s.unschedulable), Some(true));
+}
+
+/// A budget `ns/name` over `app: <app>` pods, its status written as the disruption controller
+/// would (none runs here); returns a closure making the status for `allowed` disruptions.
+async fn budget(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    app: &str,
+) -> (Api<PodDisruptionBudget>, impl Fn(i32) -> Value) {
+    let pdbs: Api<PodDisruptionBudget> = Api::namespaced(client.clone(), ns);
+    let _ = pdbs.delete(name, &DeleteParams::default()).await;
+    let pdb: PodDisruptionBudget = serde_json::from_value(json!({
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": app}}},
+    }))
+    .unwrap();
+    let generation = pdbs
+        .create(&PostParams::default(), &pdb)
+        .await
+        .unwrap()
+        .metadata
+        .generation
+        .unwrap();
+    let status = move |allowed: i32| {
+        json!({"status": {"observedGeneration": generation, "disruptionsAllowed": allowed,
+            "currentHealthy": 1, "desiredHealthy": 1 - allowed, "expectedPods": 1}})
+    };
+    (pdbs, status)
+}
+
+/// Pre-flight (the default): a pod under a budget that allows no disruption keeps the
+/// controller from cordoning; the Node says which pod and budget (annotation and event), and
+/// the drain goes on by itself once the budget allows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drain_preflight_waits_uncordoned_until_the_budget_allows() {
+    // An API server of its own: the drain controller of the test above (pre-flight off) would
+    // answer this node's request too.
+    let Some(env) = envtest_without_crds("drain_preflight") else {
+        return;
+    };
+    let client = env.client().await;
+    let ns = "et-drain-preflight";
+    namespace(&client, ns).await;
+    for n in ["et-pf-a", "et-pf-b"] {
+        create_node(&client, n).await;
+    }
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let _ = pods
+        .delete("db-0", &DeleteParams::default().grace_period(0))
+        .await;
+    running_pod(&pods, ns, "db-0", "et-pf-a", "db").await;
+    let (pdbs, status) = budget(&client, ns, "db-budget", "db").await;
+    pdbs.patch_status(
+        "db-budget",
+        &PatchParams::default(),
+        &Patch::Merge(status(0)),
+    )
+    .await
+    .unwrap();
+
+    let opts = DrainControllerOptions {
+        api: machine_config_daemon::cluster::Options::fast(),
+        eviction_retry: Duration::from_millis(100),
+        report_after: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    assert!(opts.preflight, "on by default");
+    let kc = kube::config::Kubeconfig::read_from(&env.kubeconfig).unwrap();
+    let cfg = kube::Config::from_custom_kubeconfig(kc, &Default::default())
+        .await
+        .unwrap();
+    let controller_client = machine_config_daemon::cluster::client_from_config(cfg).unwrap();
+    let _task = Task(tokio::spawn(drain::run(controller_client, opts)));
+
+    request_drain(&client, "et-pf-a", "drain-et-pf-1").await;
+    let node = wait_node(&client, "et-pf-a", "pre-flight report", |n| {
+        annotation(n, DRAIN_PREFLIGHT).is_some()
+    })
+    .await;
+    let message = annotation(&node, DRAIN_PREFLIGHT).unwrap();
+    assert!(
+        message.contains(&format!(
+            "pod {ns}/db-0 (PodDisruptionBudget {ns}/db-budget allows 0 disruptions, 1 needed)"
+        )),
+        "{message}"
+    );
+    assert_ne!(
+        node.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true),
+        "not cordoned while the budget blocks"
+    );
+    assert_eq!(annotation(&node, LAST_APPLIED_DRAIN), None);
+    assert_eq!(annotation(&node, DRAIN_BLOCKED), None, "not a degradation");
+    let p = pods.get("db-0").await.unwrap();
+    assert!(p.metadata.deletion_timestamp.is_none(), "not evicted");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let listed = events.list(&Default::default()).await.unwrap();
+    assert!(
+        listed
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("DrainPreflightBlocked")
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("et-pf-a")
+                && e.note.as_deref().is_some_and(|n| n.contains("db-budget"))),
+        "no DrainPreflightBlocked event: {listed:#?}"
+    );
+
+    // The budget allows one disruption: cordon, eviction, then the answer; no restart.
+    pdbs.patch_status(
+        "db-budget",
+        &PatchParams::default(),
+        &Patch::Merge(status(1)),
+    )
+    .await
+    .unwrap();
+    wait_terminating(&pods, "db-0").await;
+    let node = nodes_get(&client, "et-pf-a").await;
+    assert_eq!(
+        node.spec.as_ref().and_then(|s| s.unschedulable),
+        Some(true),
+        "cordoned before the eviction"
+    );
+    pods.delete("db-0", &DeleteParams::default().grace_period(0))
+        .await
+        .unwrap();
+    let node = wait_node(&client, "et-pf-a", "lastAppliedDrain=drain-et-pf-1", |n| {
+        annotation(n, LAST_APPLIED_DRAIN) == Some("drain-et-pf-1")
+    })
+    .await;
+    assert_eq!(annotation(&node, DRAIN_PREFLIGHT), None, "report cleared");
+}
+
+async fn nodes_get(client: &kube::Client, name: &str) -> Node {
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.get(name).await.unwrap()
 }

@@ -1,7 +1,8 @@
 //! `plan --kubeconfig FILE --pool NAME --add NEW.yaml --remove NAME`: the real binary against
 //! the test API server. The pool is rendered with the change, each node's plan comes from its
 //! current config under the cluster's policy (`MachineConfiguration/cluster`), the rollout
-//! batches follow zone then age within `maxUnavailable`, and nothing is written.
+//! batches follow zone then age within `maxUnavailable`, a node whose drain would wait on a
+//! PodDisruptionBudget now says so, and nothing is written.
 
 mod support;
 
@@ -9,7 +10,9 @@ use std::process::Command;
 
 use machine_config_daemon::controller::render::render_pool;
 use serde_json::{Value, json};
-use support::{MACHINECONFIGPOOLS, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, TestApiServer};
+use support::{
+    MACHINECONFIGPOOLS, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, PODS, TestApiServer,
+};
 
 const ROLE: &str = "machineconfiguration.openshift.io/role";
 
@@ -86,6 +89,21 @@ async fn a_change_to_a_pool_is_previewed_per_node_with_the_schedule_and_nothing_
     ] {
         server.put(NODES, worker(n, zone, created, &rendered.name));
     }
+    // A pod on w1 under a budget that allows no disruption now; one on w2 under none.
+    let mut web = support::pod("apps", "web-0", "w1", Some("ReplicaSet"));
+    web["metadata"]["labels"] = json!({"app": "web"});
+    web["status"]["conditions"] = json!([{"type": "Ready", "status": "True"}]);
+    server.put(PODS, web);
+    server.put(
+        PODS,
+        support::pod("apps", "cache-0", "w2", Some("ReplicaSet")),
+    );
+    server.put(
+        "apis/policy/v1/poddisruptionbudgets",
+        json!({"metadata": {"name": "web", "namespace": "apps"},
+            "spec": {"selector": {"matchLabels": {"app": "web"}}},
+            "status": {"disruptionsAllowed": 0, "currentHealthy": 1, "desiredHealthy": 1}}),
+    );
     let motd = dir.path().join("motd.yaml");
     std::fs::write(
         &motd,
@@ -158,6 +176,29 @@ async fn a_change_to_a_pool_is_previewed_per_node_with_the_schedule_and_nothing_
         "{text}"
     );
     assert!(text.contains("/etc/old.conf"), "{text}");
+    // The drain pre-flight as the cluster is now: w1's drain would wait on its budget.
+    assert!(
+        text.contains(
+            "  - w1: drain would wait for PodDisruptionBudgets now: pod apps/web-0 \
+             (PodDisruptionBudget apps/web allows 0 disruptions, 1 needed)\n"
+        ),
+        "{text}"
+    );
+    assert_eq!(text.matches("drain would wait").count(), 1, "{text}");
+    let out = run(&["--remove", "50-old", "-o", "json"]);
+    let p: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let w1 = p["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["node"] == "w1")
+        .unwrap();
+    assert!(
+        w1["drainPreflight"]
+            .as_str()
+            .is_some_and(|m| m.contains("apps/web")),
+        "{w1:#}"
+    );
     assert!(text.contains("  1. w3, w1\n  2. w2, w0\n"), "{text}");
 
     // Bad input: exit 2, naming what is wrong.

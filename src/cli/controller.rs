@@ -40,6 +40,12 @@ pub struct Args {
     /// Where to serve /metrics and /healthz over plain HTTP; `none` turns it off.
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:9001")]
     pub metrics_address: String,
+    /// Drains: check the PodDisruptionBudgets before cordoning and, while they keep a pod from
+    /// being evicted, wait without cordoning (reported on the Node and in an event); `false`:
+    /// cordon at once and retry evictions the budgets refuse (upstream).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub drain_preflight: bool,
     /// Log filter (e.g. `debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     pub log_level: Option<String>,
@@ -91,8 +97,11 @@ pub fn run(args: Args) -> ExitCode {
             namespace: args.lease_namespace,
             lease: lease::LeaseTimings::default(),
             requests: cluster::Options::default(),
-            drain: controller::drain::DrainControllerOptions::default(),
             metrics,
+            drain: controller::drain::DrainControllerOptions {
+                preflight: args.drain_preflight,
+                ..Default::default()
+            },
         };
         controller::run(client, opts, shutdown_signal())
             .await

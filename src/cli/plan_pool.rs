@@ -5,7 +5,11 @@
 //! `--policy FILE` instead), and writes nothing.
 //!
 //! Text prints the render (from → to, sources), a table of the pool's nodes with what each
-//! would do, the plan in full once per distinct current config, and the rollout batches. `-o
+//! would do, the plan in full once per distinct current config, and the rollout batches.
+//! For each node whose plan drains, the drain pre-flight is checked against the cluster as it
+//! is now (the node's pods, every PodDisruptionBudget): a node whose drain would wait on a
+//! budget says which pods and budgets (`drainPreflight` in JSON); a cluster that refuses the
+//! listing (RBAC) only makes the check unknown, said so. `-o
 //! json|yaml` prints the preview object. Exit codes as `plan`: 0, 1 (cluster unreachable), 2
 //! (bad input: no such pool, an `--add` file that does not load, an unknown `--remove`), 3 (a
 //! node cannot take the change: its reason is printed).
@@ -18,7 +22,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Api, DynamicObject, ListParams};
 use machine_config_daemon::cluster::{self, mcp::MachineConfigPool};
 use machine_config_daemon::controller::pool::NodeInfo;
-use machine_config_daemon::controller::preview::{Preview, PreviewInput, preview};
+use machine_config_daemon::controller::preview::{NodePreview, Preview, PreviewInput, preview};
 use machine_config_daemon::controller::render::parse_object;
 use machine_config_daemon::model::{MachineConfig, policy::Policy};
 use machine_config_daemon::plan::PlanOptions;
@@ -81,10 +85,11 @@ pub fn run(args: Args) -> ExitCode {
         policy: &fetched.policy,
         options: &options,
     };
-    let p = match preview(&input) {
+    let mut p = match preview(&input) {
         Ok(p) => p,
         Err(e) => return super::fail(super::EXIT_BAD_INPUT, [e]),
     };
+    runtime.block_on(drain_preflight(&args, &mut p));
     let printed = match args.output {
         super::Format::Text => {
             print!("{}", text(&p, &current));
@@ -193,6 +198,55 @@ async fn fetch(args: &Args, policy: Option<Policy>) -> Result<Fetched, (u8, Stri
     })
 }
 
+/// Fills `drain_preflight` of the nodes whose plan drains: the verdict on the node's pods and
+/// the cluster's PodDisruptionBudgets now (only a blocked verdict is shown).
+async fn drain_preflight(args: &Args, p: &mut Preview) {
+    use k8s_openapi::api::core::v1::Pod;
+    use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+    use machine_config_daemon::cluster::preflight::verdict;
+    let drains = |n: &NodePreview| n.plan.as_ref().is_some_and(|p| p.drain);
+    if !p.nodes.iter().any(drains) {
+        return;
+    }
+    let unknown = |e: &dyn std::fmt::Display| format!("drain pre-flight not checked: {e}");
+    let client = match cluster::connect(args.kubeconfig.as_deref()).await {
+        Ok(c) => c,
+        Err(e) => {
+            for n in p.nodes.iter_mut().filter(|n| drains(n)) {
+                n.drain_preflight = Some(unknown(&e));
+            }
+            return;
+        }
+    };
+    let pdbs = Api::<PodDisruptionBudget>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .map_err(|e| unknown(&format!("cannot list PodDisruptionBudgets: {e}")));
+    for n in p.nodes.iter_mut().filter(|n| drains(n)) {
+        let pdbs = match &pdbs {
+            Ok(l) => l,
+            Err(e) => {
+                n.drain_preflight = Some(e.clone());
+                continue;
+            }
+        };
+        let lp = ListParams::default().fields(&format!("spec.nodeName={}", n.node));
+        n.drain_preflight = match Api::<Pod>::all(client.clone()).list(&lp).await {
+            Ok(pods) => {
+                let v = verdict(&pods.items, pdbs);
+                (!v.can_drain()).then(|| {
+                    format!(
+                        "drain would wait for PodDisruptionBudgets now: {}",
+                        v.blocking()
+                    )
+                })
+            }
+            Err(e) => Some(unknown(&format!("cannot list the pods of {}: {e}", n.node))),
+        };
+    }
+}
+
 /// The parsed config of every node's `currentConfig`, or why it cannot be had.
 fn currents(
     configs: &[Value],
@@ -265,6 +319,11 @@ fn text(p: &Preview, current: &BTreeMap<String, Result<MachineConfig, String>>) 
     for n in p.nodes.iter().filter(|n| n.plan.is_none()) {
         if let Some(note) = &n.note {
             let _ = writeln!(out, "  - {}: {note}", n.node);
+        }
+    }
+    for n in &p.nodes {
+        if let Some(m) = &n.drain_preflight {
+            let _ = writeln!(out, "  - {}: {m}", n.node);
         }
     }
     // The plan in full once per distinct current config.

@@ -91,6 +91,12 @@ pub struct Args {
     /// degrades the node). Read at start; a bad file is refused (exit code 2).
     #[arg(long, value_name = "PATH")]
     daemon_config: Option<PathBuf>,
+    /// Cluster mode, self-drain: check the PodDisruptionBudgets before cordoning and, while
+    /// they keep a pod from being evicted, wait without cordoning (reporting the pods and
+    /// budgets); `false`: cordon at once and retry evictions the budgets refuse (upstream).
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    drain_preflight: bool,
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
@@ -135,6 +141,7 @@ pub fn run(args: Args) -> ExitCode {
                 DrainModeArg::SelfDrain => DrainMode::SelfDrain,
             },
             timeout: args.drain_timeout,
+            preflight: args.drain_preflight,
             ..DrainOptions::default()
         },
         api: Default::default(),

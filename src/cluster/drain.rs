@@ -11,6 +11,19 @@
 //!
 //! Single-node clusters (`controlPlaneTopology: SingleReplica`) skip the drain in both modes.
 //!
+//! **Pre-flight** (on unless `preflight` is off, `--drain-preflight=false`): before the
+//! self-drain cordons, [`Preflight`] follows the node's pods and the PodDisruptionBudgets of
+//! their namespaces (one watch of the node's pods, one watch of budgets per namespace, no
+//! polling) and computes [`crate::cluster::preflight::verdict`] after each change. While it says
+//! blocked, the node is not cordoned, stays schedulable, and the caller hears the message (the
+//! daemon reports it as its `Working` reason); once clear, the drain cordons and evicts as
+//! before. A node already cordoned (a drain begun earlier) skips the pre-flight. The drain
+//! timeout covers the wait: past it the error ([`ClusterError::DrainPreflightTimeout`]) names
+//! the pods and budgets, and the node was never cordoned. A budget that changes between the
+//! pre-flight and the evictions (another drain took the last disruption) is met by the 429
+//! retry as without the pre-flight. With `preflight` off, the drain cordons at once (upstream's
+//! behaviour).
+//!
 //! The eviction itself ([`classify`], [`evict_node_pods`]) is shared with the drain controller
 //! (`controller::drain`), which answers the hand-off of the first mode: one implementation of
 //! kubectl-drain's rules for both.
@@ -19,14 +32,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use futures::StreamExt;
+use futures::stream::{BoxStream, SelectAll};
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, EvictParams, ListParams};
 use kube::runtime::{WatchStreamExt, watcher};
 use tokio::time::Instant;
 
+use super::preflight::{self, Verdict};
+
 use super::node::{KubeNode, NodeView};
 use super::retry::{WatchBackoff, is_code, is_transient, with_retries};
 use super::{Client, ClusterError, Options};
+
+/// Node annotation the drain controller writes while its pre-flight keeps it from cordoning:
+/// the pods and PodDisruptionBudgets that block (removed once the drain goes on).
+pub const DRAIN_PREFLIGHT: &str = "machineconfiguration.openshift.io/drainPreflight";
 
 /// Annotation marking a mirror (static) pod.
 pub const MIRROR_POD_ANNOTATION: &str = "kubernetes.io/config.mirror";
@@ -48,6 +69,9 @@ pub struct DrainOptions {
     pub timeout: Duration,
     /// Delay between eviction attempts of a pod a PodDisruptionBudget protects.
     pub eviction_retry: Duration,
+    /// Self-drain: check the PodDisruptionBudgets before cordoning, and wait (uncordoned) while
+    /// they block the drain.
+    pub preflight: bool,
 }
 
 impl Default for DrainOptions {
@@ -56,8 +80,19 @@ impl Default for DrainOptions {
             mode: DrainMode::Controller,
             timeout: Duration::from_secs(3600),
             eviction_retry: Duration::from_secs(5),
+            preflight: true,
         }
     }
+}
+
+/// What a drain tells its caller while it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DrainProgress {
+    /// The pre-flight found pods the budgets keep from being evicted: the node is not
+    /// cordoned; the message names the pods and budgets.
+    Blocked(String),
+    /// The drain goes ahead (after having been blocked).
+    Proceeding,
 }
 
 /// What a drain did.
@@ -77,11 +112,12 @@ pub enum DrainOutcome {
     },
 }
 
-/// Drains the node before applying `config`.
+/// Drains the node before applying `config`; `progress` hears what the drain waits for.
 pub async fn drain(
     node: &KubeNode,
     config: &str,
     opts: &DrainOptions,
+    progress: &(dyn Fn(DrainProgress) + Send + Sync),
 ) -> Result<DrainOutcome, ClusterError> {
     let view = node.wait_synced().await?;
     if view.single_replica {
@@ -91,13 +127,13 @@ pub async fn drain(
     match opts.mode {
         DrainMode::Controller => {
             let want = format!("drain-{config}");
-            if hand_off(node, &view, &want, opts.timeout).await? {
+            if hand_off(node, &view, &want, opts.timeout, progress).await? {
                 Ok(DrainOutcome::AlreadyDone)
             } else {
                 Ok(DrainOutcome::DrainedByController)
             }
         }
-        DrainMode::SelfDrain => self_drain(node, &view, opts).await,
+        DrainMode::SelfDrain => self_drain(node, &view, opts, progress).await,
     }
 }
 
@@ -113,7 +149,14 @@ pub async fn uncordon(
     }
     match opts.mode {
         DrainMode::Controller => {
-            hand_off(node, &view, &format!("uncordon-{config}"), opts.timeout).await?;
+            hand_off(
+                node,
+                &view,
+                &format!("uncordon-{config}"),
+                opts.timeout,
+                &|_| {},
+            )
+            .await?;
         }
         DrainMode::SelfDrain => node.set_unschedulable(false).await?,
     }
@@ -121,11 +164,13 @@ pub async fn uncordon(
 }
 
 /// Sets `desiredDrain=want` and waits for `lastAppliedDrain=want`. True when it already matched.
+/// While waiting, the controller's pre-flight verdict ([`DRAIN_PREFLIGHT`]) goes to `progress`.
 async fn hand_off(
     node: &KubeNode,
     view: &NodeView,
     want: &str,
     timeout: Duration,
+    progress: &(dyn Fn(DrainProgress) + Send + Sync),
 ) -> Result<bool, ClusterError> {
     if view.last_applied_drain.as_deref() == Some(want) {
         tracing::info!(node = node.name(), drain = want, "drain already applied");
@@ -144,7 +189,16 @@ async fn hand_off(
         "lastAppliedDrain={want} on node {} (is the machine-config controller running?)",
         node.name()
     );
+    let forwarded: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
     node.wait_until(&what, timeout, |v| {
+        let mut last = forwarded.lock().unwrap_or_else(|p| p.into_inner());
+        if *last != v.drain_preflight {
+            match &v.drain_preflight {
+                Some(m) => progress(DrainProgress::Blocked(m.clone())),
+                None => progress(DrainProgress::Proceeding),
+            }
+            last.clone_from(&v.drain_preflight);
+        }
         v.last_applied_drain.as_deref() == Some(want)
     })
     .await?;
@@ -217,7 +271,42 @@ async fn self_drain(
     node: &KubeNode,
     view: &NodeView,
     opts: &DrainOptions,
+    progress: &(dyn Fn(DrainProgress) + Send + Sync),
 ) -> Result<DrainOutcome, ClusterError> {
+    let started = Instant::now();
+    let deadline = started + opts.timeout;
+    if opts.preflight && !view.unschedulable {
+        let mut pf = Preflight::new(node.client(), node.options(), node.name());
+        let mut blocked = false;
+        loop {
+            let verdict = match tokio::time::timeout_at(deadline, pf.next()).await {
+                Ok(v) => v?,
+                Err(_) => {
+                    return Err(ClusterError::DrainPreflightTimeout {
+                        node: node.name().to_string(),
+                        after: opts.timeout,
+                        message: pf.last().map(Verdict::message).unwrap_or_default(),
+                    });
+                }
+            };
+            if verdict.can_drain() {
+                log_staged(node.name(), &verdict);
+                if blocked {
+                    tracing::info!(node = node.name(), waited = ?started.elapsed(), "drain pre-flight clear: draining");
+                    progress(DrainProgress::Proceeding);
+                }
+                break;
+            }
+            let message = verdict.message();
+            tracing::info!(
+                node = node.name(),
+                blocked = verdict.blocked.len(),
+                "{message}"
+            );
+            progress(DrainProgress::Blocked(message));
+            blocked = true;
+        }
+    }
     if !view.unschedulable {
         node.set_unschedulable(true).await?;
     }
@@ -226,7 +315,7 @@ async fn self_drain(
         node.options(),
         node.name(),
         opts.eviction_retry,
-        opts.timeout,
+        deadline.saturating_duration_since(Instant::now()),
     )
     .await?;
     Ok(DrainOutcome::Drained {
@@ -394,6 +483,195 @@ async fn wait_gone(
                 present.remove(&key(&p));
             }
             Err(e) => tracing::warn!(node, error = %e, "pod watch error; retrying"),
+        }
+    }
+}
+
+/// Logs budgets that allow fewer disruptions than the node needs (the drain evicts in rounds).
+pub fn log_staged(node: &str, verdict: &Verdict) {
+    for s in &verdict.staged {
+        tracing::info!(
+            node,
+            pod = %s.pod,
+            budget = %s.budget,
+            allowed = s.allowed,
+            needed = s.needed,
+            "the budget allows fewer disruptions than the node needs: evicting in rounds"
+        );
+    }
+}
+
+/// One event of the pre-flight's watches.
+enum Seen {
+    Pods(Box<Result<watcher::Event<Pod>, watcher::Error>>),
+    Budgets(
+        String,
+        Box<Result<watcher::Event<PodDisruptionBudget>, watcher::Error>>,
+    ),
+}
+
+/// Objects of one watch: those of the last completed listing, updated by events.
+struct Mirror<K> {
+    items: BTreeMap<String, K>,
+    listing: BTreeMap<String, K>,
+    synced: bool,
+}
+
+impl<K: kube::Resource> Mirror<K> {
+    fn new() -> Self {
+        Mirror {
+            items: BTreeMap::new(),
+            listing: BTreeMap::new(),
+            synced: false,
+        }
+    }
+
+    fn key(k: &K) -> String {
+        format!(
+            "{}/{}",
+            k.meta().namespace.as_deref().unwrap_or_default(),
+            k.meta().name.as_deref().unwrap_or_default()
+        )
+    }
+
+    /// Applies an event; true when the objects may have changed.
+    fn apply(&mut self, event: watcher::Event<K>) -> bool {
+        match event {
+            watcher::Event::Init => {
+                self.listing.clear();
+                false
+            }
+            watcher::Event::InitApply(k) => {
+                self.listing.insert(Self::key(&k), k);
+                false
+            }
+            watcher::Event::InitDone => {
+                self.items = std::mem::take(&mut self.listing);
+                self.synced = true;
+                true
+            }
+            watcher::Event::Apply(k) => {
+                self.items.insert(Self::key(&k), k);
+                true
+            }
+            watcher::Event::Delete(k) => {
+                self.items.remove(&Self::key(&k));
+                true
+            }
+        }
+    }
+}
+
+/// The drain pre-flight of one node, driven by watches: the node's pods (field selector
+/// `spec.nodeName`) and the PodDisruptionBudgets of each namespace one of its evictable pods is
+/// in (a watch per namespace, added as pods of new namespaces appear; the daemon watches
+/// nothing cluster-wide). Nothing polls: a watch that fails restarts with backoff and relists.
+pub struct Preflight {
+    client: Client,
+    opts: Options,
+    node: String,
+    streams: SelectAll<BoxStream<'static, Seen>>,
+    pods: Mirror<Pod>,
+    budgets: BTreeMap<String, Mirror<PodDisruptionBudget>>,
+    last: Option<Verdict>,
+}
+
+impl Preflight {
+    /// Starts the watch of the node's pods (the budget watches follow from them).
+    pub fn new(client: &Client, opts: &Options, node: &str) -> Self {
+        let pods: Api<Pod> = Api::all(client.clone());
+        let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
+        let mut streams = SelectAll::new();
+        streams.push(
+            watcher(pods, config)
+                .backoff(WatchBackoff::new(opts))
+                .map(|e| Seen::Pods(Box::new(e)))
+                .boxed(),
+        );
+        Preflight {
+            client: client.clone(),
+            opts: opts.clone(),
+            node: node.to_string(),
+            streams,
+            pods: Mirror::new(),
+            budgets: BTreeMap::new(),
+            last: None,
+        }
+    }
+
+    /// The verdict last returned.
+    pub fn last(&self) -> Option<&Verdict> {
+        self.last.as_ref()
+    }
+
+    /// The verdict once every watch has listed, then each time it changes (a change of pods or
+    /// budgets that leaves it the same is not returned).
+    pub async fn next(&mut self) -> Result<Verdict, ClusterError> {
+        loop {
+            let Some(seen) = self.streams.next().await else {
+                return Err(ClusterError::WatchStopped(format!(
+                    "pods and PodDisruptionBudgets of node {}",
+                    self.node
+                )));
+            };
+            let changed = match seen {
+                Seen::Pods(e) => match *e {
+                    Ok(e) => self.pods.apply(e),
+                    Err(e) => self.watch_error(&e),
+                },
+                Seen::Budgets(ns, e) => match *e {
+                    Ok(e) => self.budgets.get_mut(&ns).is_some_and(|m| m.apply(e)),
+                    Err(e) => self.watch_error(&e),
+                },
+            };
+            if !changed || !self.pods.synced {
+                continue;
+            }
+            self.watch_namespaces();
+            if !self.budgets.values().all(|m| m.synced) {
+                continue;
+            }
+            let pods: Vec<Pod> = self.pods.items.values().cloned().collect();
+            let pdbs: Vec<PodDisruptionBudget> = self
+                .budgets
+                .values()
+                .flat_map(|m| m.items.values().cloned())
+                .collect();
+            let verdict = preflight::verdict(&pods, &pdbs);
+            if self.last.as_ref() != Some(&verdict) {
+                self.last = Some(verdict.clone());
+                return Ok(verdict);
+            }
+        }
+    }
+
+    fn watch_error(&self, e: &watcher::Error) -> bool {
+        tracing::warn!(node = %self.node, error = %e, "pre-flight watch error; retrying");
+        false
+    }
+
+    /// Starts a budget watch for each namespace of an evictable pod not watched yet.
+    fn watch_namespaces(&mut self) {
+        let namespaces: BTreeSet<String> = self
+            .pods
+            .items
+            .values()
+            .filter(|p| matches!(classify(p), Disposition::Evict { .. }))
+            .filter_map(|p| p.metadata.namespace.clone())
+            .collect();
+        for ns in namespaces {
+            if self.budgets.contains_key(&ns) {
+                continue;
+            }
+            let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &ns);
+            let tag = ns.clone();
+            self.streams.push(
+                watcher(api, watcher::Config::default())
+                    .backoff(WatchBackoff::new(&self.opts))
+                    .map(move |e| Seen::Budgets(tag.clone(), Box::new(e)))
+                    .boxed(),
+            );
+            self.budgets.insert(ns, Mirror::new());
         }
     }
 }

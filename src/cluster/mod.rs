@@ -14,11 +14,13 @@
 //! | [`events`]        | `events.k8s.io/v1` Events about the node        | one POST (or PATCH) per event|
 //! | [`mcn`]           | this node's `MachineConfigNode`                 | PATCH status on change       |
 //! | [`drain`]         | drain, by controller hand-off or by itself      | see [`drain`]                |
+//! | [`preflight`]     | the drain pre-flight's verdict (pure)           | none                         |
 //!
 //! Scale: the daemon never lists or watches anything cluster-wide. It watches its own Node (field
 //! selector `metadata.name=NAME`) and the single `MachineConfiguration` named `cluster`, GETs a
 //! MachineConfig by name when the desired config changes, and (self-drain only) lists the pods of
-//! its node. When nothing changes it makes no request beyond renewing those two watches.
+//! its node and, during the drain's pre-flight, watches them and the PodDisruptionBudgets of
+//! their namespaces. When nothing changes it makes no request beyond renewing those two watches.
 //! See docs/cluster.md for measured request counts.
 //!
 //! Typical use by the daemon:
@@ -46,6 +48,7 @@ pub mod mcn;
 pub mod mcp;
 pub mod node;
 pub mod policy;
+pub mod preflight;
 pub(crate) mod retry;
 
 use std::path::Path;
@@ -92,6 +95,14 @@ pub enum ClusterError {
         node: String,
         after: Duration,
         pods: Vec<String>,
+    },
+    /// The drain pre-flight still found pods PodDisruptionBudgets keep from being evicted when
+    /// the drain timeout passed; the node was never cordoned.
+    #[error("drain of node {node:?} not started after {after:?}: {message}")]
+    DrainPreflightTimeout {
+        node: String,
+        after: Duration,
+        message: String,
     },
     /// A watch task ended (the daemon is shutting down).
     #[error("the watch of {0} stopped")]

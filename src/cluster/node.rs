@@ -56,6 +56,8 @@ pub struct NodeView {
     pub post_config_action: Option<String>,
     pub desired_drain: Option<String>,
     pub last_applied_drain: Option<String>,
+    /// What the drain controller's pre-flight waits for (`drainPreflight`), if it waits.
+    pub drain_preflight: Option<String>,
     /// `controlPlaneTopology: SingleReplica`: a single-node cluster, drains are skipped.
     pub single_replica: bool,
     /// `spec.unschedulable` (cordoned).
@@ -77,6 +79,7 @@ impl NodeView {
             post_config_action: get(POST_CONFIG_ACTION),
             desired_drain: get(DESIRED_DRAIN),
             last_applied_drain: get(LAST_APPLIED_DRAIN),
+            drain_preflight: get(super::drain::DRAIN_PREFLIGHT),
             single_replica: get(CONTROL_PLANE_TOPOLOGY).as_deref() == Some("SingleReplica"),
             unschedulable: node
                 .spec

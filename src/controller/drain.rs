@@ -23,6 +23,21 @@
 //! in memory: the pool controller may run in another process (or replica), and the message
 //! survives a restart of either.
 //!
+//! **Pre-flight** (on unless `preflight` is off, `controller --drain-preflight=false`): before
+//! cordoning, the controller checks the node's pods against their PodDisruptionBudgets
+//! ([`crate::cluster::drain::Preflight`], the daemon's self-drain check: watches of the node's
+//! pods and of the budgets of their namespaces, no polling). While they keep a pod from being
+//! evicted, the node is not cordoned (it stays schedulable), the Node carries the annotation
+//! [`DRAIN_PREFLIGHT`] naming the pods and budgets (the daemon, waiting for
+//! `lastAppliedDrain`, reports it as its `Working` reason), and a Normal event
+//! `DrainPreflightBlocked` says the same once per verdict; a change of pods or budgets is looked
+//! at again, and once clear the annotation is removed and the drain goes on as above. A wait
+//! longer than `report_after` is a blocked drain like any other (`DrainBlocked`, the pool
+//! `Degraded`). A node already cordoned (a drain begun before a restart) skips the pre-flight.
+//! A budget that changes between pre-flight and evictions meets the 429 retry. An annotation
+//! rather than a pool condition: a budget at zero for a while is normal in a rolling update, not
+//! a degradation, and the daemon of the node reads its own Node anyway.
+//!
 //! **Single-node clusters** skip the drain (nowhere to move the pods): cordon and eviction are
 //! skipped and `lastAppliedDrain` is set at once. A cluster is single-node when the Node carries
 //! `machineconfiguration.openshift.io/controlPlaneTopology=SingleReplica` (what the daemon reads,
@@ -42,7 +57,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::ControllerError;
-use crate::cluster::drain::evict_node_pods;
+use crate::cluster::drain::{DRAIN_PREFLIGHT, Preflight, evict_node_pods, log_staged};
 use crate::cluster::node::{CONTROL_PLANE_TOPOLOGY, DESIRED_DRAIN, LAST_APPLIED_DRAIN};
 use crate::cluster::retry::{PacedWatch, with_retries};
 use crate::cluster::{Client, ClusterError, Options};
@@ -63,6 +78,8 @@ pub struct DrainControllerOptions {
     /// How long a drain may take before it is reported as blocked (and then again after each
     /// further period).
     pub report_after: Duration,
+    /// Check the PodDisruptionBudgets before cordoning, and wait (uncordoned) while they block.
+    pub preflight: bool,
 }
 
 impl Default for DrainControllerOptions {
@@ -71,6 +88,7 @@ impl Default for DrainControllerOptions {
             api: Options::default(),
             eviction_retry: Duration::from_secs(5),
             report_after: Duration::from_secs(3600),
+            preflight: true,
         }
     }
 }
@@ -319,6 +337,9 @@ async fn attempt(
 ) -> Result<(), ClusterError> {
     match decision {
         DrainDecision::Drain { value } => {
+            if ctx.opts.preflight {
+                preflight(ctx, node, uid, value, started).await?;
+            }
             set_unschedulable(ctx, node, true).await?;
             loop {
                 let result = evict_node_pods(
@@ -356,6 +377,80 @@ async fn attempt(
     }
 }
 
+/// Waits until the drain pre-flight is clear, reporting while it is not (see the module
+/// docs). Skipped when the node is already cordoned.
+async fn preflight(
+    ctx: &Context,
+    node: &str,
+    uid: Option<&str>,
+    value: &str,
+    started: Instant,
+) -> Result<(), ClusterError> {
+    let api: Api<Node> = Api::all(ctx.client.clone());
+    let current =
+        with_retries(&ctx.opts.api, &format!("get node {node}"), || api.get(node)).await?;
+    if current.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        tracing::info!(node, "already cordoned: drain pre-flight skipped");
+        return Ok(());
+    }
+    // A leftover annotation (a restart while blocked) is removed too once clear.
+    let mut reported = current
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(DRAIN_PREFLIGHT));
+    let mut pf = Preflight::new(&ctx.client, &ctx.opts.api, node);
+    let mut next_report = started + ctx.opts.report_after;
+    loop {
+        let verdict = match tokio::time::timeout_at(next_report, pf.next()).await {
+            Ok(v) => v?,
+            Err(_) => {
+                let message = pf.last().map(|v| v.message()).unwrap_or_default();
+                let msg = format!(
+                    "{}: {message}",
+                    blocked_message(node, value, started.elapsed(), &[])
+                );
+                report_blocked(ctx, node, uid, &msg).await;
+                next_report = Instant::now() + ctx.opts.report_after;
+                continue;
+            }
+        };
+        if verdict.can_drain() {
+            log_staged(node, &verdict);
+            if reported {
+                patch_node(
+                    ctx,
+                    node,
+                    json!({"metadata": {"annotations": {DRAIN_PREFLIGHT: null}}}),
+                    &format!("remove {DRAIN_PREFLIGHT}"),
+                )
+                .await?;
+            }
+            return Ok(());
+        }
+        let message = format!("node {node} ({value}): {}", verdict.message());
+        tracing::info!(node, request = %value, "{message}");
+        let clipped = crate::cluster::node::clip_reason(&message).to_string();
+        patch_node(
+            ctx,
+            node,
+            json!({"metadata": {"annotations": {DRAIN_PREFLIGHT: clipped}}}),
+            &format!("annotate {DRAIN_PREFLIGHT}"),
+        )
+        .await?;
+        reported = true;
+        publish(
+            ctx,
+            node,
+            uid,
+            EventType::Normal,
+            "DrainPreflightBlocked",
+            &message,
+        )
+        .await;
+    }
+}
+
 async fn patch_node(
     ctx: &Context,
     node: &str,
@@ -389,7 +484,7 @@ async fn set_last_applied(ctx: &Context, node: &str, value: &str) -> Result<(), 
     patch_node(
         ctx,
         node,
-        json!({"metadata": {"annotations": {LAST_APPLIED_DRAIN: value, DRAIN_BLOCKED: null}}}),
+        json!({"metadata": {"annotations": {LAST_APPLIED_DRAIN: value, DRAIN_BLOCKED: null, DRAIN_PREFLIGHT: null}}}),
         &format!("annotate {LAST_APPLIED_DRAIN}={value}"),
     )
     .await
@@ -410,6 +505,18 @@ async fn report_blocked(ctx: &Context, node: &str, uid: Option<&str>, message: &
     {
         tracing::warn!(node, error = %e, "cannot write the blocked-drain annotation");
     }
+    publish(ctx, node, uid, EventType::Warning, "DrainBlocked", message).await;
+}
+
+/// Publishes an event regarding the Node; a failure is logged.
+async fn publish(
+    ctx: &Context,
+    node: &str,
+    uid: Option<&str>,
+    type_: EventType,
+    reason: &str,
+    message: &str,
+) {
     let reference = ObjectReference {
         api_version: Some("v1".into()),
         kind: Some("Node".into()),
@@ -433,17 +540,17 @@ async fn report_blocked(ctx: &Context, node: &str, uid: Option<&str>, message: &
         note.truncate(end);
     }
     let event = Event {
-        type_: EventType::Warning,
-        reason: "DrainBlocked".into(),
+        type_,
+        reason: reason.into(),
         note: Some(note),
         action: "Drain".into(),
         secondary: None,
     };
-    if let Err(e) = with_retries(&ctx.opts.api, "event DrainBlocked", || {
+    if let Err(e) = with_retries(&ctx.opts.api, &format!("event {reason}"), || {
         recorder.publish(&event, &reference)
     })
     .await
     {
-        tracing::warn!(node, error = %e, "cannot publish the DrainBlocked event");
+        tracing::warn!(node, error = %e, reason, "cannot publish an event");
     }
 }

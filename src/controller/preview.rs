@@ -46,6 +46,11 @@ pub struct NodePreview {
     pub plan: Option<Plan>,
     /// Why there is no plan, or why the change is refused.
     pub note: Option<String>,
+    /// For a node whose plan drains: what the drain pre-flight says now, when the budgets
+    /// would keep the drain from starting ([`crate::cluster::preflight::Verdict::message`]),
+    /// or why it could not be checked. Filled by the caller (it needs pods and budgets).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drain_preflight: Option<String>,
 }
 
 /// The preview of a change to a pool.
@@ -160,6 +165,7 @@ pub fn preview(input: &PreviewInput) -> Result<Preview, String> {
             summary,
             plan,
             note,
+            drain_preflight: None,
         });
     }
 

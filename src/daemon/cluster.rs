@@ -17,7 +17,8 @@
 //!   ([`super::controllerconfig`]), whose receiver sits in the same `select!`: its CA files are
 //!   written between updates ([`super::certs`]).
 //! - **Update hooks.** [`ClusterNode`] is the update flow's [`Node`]: drain through
-//!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip),
+//!   [`crate::cluster::drain`] (controller hand-off or self-drain; single-node clusters skip;
+//!   what the drain pre-flight waits for goes back to the daemon on a channel, to be reported),
 //!   and before a reboot the local reboot record, `post-config-action: Rebooting` and a
 //!   `Reboot` event.
 //!
@@ -39,7 +40,7 @@ use super::source::Wanted;
 use super::state::NodeState;
 use super::status::{Condition, ConditionStatus};
 use super::update::{Node, UpdateError};
-use crate::cluster::drain::{self, DrainOptions, DrainOutcome};
+use crate::cluster::drain::{self, DrainOptions, DrainOutcome, DrainProgress};
 use crate::cluster::events::{EventReason, NodeEvents};
 use crate::cluster::machineconfig::fetch_machine_config_bytes;
 use crate::cluster::mcn::{self, MachineConfigNodes};
@@ -433,13 +434,19 @@ impl ClusterCtx {
         self.backoff = (self.backoff * 2).min(RETRY_MAX);
     }
 
-    /// The update flow's [`Node`] for this cluster.
-    pub(super) fn update_node(&self, local: LocalNode) -> ClusterNode {
+    /// The update flow's [`Node`] for this cluster; what the drain waits for goes to `progress`
+    /// (the daemon reports it while the update runs).
+    pub(super) fn update_node(
+        &self,
+        local: LocalNode,
+        progress: tokio::sync::mpsc::UnboundedSender<DrainProgress>,
+    ) -> ClusterNode {
         ClusterNode {
             node: self.node.clone(),
             events: self.events.clone(),
             drain: self.opts.drain.clone(),
             local,
+            progress,
         }
     }
 
@@ -474,12 +481,17 @@ pub(super) struct ClusterNode {
     events: Arc<NodeEvents>,
     drain: DrainOptions,
     local: LocalNode,
+    progress: tokio::sync::mpsc::UnboundedSender<DrainProgress>,
 }
 
 #[async_trait::async_trait]
 impl Node for ClusterNode {
     async fn drain(&self, config: &str) -> Result<Outcome, String> {
-        match drain::drain(&self.node, config, &self.drain).await {
+        let progress = |p: DrainProgress| {
+            // The daemon is gone only when it stops, and then nobody reads the report.
+            let _ = self.progress.send(p);
+        };
+        match drain::drain(&self.node, config, &self.drain, &progress).await {
             Ok(DrainOutcome::SkippedSingleNode) => {
                 Ok(Outcome::Skipped("single-node cluster".into()))
             }

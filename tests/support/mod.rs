@@ -129,6 +129,7 @@ pub(crate) fn kind_of(collection: &str) -> (&'static str, String) {
         "controllerconfigs" => "ControllerConfig",
         "leases" => "Lease",
         "namespaces" => "Namespace",
+        "poddisruptionbudgets" => "PodDisruptionBudget",
         _ => "Unknown",
     };
     let gv = collection

@@ -1,9 +1,14 @@
 //! The update step of the daemon: [`Daemon::apply`] runs the update flow with drift detection
 //! paused, keeps the status (and, in cluster mode, the cluster) in step with its phases, and
-//! uncordons after a rebootless update that drained.
+//! uncordons after a rebootless update that drained. While the drain waits in its pre-flight
+//! (PodDisruptionBudgets that keep it from starting), what it reports arrives on a channel in
+//! the same `select!` as the update and becomes the `Working` reason and the `Drained`
+//! condition's message (reason `DrainBlocked`), written at once ([`report_drain`]).
 
 use super::{Daemon, LocalNode, Mode, dash};
+use crate::cluster::drain::DrainProgress;
 use crate::cluster::events::EventReason;
+use crate::daemon::cluster::Snapshot;
 use crate::daemon::cluster::failure_event;
 use crate::daemon::source::Wanted;
 use crate::daemon::state::NodeState;
@@ -117,8 +122,9 @@ impl Daemon {
             status_file: self.status_file.clone(),
             record: self.reboot_record(),
         };
+        let (progress, mut drain_progress) = tokio::sync::mpsc::unbounded_channel();
         let node: Box<dyn Node> = match &self.mode {
-            Mode::Cluster(c) => Box::new(c.update_node(local)),
+            Mode::Cluster(c) => Box::new(c.update_node(local, progress)),
             Mode::Standalone => Box::new(local),
         };
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
@@ -133,6 +139,9 @@ impl Daemon {
             loop {
                 tokio::select! {
                     r = &mut fut => break r,
+                    Some(p) = drain_progress.recv() => {
+                        report_drain(&self.status, &self.status_file, &mut self.mode, &new_name, p).await;
+                    }
                     _ = watchdog.tick() => crate::daemon::notify::still_working(every),
                     _ = self.sigterm.recv() => {
                         tracing::warn!("SIGTERM during an update: exiting once it has finished");
@@ -445,5 +454,49 @@ impl Daemon {
             s.last_outcome = Some(format!("failed: {reason}"));
         });
         self.problem = Some((state, reason));
+    }
+}
+
+/// While the update waits in the drain pre-flight: the reason (and the `Drained` condition's
+/// message) name the pods and budgets, the state stays `Working`; cleared once the drain goes
+/// ahead. Written to the status file and, in cluster mode, to the Node and MachineConfigNode.
+/// (Fields, not the daemon: the running update borrows the rest of it.)
+async fn report_drain(
+    status: &std::sync::Mutex<crate::daemon::status::Status>,
+    status_file: &std::path::Path,
+    mode: &mut Mode,
+    new_name: &str,
+    progress: DrainProgress,
+) {
+    let now = SystemTime::now();
+    let snap = {
+        let mut s = status.lock().unwrap_or_else(|p| p.into_inner());
+        let (reason, cond_reason, message) = match &progress {
+            DrainProgress::Blocked(m) => (m.clone(), "DrainBlocked", m.clone()),
+            DrainProgress::Proceeding => {
+                (String::new(), "Updating", format!("updating to {new_name}"))
+            }
+        };
+        s.set_state(NodeState::Working, &reason);
+        s.updated = crate::daemon::status::rfc3339(now);
+        s.set_condition(
+            "Drained",
+            ConditionStatus::Unknown,
+            cond_reason,
+            &message,
+            now,
+        );
+        if let Err(e) = s.write(status_file) {
+            tracing::error!(error = %e, path = %status_file.display(), "cannot write the status");
+        }
+        Snapshot {
+            state: s.state,
+            reason: s.reason.clone(),
+            current_config: s.current_config.clone(),
+            conditions: s.conditions.clone(),
+        }
+    };
+    if let Mode::Cluster(c) = mode {
+        c.report(&snap).await;
     }
 }
