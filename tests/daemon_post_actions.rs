@@ -14,6 +14,7 @@ use machine_config_daemon::host::systemd::{
 use machine_config_daemon::host::{self, ApplyOptions, Root};
 use machine_config_daemon::model::MachineConfig;
 use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, effective};
+use machine_config_daemon::plan::ladder::{RebootMode, SoftRebootSupport};
 use std::sync::Mutex;
 
 /// Records every call; the call named `fail` (e.g. `restart b.service`) fails.
@@ -77,6 +78,9 @@ impl ServiceManager for Systemd {
     async fn reboot(&self) -> Result<(), SystemdError> {
         self.call(Operation::Reboot, "")
     }
+    async fn soft_reboot(&self) -> Result<(), SystemdError> {
+        self.call(Operation::SoftReboot, "")
+    }
     async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
         Ok(UnitProperties {
             load_state: "loaded".into(),
@@ -138,13 +142,30 @@ async fn update_to_2(
     root: &std::path::Path,
     systemd: &Systemd,
 ) -> Result<Vec<String>, UpdateError> {
+    update_to(
+        root,
+        systemd,
+        config("rendered-worker-2", "2"),
+        RebootMode::Full,
+    )
+    .await
+}
+
+async fn update_to(
+    root: &std::path::Path,
+    systemd: &Systemd,
+    new: MachineConfig,
+    reboot_mode: RebootMode,
+) -> Result<Vec<String>, UpdateError> {
     let input = UpdateInput {
         old: Some(config("rendered-worker-1", "1")),
-        new: config("rendered-worker-2", "2"),
+        new,
         policy: policy(),
         force: false,
         state_dir: None,
         os: machine_config_daemon::host::os::detect(root),
+        reboot_mode,
+        soft_reboot: SoftRebootSupport::Supported("systemd 254".into()),
     };
     update(root, input, Some(systemd), &Standalone)
         .await
@@ -179,4 +200,27 @@ async fn the_first_failing_post_action_stops_the_sequence_and_the_files_are_put_
     );
     let after = snapshot(t.path());
     assert_eq!(before, after, "{}", diff(&before, &after));
+}
+
+/// A file no policy entry matches: the plan ends in a reboot, soft or full as the ladder
+/// decides (`--reboot-mode`), and the update asks systemd for that kind.
+#[tokio::test]
+async fn the_reboot_is_the_kind_the_ladder_decided() {
+    for (mode, call, step) in [
+        (RebootMode::Full, "reboot", "reboot"),
+        (RebootMode::Auto, "soft-reboot", "soft reboot"),
+        (RebootMode::Soft, "soft-reboot", "soft reboot"),
+    ] {
+        let t = node();
+        let systemd = Systemd::new("");
+        let mut new = config("rendered-worker-2", "2");
+        new.spec
+            .config
+            .files
+            .push(file("/etc/d.conf", "d\n", 0o644));
+        let steps = update_to(t.path(), &systemd, new, mode).await.unwrap();
+        assert_eq!(systemd.calls(), [call], "{mode:?}");
+        assert_eq!(steps, ["drain", step], "{mode:?}");
+        assert_eq!(read(t.path(), "/etc/d.conf"), "d\n");
+    }
 }

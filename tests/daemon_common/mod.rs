@@ -266,6 +266,8 @@ pub struct StartOpts<'a> {
     /// `--metrics-address` (default `none`).
     pub metrics: Option<String>,
     pub env: Vec<(&'a str, &'a str)>,
+    /// More arguments of `start`.
+    pub args: Vec<&'a str>,
     /// Another binary (benches pass the release one; default [`BIN`]).
     pub bin: Option<&'a str>,
 }
@@ -289,6 +291,7 @@ impl Daemon {
             .arg("test-node")
             .arg("--metrics-address")
             .arg(opts.metrics.as_deref().unwrap_or("none"));
+        cmd.args(&opts.args);
         if opts.policy {
             cmd.arg("--policy").arg(&node.policy);
         }

@@ -371,6 +371,44 @@ impl ServiceManager for SystemdClient {
         Ok(())
     }
 
+    /// `StartUnit("soft-reboot.target", "replace-irreversibly")`, which is what `systemctl
+    /// soft-reboot` does, for the reasons given at [`Self::reboot`]. Not the manager's
+    /// `SoftReboot` method: that one is the last step of the operation (the equivalent of
+    /// `systemctl soft-reboot --force`), without the ordered stop of every service.
+    async fn soft_reboot(&self) -> Result<(), SystemdError> {
+        let op = Operation::SoftReboot;
+        let manager = self.manager(op).await?;
+        let job = manager
+            .start_unit(
+                super::SOFT_REBOOT_TARGET.into(),
+                "replace-irreversibly".into(),
+            )
+            .await
+            .map_err(|e| SystemdError::from_dbus(op, super::SOFT_REBOOT_TARGET, e))?;
+        info!(job = %job.as_str(), "soft reboot queued");
+        Ok(())
+    }
+
+    async fn version(&self) -> Result<String, SystemdError> {
+        let op = Operation::Properties;
+        let manager = self.manager(op).await?;
+        manager
+            .version()
+            .await
+            .map_err(|e| SystemdError::from_dbus(op, "", e))
+    }
+
+    async fn userspace_started(&self) -> Option<u64> {
+        let manager = self.manager(Operation::Properties).await.ok()?;
+        match manager.userspace_timestamp_monotonic().await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(error = %e, "cannot read the manager's UserspaceTimestampMonotonic");
+                None
+            }
+        }
+    }
+
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError> {
         self.properties(Operation::Properties, unit).await
     }
