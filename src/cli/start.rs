@@ -62,7 +62,13 @@ pub struct Args {
     /// `auto` (soft — userspace only, the kernel stays — when the change touches no kernel,
     /// initramfs, kernel argument, kernel type or OS image and systemd is 254 or later) or
     /// `soft` (soft whenever the change needs no kernel boot and systemd supports it).
-    #[arg(long, value_enum, value_name = "MODE", default_value = "full")]
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "full",
+        env = "MCD_REBOOT_MODE"
+    )]
     reboot_mode: machine_config_daemon::plan::ladder::RebootMode,
     /// Where to serve /metrics and /healthz; `none` turns the endpoint off.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8797")]

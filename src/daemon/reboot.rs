@@ -2,7 +2,8 @@
 //! (`/etc/machine-config-daemon` under the root by default), written just before the reboot
 //! with the config, the boot id, the kind of reboot (`full` or `soft`, see
 //! [`crate::plan::ladder`]; a record without one is `full`) and, for a soft reboot, when the
-//! userspace that asked for it started (the manager's `UserspaceTimestampMonotonic`).
+//! userspace that asked for it started (when `basic.target` became active, see
+//! [`crate::host::systemd::ServiceManager::userspace_started`]).
 //!
 //! On the next start [`happened`] tells whether the reboot took place: a different boot id means
 //! the kernel restarted (a full reboot, whatever was asked); the same boot id with a record of
@@ -116,7 +117,7 @@ pub fn boot_id() -> String {
         .unwrap_or_default()
 }
 
-/// When this userspace started: the manager's `UserspaceTimestampMonotonic`, or the number in
+/// When this userspace started: when systemd's `basic.target` became active, or the number in
 /// the file `MCD_USERSPACE_STARTED` names (tests that play a soft reboot without systemd).
 pub async fn userspace_started(systemd: Option<&dyn ServiceManager>) -> Option<u64> {
     if let Some(path) = std::env::var_os("MCD_USERSPACE_STARTED").filter(|v| !v.is_empty()) {

@@ -398,12 +398,26 @@ impl ServiceManager for SystemdClient {
             .map_err(|e| SystemdError::from_dbus(op, "", e))
     }
 
+    /// `basic.target`'s `ActiveEnterTimestampMonotonic`: every boot transaction, the one after
+    /// a soft reboot too, starts it once, and nothing else does. (The manager's
+    /// `UserspaceTimestampMonotonic` is not it: systemd 254 keeps it across a soft reboot.)
     async fn userspace_started(&self) -> Option<u64> {
-        let manager = self.manager(Operation::Properties).await.ok()?;
-        match manager.userspace_timestamp_monotonic().await {
+        let op = Operation::Properties;
+        let manager = self.manager(op).await.ok()?;
+        let read = async {
+            let path = manager.get_unit(super::USERSPACE_MARK_UNIT.into()).await?;
+            let u = UnitProxy::builder(manager.inner().connection())
+                .path(path)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?;
+            u.active_enter_timestamp_monotonic().await
+        };
+        match read.await {
+            Ok(0) => None,
             Ok(t) => Some(t),
             Err(e) => {
-                warn!(error = %e, "cannot read the manager's UserspaceTimestampMonotonic");
+                warn!(error = %e, "cannot read when {} started", super::USERSPACE_MARK_UNIT);
                 None
             }
         }

@@ -67,15 +67,19 @@ pub trait ServiceManager: Send + Sync {
             detail: "this service manager has no version".into(),
         })
     }
-    /// When this userspace started (the manager's `UserspaceTimestampMonotonic`, µs): a soft
-    /// reboot starts a new userspace on the same kernel, so this changes where the boot id does
-    /// not. None when the manager does not say.
+    /// When this userspace started (µs, monotonic: when [`USERSPACE_MARK_UNIT`] became active):
+    /// a soft reboot starts a new userspace on the same kernel, so this changes where the boot
+    /// id does not. None when the manager does not say.
     async fn userspace_started(&self) -> Option<u64> {
         None
     }
     /// The unit's state, for diagnostics, hints and tests.
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError>;
 }
+
+/// The unit whose activation marks the start of a userspace (see
+/// [`ServiceManager::userspace_started`]).
+pub const USERSPACE_MARK_UNIT: &str = "basic.target";
 
 /// The target a soft reboot starts.
 pub const SOFT_REBOOT_TARGET: &str = "soft-reboot.target";
