@@ -161,16 +161,20 @@ qemu_boot() {
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
+    # A scenario's `# ROOTFS: <variant>` line picks its image (lib/rootfs.sh, lib/vmimage.sh;
+    # built on first use, cached like the stock one).
+    local variant
+    variant=$(sed -n 's/^# ROOTFS: *//p' "$HERE/$name.sh" | head -1)
     if [ $VM = 1 ]; then
+        # qemu_boot reads VMIMAGE: this scenario's image.
+        local VMIMAGE
+        VMIMAGE=$(vmimage_path "${variant:-stock}") || die "no ${variant:-stock} VM image"
         w="$w.vm"
         rm -rf "$w"
         mkdir -p "$w/results"
         qemu-img create -q -f qcow2 -b "$VMIMAGE/disk.qcow2" -F qcow2 "$w/disk.qcow2" || die "qemu-img create failed"
     else
-        # A scenario's `# ROOTFS: <variant>` line picks its image (lib/rootfs.sh; built on
-        # first use, cached like the stock one).
-        local variant lower
-        variant=$(sed -n 's/^# ROOTFS: *//p' "$HERE/$name.sh" | head -1)
+        local lower
         lower=$(rootfs_path "${variant:-stock}") || die "no ${variant:-stock} root filesystem"
         overlay_up "$w" "$lower"
         install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
@@ -239,9 +243,8 @@ run_scenario() {
 
 [ $BUILD = 1 ] && build
 [ -x "$BIN/systemd_dbus" ] || die "no binaries in $BIN: run without --no-build"
-if [ $VM = 1 ]; then
-    VMIMAGE=$(vmimage_path) || exit 2
-else
+# The VM tier builds its images per scenario (run_scenario), each variant once.
+if [ $VM = 0 ]; then
     ROOTFS=$(rootfs_path) || exit 2
 fi
 mkdir -p "$RUN_DIR"
