@@ -201,7 +201,22 @@ impl Daemon {
             return crate::plan::ladder::SoftRebootSupport::Unknown;
         }
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
-        crate::daemon::reboot::soft_reboot_support(systemd, &self.opts.root).await
+        let support = crate::daemon::reboot::soft_reboot_support(systemd, &self.opts.root).await;
+        // The next start tells a soft reboot from a restart by when its userspace started: not
+        // knowing when this one did, it could not, and would wait for a reboot forever.
+        if systemd.is_some()
+            && self.userspace_started.is_none()
+            && matches!(
+                support,
+                crate::plan::ladder::SoftRebootSupport::Supported(_)
+            )
+        {
+            return crate::plan::ladder::SoftRebootSupport::Unsupported(format!(
+                "when this userspace started is unknown ({} not active), so a soft reboot could not be told from a restart",
+                crate::host::systemd::USERSPACE_MARK_UNIT
+            ));
+        }
+        support
     }
 
     /// Cluster mode, after a rebootless update that drained: make the node schedulable again.
