@@ -16,9 +16,8 @@ use machine_config_daemon::cluster::node::{
 };
 use serde_json::{Value, json};
 use support::{
-    CONTROLLERCONFIGS, EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES, PODS,
-    TestApiServer,
-    eventually, node, pod,
+    CONTROLLERCONFIGS, EVENTS, MACHINECONFIGNODES, MACHINECONFIGS, MACHINECONFIGURATIONS, NODES,
+    PODS, TestApiServer, eventually, node, pod,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_machine-config-daemon");

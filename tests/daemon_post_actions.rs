@@ -14,6 +14,7 @@ use machine_config_daemon::host::systemd::{
 use machine_config_daemon::host::{self, ApplyOptions, Root};
 use machine_config_daemon::model::MachineConfig;
 use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, effective};
+use machine_config_daemon::plan::ladder::{RebootMode, SoftRebootSupport};
 use std::sync::Mutex;
 
 /// Records every call; the call named `fail` (e.g. `restart b.service`) fails.
@@ -76,6 +77,9 @@ impl ServiceManager for Systemd {
     }
     async fn reboot(&self) -> Result<(), SystemdError> {
         self.call(Operation::Reboot, "")
+    }
+    async fn soft_reboot(&self) -> Result<(), SystemdError> {
+        self.call(Operation::SoftReboot, "")
     }
     async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
         Ok(UnitProperties {
@@ -146,13 +150,32 @@ async fn update_to_2_from(
     systemd: &Systemd,
     old: MachineConfig,
 ) -> Result<Vec<String>, UpdateError> {
+    update_to(
+        root,
+        systemd,
+        old,
+        config("rendered-worker-2", "2"),
+        RebootMode::Full,
+    )
+    .await
+}
+
+async fn update_to(
+    root: &std::path::Path,
+    systemd: &Systemd,
+    old: MachineConfig,
+    new: MachineConfig,
+    reboot_mode: RebootMode,
+) -> Result<Vec<String>, UpdateError> {
     let input = UpdateInput {
         old: Some(old),
-        new: config("rendered-worker-2", "2"),
+        new,
         policy: policy(),
         force: false,
         state_dir: None,
         os: machine_config_daemon::host::os::detect(root),
+        reboot_mode,
+        soft_reboot: SoftRebootSupport::Supported("systemd 254".into()),
     };
     update(root, input, Some(systemd), &Standalone)
         .await
@@ -229,4 +252,35 @@ async fn an_update_from_a_thin_old_config_runs_the_same_steps() {
     assert_eq!(steps_whole, steps_thin);
     assert_eq!(sd_whole.calls(), sd_thin.calls());
     assert_eq!(snapshot(whole.path()), snapshot(thin.path()));
+}
+
+/// A file no policy entry matches: the plan ends in a reboot, soft or full as the ladder
+/// decides (`--reboot-mode`), and the update asks systemd for that kind.
+#[tokio::test]
+async fn the_reboot_is_the_kind_the_ladder_decided() {
+    for (mode, call, step) in [
+        (RebootMode::Full, "reboot", "reboot"),
+        (RebootMode::Auto, "soft-reboot", "soft reboot"),
+        (RebootMode::Soft, "soft-reboot", "soft reboot"),
+    ] {
+        let t = node();
+        let systemd = Systemd::new("");
+        let mut new = config("rendered-worker-2", "2");
+        new.spec
+            .config
+            .files
+            .push(file("/etc/d.conf", "d\n", 0o644));
+        let steps = update_to(
+            t.path(),
+            &systemd,
+            config("rendered-worker-1", "1"),
+            new,
+            mode,
+        )
+        .await
+        .unwrap();
+        assert_eq!(systemd.calls(), [call], "{mode:?}");
+        assert_eq!(steps, ["drain", step], "{mode:?}");
+        assert_eq!(read(t.path(), "/etc/d.conf"), "d\n");
+    }
 }

@@ -92,11 +92,11 @@ build() {
 # Prepares a fresh overlay of the root filesystem in $1 (merged at $1/root), replacing what a
 # previous (possibly interrupted) run left there.
 overlay_up() {
-    local w=$1
+    local w=$1 lower=${2:-$ROOTFS}
     if mountpoint -q "$w/root" 2>/dev/null; then umount "$w/root" || umount -l "$w/root"; fi
     rm -rf "$w"
     mkdir -p "$w/upper" "$w/work" "$w/root" "$w/results"
-    mount -t overlay overlay -o "lowerdir=$ROOTFS,upperdir=$w/upper,workdir=$w/work" "$w/root" \
+    mount -t overlay overlay -o "lowerdir=$lower,upperdir=$w/upper,workdir=$w/work" "$w/root" \
         || die "overlay mount failed on $w"
 }
 
@@ -124,6 +124,19 @@ guest_setup() {
     if [ -f "$REPO/systemd/machine-config-daemon.service" ]; then
         install -m 0644 "$REPO/systemd/machine-config-daemon.service" "$root/etc/systemd/system/"
     fi
+    # Images whose systemd can soft-reboot: the shares must outlive a soft reboot, which stops
+    # every mount unit that conflicts with umount.target (the default); nspawn made them, and
+    # only the container's end should take them away.
+    if [ "${2:-stock}" != stock ]; then
+        local m
+        for m in 'mcd\x2dbin' 'mcd\x2dvmtest' 'mcd\x2dresults'; do
+            mkdir -p "$root/etc/systemd/system/$m.mount.d"
+            printf '[Unit]\nDefaultDependencies=no\n' > "$root/etc/systemd/system/$m.mount.d/50-keep.conf"
+        done
+        # The runner's RequiresMountsFor= makes its two mount units ignore those drop-ins (they
+        # are loaded before); with the mounts kept, it is not needed.
+        sed -i '/^RequiresMountsFor=/d' "$root/etc/systemd/system/mcd-vmtest.service"
+    fi
 }
 
 # The VM tier: one boot of the QEMU guest on the scenario's qcow2 overlay ($1: its directory).
@@ -148,17 +161,26 @@ qemu_boot() {
 run_scenario() {
     local name=$1 w start boot rc result
     w="$RUN_DIR/${name//\//_}"
+    # A scenario's `# ROOTFS: <variant>` line picks its image (lib/rootfs.sh, lib/vmimage.sh;
+    # built on first use, cached like the stock one).
+    local variant
+    variant=$(sed -n 's/^# ROOTFS: *//p' "$HERE/$name.sh" | head -1)
     if [ $VM = 1 ]; then
+        # qemu_boot reads VMIMAGE: this scenario's image.
+        local VMIMAGE
+        VMIMAGE=$(vmimage_path "${variant:-stock}") || die "no ${variant:-stock} VM image"
         w="$w.vm"
         rm -rf "$w"
         mkdir -p "$w/results"
         qemu-img create -q -f qcow2 -b "$VMIMAGE/disk.qcow2" -F qcow2 "$w/disk.qcow2" || die "qemu-img create failed"
     else
-        overlay_up "$w"
+        local lower
+        lower=$(rootfs_path "${variant:-stock}") || die "no ${variant:-stock} root filesystem"
+        overlay_up "$w" "$lower"
         install -m 0644 "$HERE/guest/mcd-vmtest.service" "$w/root/etc/systemd/system/mcd-vmtest.service"
         mkdir -p "$w/root/etc/systemd/system/multi-user.target.wants"
         ln -sf ../mcd-vmtest.service "$w/root/etc/systemd/system/multi-user.target.wants/mcd-vmtest.service"
-        guest_setup "$w"
+        guest_setup "$w" "${variant:-stock}"
     fi
     echo "$name" > "$w/results/scenario"
     start=$(date +%s.%N)
@@ -221,9 +243,8 @@ run_scenario() {
 
 [ $BUILD = 1 ] && build
 [ -x "$BIN/systemd_dbus" ] || die "no binaries in $BIN: run without --no-build"
-if [ $VM = 1 ]; then
-    VMIMAGE=$(vmimage_path) || exit 2
-else
+# The VM tier builds its images per scenario (run_scenario), each variant once.
+if [ $VM = 0 ]; then
     ROOTFS=$(rootfs_path) || exit 2
 fi
 mkdir -p "$RUN_DIR"

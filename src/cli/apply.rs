@@ -15,6 +15,7 @@
 //!
 //! Exit codes: 0 applied, 1 failed (rolled back), 2 bad input, 3 unreconcilable.
 
+use machine_config_daemon::daemon::reboot;
 use machine_config_daemon::daemon::update::{self, Standalone, UpdateError, UpdateInput};
 use machine_config_daemon::host::exec::{Outcome, PostAction};
 use machine_config_daemon::host::lock::Wait;
@@ -22,6 +23,7 @@ use machine_config_daemon::host::systemd::{ServiceManager, SystemdClient, System
 use machine_config_daemon::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use machine_config_daemon::model;
 use machine_config_daemon::model::policy;
+use machine_config_daemon::plan::ladder::{RebootKind, RebootMode, SoftRebootSupport};
 use machine_config_daemon::plan::{self, Plan};
 use serde_json::json;
 use std::path::PathBuf;
@@ -57,6 +59,12 @@ pub struct Args {
     /// Do not talk to systemd: post actions and unit operations are reported as skipped.
     #[arg(long)]
     pub no_systemd: bool,
+    /// Which reboot a plan that ends in a reboot gets: `full` (the default, as upstream),
+    /// `auto` (soft — userspace only, the kernel stays — when the change touches no kernel,
+    /// initramfs, kernel argument, kernel type or OS image and systemd is 254 or later) or
+    /// `soft` (soft whenever the change needs no kernel boot and systemd supports it).
+    #[arg(long, value_enum, value_name = "MODE", default_value = "full")]
+    pub reboot_mode: machine_config_daemon::plan::ladder::RebootMode,
     /// When another machine-config-daemon (the daemon, or another apply) holds the node's
     /// lock, wait for it instead of failing.
     #[arg(long)]
@@ -125,6 +133,23 @@ pub fn run(args: Args) -> ExitCode {
         .probe(host::manifest::FORCE_FILE, host::root::Tree::Etc)
         .is_ok_and(|p| p != host::root::Probe::Absent);
     let os = host::os::detect(&args.root);
+    let systemd =
+        (!args.no_systemd && !args.dry_run).then(|| SystemdClient::new(SystemdOptions::default()));
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => return super::fail(super::EXIT_FAILED, [format!("tokio runtime: {e}")]),
+    };
+    // Asked of systemd only when the mode is not `full`; a dry run looks at the root's units.
+    let soft_reboot = match args.reboot_mode {
+        RebootMode::Full => SoftRebootSupport::Unknown,
+        _ => {
+            let sm = systemd.as_ref().map(|s| s as &dyn ServiceManager);
+            runtime.block_on(reboot::soft_reboot_support(sm, &args.root))
+        }
+    };
     let input = UpdateInput {
         old,
         new,
@@ -132,6 +157,8 @@ pub fn run(args: Args) -> ExitCode {
         force: force_file,
         state_dir: Some(args.state_dir.clone()),
         os,
+        reboot_mode: args.reboot_mode,
+        soft_reboot,
     };
     let (plan, os_plan) = update::plan_for(&input);
     let old = input.old.as_ref();
@@ -192,7 +219,17 @@ pub fn run(args: Args) -> ExitCode {
             actions.push(PostAction::Reboot);
         }
         for a in actions {
-            outcomes.push((a.to_string(), Outcome::Skipped("dry run".into())));
+            let soft = a == PostAction::Reboot
+                && plan
+                    .as_ref()
+                    .and_then(|p| p.reboot_kind.as_ref())
+                    .is_some_and(|k| k.kind == RebootKind::Soft);
+            let what = if soft {
+                format!("soft {a}")
+            } else {
+                a.to_string()
+            };
+            outcomes.push((what, Outcome::Skipped("dry run".into())));
         }
         print_result(
             &args,
@@ -208,14 +245,6 @@ pub fn run(args: Args) -> ExitCode {
     // The update plans again (and returns its plan): two plans of a large change are not
     // held at once.
     drop(plan);
-    let systemd = (!args.no_systemd).then(|| SystemdClient::new(SystemdOptions::default()));
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => return super::fail(super::EXIT_FAILED, [format!("tokio runtime: {e}")]),
-    };
     let sm = systemd.as_ref().map(|s| s as &dyn ServiceManager);
     let result = runtime.block_on(update::update(&args.root, input, sm, &Standalone));
     if force_file {
@@ -347,6 +376,9 @@ fn print_result(
                 p.drain,
                 p.reboot
             );
+            if let Some(k) = &p.reboot_kind {
+                println!("reboot: {k}");
+            }
             for step in &p.os_steps {
                 println!("  os ({}): {step}", p.host);
             }

@@ -16,7 +16,9 @@
 //! with the reason).
 
 use machine_config_daemon::daemon::drift;
+use machine_config_daemon::daemon::reboot;
 use machine_config_daemon::model::{self, LoadErrors, MachineConfig, policy};
+use machine_config_daemon::plan::ladder::{self, RebootMode, SoftRebootSupport};
 use machine_config_daemon::plan::os::HostKind;
 use machine_config_daemon::plan::{self, Change, Plan, PlanOptions};
 use std::fmt::Write as _;
@@ -61,6 +63,11 @@ pub struct Args {
     /// Plan the OS steps for the host beneath this root (its kind detected as the daemon does).
     #[arg(long, value_name = "DIR")]
     pub root: Option<PathBuf>,
+    /// Which reboot a plan ending in a reboot gets, as the daemon's --reboot-mode decides it:
+    /// `full` (default), `auto` or `soft`. Whether the node's systemd can soft-reboot is read
+    /// from --root (its soft-reboot.target); without --root the plan says "if".
+    #[arg(long, value_enum, value_name = "MODE", default_value = "full")]
+    pub reboot_mode: RebootMode,
     /// The kind of host the OS steps are for, when --root is not given.
     #[arg(long = "os", value_enum, default_value = "rpm-ostree")]
     pub os: OsKind,
@@ -144,7 +151,15 @@ pub fn run(args: Args) -> ExitCode {
         force: args.force,
         host: Some(host),
     };
-    let plan = plan::plan(&old, &new, &policy, &opts);
+    let mut plan = plan::plan(&old, &new, &policy, &opts);
+    if plan.reboot {
+        let support = match &args.root {
+            Some(root) => reboot::soft_reboot_unit(root),
+            None => SoftRebootSupport::Unknown,
+        };
+        let change = ladder::Change::of_plan(&plan, args.force);
+        plan.reboot_kind = Some(ladder::decide(&change, args.reboot_mode, &support));
+    }
     let drift_paths = drift.as_ref().map(|d| {
         let managed = drift::managed_paths(&new);
         let matched = managed
@@ -282,12 +297,11 @@ pub(super) fn render_text(plan: &Plan, old: &MachineConfig, new: &MachineConfig)
         }
     }
     let yes = |b: bool| if b { "yes" } else { "no" };
-    let _ = writeln!(
-        out,
-        "\ndrain: {}  reboot: {}",
-        yes(plan.drain),
-        yes(plan.reboot)
-    );
+    let reboot = match &plan.reboot_kind {
+        Some(k) if plan.reboot => k.to_string(),
+        _ => yes(plan.reboot).to_string(),
+    };
+    let _ = writeln!(out, "\ndrain: {}  reboot: {reboot}", yes(plan.drain));
     let actions: Vec<String> = plan.actions.iter().map(ToString::to_string).collect();
     let _ = writeln!(out, "actions: {}", actions.join(", "));
     out

@@ -65,6 +65,18 @@ pub struct Args {
     /// D-Bus address of the system bus (default: $DBUS_SYSTEM_BUS_ADDRESS or the standard one).
     #[arg(long, value_name = "ADDRESS")]
     systemd_bus: Option<String>,
+    /// Which reboot a plan that ends in a reboot gets: `full` (the default, as upstream),
+    /// `auto` (soft — userspace only, the kernel stays — when the change touches no kernel,
+    /// initramfs, kernel argument, kernel type or OS image and systemd is 254 or later) or
+    /// `soft` (soft whenever the change needs no kernel boot and systemd supports it).
+    #[arg(
+        long,
+        value_enum,
+        value_name = "MODE",
+        default_value = "full",
+        env = "MCD_REBOOT_MODE"
+    )]
+    reboot_mode: machine_config_daemon::plan::ladder::RebootMode,
     /// Where to serve /metrics and /healthz; `none` turns the endpoint off.
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:8797")]
     metrics_address: String,
@@ -171,6 +183,7 @@ pub fn run(args: Args) -> ExitCode {
         cluster,
         drift,
         controller_config: args.controller_config,
+        reboot_mode: args.reboot_mode,
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()

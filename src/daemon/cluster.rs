@@ -507,8 +507,12 @@ impl Node for ClusterNode {
         }
     }
 
-    async fn before_reboot(&self, config: &str) -> Result<(), String> {
-        self.local.before_reboot(config).await?;
+    async fn before_reboot(
+        &self,
+        config: &str,
+        kind: &crate::plan::ladder::RebootDecision,
+    ) -> Result<(), String> {
+        self.local.before_reboot(config, kind).await?;
         if let Err(e) = self.node.set_post_config_action(Some("Rebooting")).await {
             tracing::warn!(error = %e, "cannot set post-config-action");
         }

@@ -7,6 +7,9 @@
 //! found, by the action their rule chose: `degrade`, `report`, `heal`) and
 //! `mcd_drift_heals_total{result}` (heals: `healed`, or why not: `refused` by the node
 //! disruption policy, `exhausted` budget, `failed`).
+//! `mcd_state_transitions_total`, `mcd_reboots_total{kind="soft"|"full"}` (reboots the daemon
+//! asked for and saw happen, counted by the process that starts after them) and the durations
+//! of updates and drift checks as histograms.
 //! The endpoint serves `/metrics` and `/healthz` on 127.0.0.1:8797 by default (loopback only).
 
 use super::state::NodeState;
@@ -39,6 +42,7 @@ pub struct Metrics {
     drift_total: Family<Labels, Counter>,
     drift_heals: Family<Labels, Counter>,
     reboots_failed: Counter,
+    reboots: Family<Labels, Counter>,
     update_seconds: Histogram,
     drift_check_seconds: Histogram,
 }
@@ -98,6 +102,15 @@ impl Metrics {
             "Reboots that failed to start",
             reboots_failed.clone(),
         );
+        let reboots = Family::<Labels, Counter>::default();
+        registry.register(
+            "mcd_reboots",
+            "Reboots the daemon asked for and saw happen, by kind (soft: userspace only)",
+            reboots.clone(),
+        );
+        for kind in ["soft", "full"] {
+            drop(reboots.get_or_create(&labels(&[("kind", kind)])));
+        }
         let host = Family::<Labels, Gauge>::default();
         registry.register(
             "mcd_host_os_and_version",
@@ -131,6 +144,7 @@ impl Metrics {
             drift_total,
             drift_heals,
             reboots_failed,
+            reboots,
             update_seconds,
             drift_check_seconds,
         };
@@ -190,6 +204,13 @@ impl Metrics {
     /// Records a drift check's duration.
     pub fn drift_checked(&self, took: Duration) {
         self.drift_check_seconds.observe(took.as_secs_f64());
+    }
+
+    /// Records a reboot the daemon asked for that has happened.
+    pub fn rebooted(&self, kind: crate::plan::ladder::RebootKind) {
+        self.reboots
+            .get_or_create(&labels(&[("kind", kind.as_str())]))
+            .inc();
     }
 
     /// Records a reboot that could not be started.

@@ -17,8 +17,8 @@
 
 pub mod certs;
 pub mod cluster;
-pub mod drift;
 pub mod controllerconfig;
+pub mod drift;
 pub mod firstboot;
 pub mod metrics;
 pub mod notify;

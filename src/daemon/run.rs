@@ -42,7 +42,7 @@
 
 use super::cluster::{ClusterCtx, ClusterOptions, Snapshot};
 use super::metrics::{Metrics, os_release};
-use super::reboot::{RebootRecord, boot_id, record_path};
+use super::reboot::{RebootRecord, boot_id, happened, record_path};
 use super::source::{LocalSource, Wanted};
 use super::state::NodeState;
 use super::status::{ConditionStatus, Status, status_path};
@@ -53,7 +53,7 @@ use crate::cluster::events::EventReason;
 use crate::host::exec::Outcome;
 use crate::host::ondisk::check_record;
 use crate::host::owners::Owners;
-use crate::host::systemd::{Bus, SystemdClient, SystemdOptions};
+use crate::host::systemd::{Bus, ServiceManager, SystemdClient, SystemdOptions};
 use crate::host::{self, HostError, Manifest, Root};
 use crate::model::MachineConfig;
 use crate::watch::{Changes, PathWatcher, Topic, WatchError};
@@ -66,8 +66,8 @@ use std::time::{Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
-mod drift;
 mod certs;
+mod drift;
 mod os;
 
 /// How the daemon is run.
@@ -95,6 +95,8 @@ pub struct Options {
     /// Standalone mode: a ControllerConfig file whose CA bundles are written on the node
     /// (watched; absent: none). Cluster mode watches `ControllerConfig/machine-config-controller`.
     pub controller_config: Option<PathBuf>,
+    /// `--reboot-mode`: full (default), soft or auto ([`crate::plan::ladder`]).
+    pub reboot_mode: crate::plan::ladder::RebootMode,
 }
 
 /// Where the desired config comes from and where the state is reported.
@@ -167,6 +169,8 @@ pub(super) struct LocalNode {
     status_file: PathBuf,
     /// Where the reboot record goes.
     record: PathBuf,
+    /// When this userspace started (kept in the record of a soft reboot).
+    userspace_started: Option<u64>,
 }
 
 #[async_trait::async_trait]
@@ -177,10 +181,17 @@ impl Node for LocalNode {
         ))
     }
 
-    async fn before_reboot(&self, config: &str) -> Result<(), String> {
+    async fn before_reboot(
+        &self,
+        config: &str,
+        kind: &crate::plan::ladder::RebootDecision,
+    ) -> Result<(), String> {
         let rec = RebootRecord {
             config: config.to_string(),
             boot_id: boot_id(),
+            kind: kind.kind,
+            reason: kind.reason.clone(),
+            userspace_started: self.userspace_started,
         };
         rec.write(&self.record).map_err(|e| e.to_string())?;
         let mut st = self.status.lock().map_err(|e| e.to_string())?;
@@ -237,6 +248,8 @@ struct Daemon {
     current_kargs: Vec<String>,
     /// The managed paths are watched.
     armed: bool,
+    /// When this userspace started (see [`super::reboot::userspace_started`]).
+    userspace_started: Option<u64>,
     /// When to hand freed memory back to the system (set by an update; see [`TRIM_DELAY`]).
     trim_at: Option<tokio::time::Instant>,
     mode: Mode,
@@ -270,6 +283,7 @@ impl Daemon {
             status.last_outcome = old.last_outcome;
             status.not_applied = old.not_applied;
             status.post_config_action = old.post_config_action;
+            status.last_reboot = old.last_reboot;
         }
         status.drift = Some(opts.drift.summary());
         let (os, version) = os_release(&opts.root.join("etc/os-release"));
@@ -317,6 +331,7 @@ impl Daemon {
             os_failed: None,
             current_kargs: Vec::new(),
             armed: false,
+            userspace_started: None,
             trim_at: None,
             mode: Mode::Standalone,
             opts,
@@ -679,6 +694,8 @@ impl Daemon {
         // Watch the managed paths before any check of them, so that a change made right after
         // a check is never missed.
         self.arm_drift()?;
+        let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
+        self.userspace_started = super::reboot::userspace_started(systemd).await;
         if let Some((config, valid)) = self.finish_reboot() {
             self.after_reboot(&config, valid).await;
         }
@@ -820,10 +837,11 @@ impl Daemon {
     /// config and whether the disk matches it.
     fn finish_reboot(&mut self) -> Option<(String, bool)> {
         let rec = RebootRecord::read(&self.reboot_record())?;
-        if rec.boot_id == boot_id() {
-            tracing::warn!(config = %rec.config, "a reboot into {} was requested but this is still the same boot", rec.config);
+        let Some(kind) = happened(&rec, &boot_id(), self.userspace_started) else {
+            tracing::warn!(config = %rec.config, kind = rec.kind.as_str(), "a {} reboot into {} was requested but this is still the same boot", rec.kind, rec.config);
             return None;
-        }
+        };
+        self.metrics.rebooted(kind);
         self.check_drift(None);
         let now = SystemTime::now();
         let ok = self.drift.is_empty()
@@ -836,9 +854,16 @@ impl Daemon {
                 "RebootedNode",
                 ConditionStatus::True,
                 "Rebooted",
-                &format!("rebooted into {}", rec.config),
+                &format!("rebooted into {}: {kind} reboot", rec.config),
                 now,
             );
+            s.last_reboot = Some(super::status::LastReboot {
+                kind,
+                asked: rec.kind,
+                reason: rec.reason.clone(),
+                config: rec.config.clone(),
+                time: super::status::rfc3339(now),
+            });
             let c = if ok {
                 ConditionStatus::True
             } else {
@@ -859,15 +884,20 @@ impl Daemon {
                 &format!("resumed on {}", rec.config),
                 now,
             );
+            // A full reboot keeps the upstream words.
+            let rebooted = match kind {
+                crate::plan::ladder::RebootKind::Full => "rebooted",
+                crate::plan::ladder::RebootKind::Soft => "soft-rebooted",
+            };
             s.last_outcome = Some(if ok {
-                format!("applied {}; rebooted and validated", rec.config)
+                format!("applied {}; {rebooted} and validated", rec.config)
             } else {
-                format!("applied {}; rebooted, validation failed", rec.config)
+                format!("applied {}; {rebooted}, validation failed", rec.config)
             });
         });
         let first_mismatch = self.drift.values().next().map_or("", String::as_str);
         self.metrics.update_ended(&rec.config, first_mismatch, now);
-        tracing::info!(config = %rec.config, valid = ok, "finished the reboot into {}: the disk {} it", rec.config, if ok { "matches" } else { "does not match" });
+        tracing::info!(config = %rec.config, valid = ok, kind = kind.as_str(), "finished the {kind} reboot into {}: the disk {} it", rec.config, if ok { "matches" } else { "does not match" });
         RebootRecord::remove(&self.reboot_record());
         Some((rec.config, ok))
     }

@@ -88,6 +88,9 @@ pub struct Status {
     /// What became of the last plan: `applied`, `applied, reboot pending`, `failed: …`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_outcome: Option<String>,
+    /// The last reboot the daemon asked for and saw happen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_reboot: Option<LastReboot>,
     /// What the current config asks for that this daemon did not apply (install-time
     /// sections, reported by the first apply), one line per field.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -131,6 +134,23 @@ pub struct CertificatesStatus {
     pub updated: String,
 }
 
+/// A reboot the daemon asked for, once it has happened.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LastReboot {
+    /// The kind that happened: `soft` (same kernel) or `full` (the kernel restarted).
+    pub kind: crate::plan::ladder::RebootKind,
+    /// The kind asked for (a soft reboot asked for can end up full, e.g. a power cut).
+    pub asked: crate::plan::ladder::RebootKind,
+    /// Why that kind was asked for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The config the node rebooted into.
+    pub config: String,
+    /// When the daemon saw it (RFC 3339).
+    pub time: String,
+}
+
 /// RFC 3339 time, seconds precision.
 pub fn rfc3339(t: SystemTime) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
@@ -150,6 +170,7 @@ impl Status {
             post_config_action: None,
             last_plan: None,
             last_outcome: None,
+            last_reboot: None,
             not_applied: Vec::new(),
             conditions: Vec::new(),
             drift: None,

@@ -10,7 +10,9 @@
 //! 5. Enable / disable / preset the units that are new or changed.
 //! 6. Post actions in plan order: reload, restart, daemon-reload (`Special` is a reload of
 //!    crio.service; a reload that appears twice runs once), and the reboot last, after the
-//!    [`Node`] has recorded that it is coming.
+//!    [`Node`] has recorded that it is coming. The reboot is full or soft as the disruption
+//!    ladder decides ([`crate::plan::ladder`]: `--reboot-mode`, the change, what the node's
+//!    systemd supports); the plan carries the decision (`rebootKind`).
 //!
 //! 5b. The OS half (kernel arguments, kernel type, extensions, OS image) is staged through the
 //!    OS backend ([`crate::host::os`]) after the files, journaled by its pending record (written
@@ -31,6 +33,7 @@ use crate::host::units::UnitOp;
 use crate::host::{self, ApplyOptions, ApplyReport, HostError, Root};
 use crate::model::MachineConfig;
 use crate::model::policy::{Action, Policy};
+use crate::plan::ladder::{self, RebootDecision, RebootKind, RebootMode, SoftRebootSupport};
 use crate::plan::os::{Booted, OsPlan};
 use crate::plan::{self, Plan, PlanOptions};
 use std::path::{Path, PathBuf};
@@ -49,6 +52,10 @@ pub struct UpdateInput {
     pub state_dir: Option<String>,
     /// The OS backend of the node.
     pub os: OsHost,
+    /// `--reboot-mode` (see [`crate::plan::ladder`]).
+    pub reboot_mode: RebootMode,
+    /// Whether the node's systemd can soft-reboot (irrelevant with `RebootMode::Full`).
+    pub soft_reboot: SoftRebootSupport,
 }
 
 /// One step that was performed or skipped.
@@ -69,6 +76,8 @@ pub struct Applied {
     pub steps: Vec<Step>,
     /// The plan ends in a reboot (performed, or skipped without systemd).
     pub reboot: bool,
+    /// Which kind of reboot, and why (when `reboot`).
+    pub reboot_kind: Option<RebootDecision>,
     /// OS changes were staged: the config is applied only once the node has booted into them.
     pub os_staged: bool,
     /// First apply: what the config asks for that this daemon never applies (install-time
@@ -137,8 +146,8 @@ impl UpdateError {
 pub trait Node: Send + Sync {
     /// Cordon and drain before the change.
     async fn drain(&self, config: &str) -> Result<Outcome, String>;
-    /// Record that a reboot is about to happen (`post-config-action: Rebooting`).
-    async fn before_reboot(&self, config: &str) -> Result<(), String>;
+    /// Record that a reboot of this kind is about to happen (`post-config-action: Rebooting`).
+    async fn before_reboot(&self, config: &str, kind: &RebootDecision) -> Result<(), String>;
 }
 
 /// No cluster: nothing to drain.
@@ -151,7 +160,7 @@ impl Node for Standalone {
             "standalone mode: no cluster to drain".into(),
         ))
     }
-    async fn before_reboot(&self, _config: &str) -> Result<(), String> {
+    async fn before_reboot(&self, _config: &str, _kind: &RebootDecision) -> Result<(), String> {
         Ok(())
     }
 }
@@ -228,9 +237,32 @@ pub fn plan_for(input: &UpdateInput) -> (Option<Plan>, Result<OsPlan, String>) {
         if let Ok(os) = &os {
             p.os_steps = os.steps.clone();
         }
+        if p.reboot || !p.os_steps.is_empty() {
+            let change = ladder::Change::of_plan(&p, input.force);
+            p.reboot_kind = Some(ladder::decide(
+                &change,
+                input.reboot_mode,
+                &input.soft_reboot,
+            ));
+        }
         p
     });
     (plan, os)
+}
+
+/// The reboot an update with this plan ends in, when it ends in one: the plan's decision, or
+/// for a first apply (no plan: its reboot is for staged OS changes) a full one.
+fn reboot_decision(plan: Option<&Plan>, os_steps: bool) -> RebootDecision {
+    plan.and_then(|p| p.reboot_kind.clone()).unwrap_or_else(|| {
+        ladder::decide(
+            &ladder::Change {
+                os_steps,
+                ..Default::default()
+            },
+            RebootMode::Full,
+            &SoftRebootSupport::Unknown,
+        )
+    })
 }
 
 /// Runs the whole update beneath `root`. `systemd` None: `--no-systemd`.
@@ -271,6 +303,16 @@ pub async fn update(
     // OS changes take effect at boot: a first apply that stages some reboots too.
     if !os_plan.steps.is_empty() && !actions.contains(&PostAction::Reboot) {
         actions.push(PostAction::Reboot);
+    }
+    let reboot_kind = actions
+        .contains(&PostAction::Reboot)
+        .then(|| reboot_decision(plan.as_ref(), !os_plan.steps.is_empty()));
+    if let Some(d) = &reboot_kind {
+        if input.reboot_mode == RebootMode::Soft && d.kind == RebootKind::Full {
+            tracing::warn!(config = %input.new.name, kind = d.kind.as_str(), reason = %d.reason, "--reboot-mode=soft, but the reboot into {} is full: {}", input.new.name, d.reason);
+        } else {
+            tracing::info!(config = %input.new.name, kind = d.kind.as_str(), reason = %d.reason, "the reboot into {} will be {}: {}", input.new.name, d.kind, d.reason);
+        }
     }
     // Make sure systemd answers before anything is changed, when it will be needed.
     if let Some(sm) = systemd
@@ -363,13 +405,17 @@ pub async fn update(
             });
         }
         for action in &actions {
-            if *action == PostAction::Reboot
+            let kind = reboot_kind.as_ref().filter(|_| *action == PostAction::Reboot);
+            if let Some(k) = kind
                 && systemd.is_some()
-                && let Err(e) = node.before_reboot(&new.name).await
+                && let Err(e) = node.before_reboot(&new.name, k).await
             {
                 tracing::warn!(error = %e, "cannot record the coming reboot: {e}");
             }
-            let outcome = run_post_action(systemd, action).await?;
+            let outcome = match kind {
+                Some(k) if k.kind == RebootKind::Soft => soft_reboot(systemd).await?,
+                _ => run_post_action(systemd, action).await?,
+            };
             match &outcome {
                 Outcome::Done => {
                     tracing::info!(action = %action, config = %new.name, "post action {action} for {}: done", new.name)
@@ -378,10 +424,12 @@ pub async fn update(
                     tracing::info!(action = %action, config = %new.name, "post action {action} for {}: skipped ({why})", new.name)
                 }
             }
-            steps.push(Step {
-                what: action.to_string(),
-                outcome,
-            });
+            // A full reboot keeps its upstream name; a soft one says so.
+            let what = match kind {
+                Some(k) if k.kind == RebootKind::Soft => format!("soft {action}"),
+                _ => action.to_string(),
+            };
+            steps.push(Step { what, outcome });
         }
         Ok::<(), SystemdError>(())
     }
@@ -415,6 +463,7 @@ pub async fn update(
         report,
         steps,
         reboot,
+        reboot_kind,
         os_staged: pending.is_some(),
         not_applied,
         config: new,
@@ -611,6 +660,15 @@ pub(crate) async fn run_post_action(
         PostAction::DaemonReload => sm.daemon_reload().await?,
         PostAction::Reboot => sm.reboot().await?,
     }
+    Ok(Outcome::Done)
+}
+
+/// The soft reboot the ladder decided on.
+async fn soft_reboot(systemd: Option<&dyn ServiceManager>) -> Result<Outcome, SystemdError> {
+    let Some(sm) = systemd else {
+        return Ok(skipped());
+    };
+    sm.soft_reboot().await?;
     Ok(Outcome::Done)
 }
 

@@ -12,6 +12,7 @@
 
 pub mod actions;
 pub mod diff;
+pub mod ladder;
 pub mod os;
 pub mod reconcile;
 pub mod registries;
@@ -132,6 +133,10 @@ pub struct Plan {
     pub host: &'static str,
     /// Why the change cannot be applied (SPEC §4), as `can't reconcile config A with B: ...`.
     pub unreconcilable: Option<String>,
+    /// When the plan ends in a reboot: which kind and why (`--reboot-mode`, see [`ladder`]).
+    /// Not decided by [`plan()`], which knows nothing of the node's systemd: set by its callers.
+    #[serde(rename = "rebootKind", skip_serializing_if = "Option::is_none")]
+    pub reboot_kind: Option<ladder::RebootDecision>,
     /// The raw comparison the plan was made from (not serialised): the files and units the
     /// executor must write or remove.
     #[serde(skip)]
@@ -177,6 +182,7 @@ pub fn plan(old: &MachineConfig, new: &MachineConfig, policy: &Policy, opts: &Pl
         os_steps,
         host: host.name(),
         unreconcilable,
+        reboot_kind: None,
         diff,
     }
 }

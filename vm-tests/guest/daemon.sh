@@ -108,6 +108,35 @@ mcd_container_boot_id() {
     systemctl daemon-reload
 }
 
+# mcd_reboot_mode MODE: the daemon's --reboot-mode (full, soft, auto), through MCD_REBOOT_MODE in
+# a drop-in of its unit; restarts the daemon when it runs.
+mcd_reboot_mode() {
+    mkdir -p "/etc/systemd/system/$MCD_UNIT.d"
+    printf '[Service]\nEnvironment=MCD_REBOOT_MODE=%s\n' "$1" \
+        > "/etc/systemd/system/$MCD_UNIT.d/60-reboot-mode.conf"
+    systemctl daemon-reload
+    systemctl try-restart "$MCD_UNIT"
+}
+
+# running_pids: "unit main-pid" for every running service, one a line.
+running_pids() {
+    systemctl list-units --type=service --state=running --no-legend --plain \
+        | awk '{print $1}' | while read -r u; do echo "$u $(main_pid "$u")"; done
+}
+
+# mcd_metric NAME: a metric's value from the daemon's endpoint (127.0.0.1:8797; the image has no
+# curl: bash's /dev/tcp).
+mcd_metric() {
+    local body
+    body=$(exec 5<> /dev/tcp/127.0.0.1/8797 && printf 'GET /metrics HTTP/1.0\r\n\r\n' >&5 && cat <&5) \
+        || fail "cannot read the daemon's metrics"
+    awk -v n="$1" '$1 == n {print $2}' <<< "$body"
+}
+
+# userspace_started: when this userspace started (µs, monotonic; basic.target's activation, as
+# the daemon reads it): a soft reboot changes it, the boot id stays.
+userspace_started() { systemctl show -p ActiveEnterTimestampMonotonic --value basic.target; }
+
 # st JQ: a field of the status file.
 st() { jq -r "$1" "$MCD_STATUS"; }
 # cond TYPE: a condition's status (True/False/Unknown; empty when absent).

@@ -13,6 +13,9 @@ if [ -f /mcd-unit/machine-config-daemon.service ] \
     install -m 0644 /mcd-unit/machine-config-daemon.service /etc/systemd/system/
     systemctl daemon-reload
 fi
+# A soft reboot keeps /run: the end mark of the previous boot's run must not end this one's
+# shutdown wait early.
+rm -f /run/mcd-vmtest-done
 state=/var/lib/mcd-vmtest
 mkdir -p "$state"
 boot=$(( $(cat "$state/boot" 2>/dev/null || echo 0) + 1 ))

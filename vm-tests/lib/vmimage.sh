@@ -26,13 +26,16 @@ ensure_qemu() {
         -t bookworm-backports qemu-system-x86 > /dev/null || die "cannot install qemu-system-x86"
 }
 
-# Prints the directory holding disk.qcow2, vmlinuz and initrd.img, building them when the recipe
-# changed.
+# Prints the directory holding disk.qcow2, vmlinuz and initrd.img of variant $1 (default stock;
+# see rootfs.sh), building them when the recipe changed.
 vmimage_path() {
-    local key dir tmp mirror start
+    local variant=${1:-stock} key dir tmp mirror start name
+    case "$variant" in stock | backports) ;; *) die "unknown VM image variant '$variant'" ;; esac
     key=$(cat "${BASH_SOURCE[0]}" "$(dirname "${BASH_SOURCE[0]}")/rootfs.sh" \
         "$(dirname "${BASH_SOURCE[0]}")/../guest/mcd-vmtest.service" | sha256sum | cut -c1-16)
-    dir="$MCD_VM_CACHE/vm-$ROOTFS_SUITE-$key"
+    name=vm-$ROOTFS_SUITE
+    [ "$variant" = stock ] || name=$name-$variant
+    dir="$MCD_VM_CACHE/$name-$key"
     if [ -f "$dir/.complete" ]; then
         echo "$dir"
         return 0
@@ -43,10 +46,15 @@ vmimage_path() {
     tmp="$dir.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$tmp"
-    log "building VM image $ROOTFS_SUITE ($VM_PACKAGES) into $dir"
+    local include=$VM_PACKAGES sources=("$mirror")
+    if [ "$variant" = backports ]; then
+        include="$include,$(echo "$ROOTFS_BACKPORTS" | sed "s#\\([^,]*\\)#\\1/$ROOTFS_SUITE-backports#g")"
+        sources=("deb $mirror $ROOTFS_SUITE main" "deb $mirror $ROOTFS_SUITE-backports main")
+    fi
+    log "building VM image $variant ($include) into $dir"
     start=$(date +%s.%N)
     # The initramfs holds only what finds and mounts the root disk and the 9p shares.
-    mmdebstrap --quiet --variant=minbase --include="$VM_PACKAGES" \
+    mmdebstrap --quiet --variant=minbase --include="$include" \
         --customize-hook='chroot "$1" passwd -d root >/dev/null' \
         --customize-hook='echo mcd-guest > "$1/etc/hostname"' \
         --customize-hook='rm -f "$1/etc/machine-id"; : > "$1/etc/machine-id"' \
@@ -59,7 +67,7 @@ vmimage_path() {
         --customize-hook='systemctl --root="$1" mask systemd-timesyncd.service apt-daily.timer apt-daily-upgrade.timer e2scrub_reap.service >/dev/null 2>&1 || true' \
         --customize-hook='rm -rf "$1"/var/cache/apt/archives/*.deb "$1"/var/lib/apt/lists/*' \
         --customize-hook='cp -L "$1/vmlinuz" "$1/initrd.img" "'"$tmp"'/"' \
-        "$ROOTFS_SUITE" "$tmp/root" "$mirror" >&2 || { rm -rf "$tmp"; die "mmdebstrap failed"; }
+        "$ROOTFS_SUITE" "$tmp/root" "${sources[@]}" >&2 || { rm -rf "$tmp"; die "mmdebstrap failed"; }
     # The runner unit, enabled; the daemon's unit comes from the /mcd-unit share at each boot.
     install -m 0644 "$HERE/guest/mcd-vmtest.service" "$tmp/root/etc/systemd/system/mcd-vmtest.service"
     mkdir -p "$tmp/root/etc/systemd/system/multi-user.target.wants"
@@ -68,9 +76,10 @@ vmimage_path() {
     qemu-img convert -f raw -O qcow2 "$tmp/disk.raw" "$tmp/disk.qcow2" >&2 || die "qemu-img convert failed"
     rm -rf "$tmp/root" "$tmp/disk.raw"
     touch "$tmp/.complete"
+    # Older recipes' images of this variant (not the other variants', nor a build in progress).
     local old
-    for old in "$MCD_VM_CACHE"/vm-*; do
-        case "$old" in "$tmp") ;; *) rm -rf "$old" ;; esac
+    for old in "$MCD_VM_CACHE/$name"-????????????????; do
+        [ -d "$old" ] && rm -rf "$old"
     done
     mv "$tmp" "$dir"
     log "VM image built in $(elapsed "$start") s ($(du -sh "$dir" | cut -f1))"

@@ -104,6 +104,8 @@ impl Daemon {
             force,
             state_dir: Some(self.opts.state_dir.clone()),
             os: self.os.clone(),
+            reboot_mode: self.opts.reboot_mode,
+            soft_reboot: self.soft_reboot_support().await,
         };
         let (plan, _) = update::plan_for(&input);
         self.with_status(|s| {
@@ -121,6 +123,7 @@ impl Daemon {
             status: self.status.clone(),
             status_file: self.status_file.clone(),
             record: self.reboot_record(),
+            userspace_started: self.userspace_started,
         };
         let (progress, mut drain_progress) = tokio::sync::mpsc::unbounded_channel();
         let node: Box<dyn Node> = match &self.mode {
@@ -223,6 +226,31 @@ impl Daemon {
         self.trim_at = Some(tokio::time::Instant::now() + super::TRIM_DELAY);
     }
 
+    /// Whether this node can soft-reboot; asked of systemd only when `--reboot-mode` is not
+    /// `full` (the default stays as the upstream daemon: no question, a full reboot).
+    async fn soft_reboot_support(&self) -> crate::plan::ladder::SoftRebootSupport {
+        if self.opts.reboot_mode == crate::plan::ladder::RebootMode::Full {
+            return crate::plan::ladder::SoftRebootSupport::Unknown;
+        }
+        let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
+        let support = crate::daemon::reboot::soft_reboot_support(systemd, &self.opts.root).await;
+        // The next start tells a soft reboot from a restart by when its userspace started: not
+        // knowing when this one did, it could not, and would wait for a reboot forever.
+        if systemd.is_some()
+            && self.userspace_started.is_none()
+            && matches!(
+                support,
+                crate::plan::ladder::SoftRebootSupport::Supported(_)
+            )
+        {
+            return crate::plan::ladder::SoftRebootSupport::Unsupported(format!(
+                "when this userspace started is unknown ({} not active), so a soft reboot could not be told from a restart",
+                crate::host::systemd::USERSPACE_MARK_UNIT
+            ));
+        }
+        support
+    }
+
     /// Cluster mode, after a rebootless update that drained: make the node schedulable again.
     async fn uncordon(&mut self, config: &str) {
         let Some(c) = self.mode.cluster() else {
@@ -261,6 +289,7 @@ impl Daemon {
             })
             .collect();
         let reboot_pending = applied.reboot && self.systemd.is_some();
+        let kind = applied.reboot_kind.as_ref();
         self.rebooting = reboot_pending;
         // OS changes staged and no reboot to take the node into them: the config is not
         // applied until the node boots (the next start validates that boot).
@@ -363,10 +392,10 @@ impl Daemon {
                     "RebootedNode",
                     ConditionStatus::Unknown,
                     "Rebooting",
-                    &format!("rebooting into {name}"),
+                    &format!("rebooting into {name}{}", kind_words(kind)),
                     now,
                 );
-                s.last_outcome = Some(format!("applied {name}; rebooting"));
+                s.last_outcome = Some(format!("applied {name}; rebooting{}", kind_words(kind)));
             } else if self.os_pending.is_some() {
                 s.set_condition(
                     "RebootedNode",
@@ -394,7 +423,7 @@ impl Daemon {
                         "RebootedNode",
                         ConditionStatus::False,
                         "Skipped",
-                        "no systemd (--no-systemd)",
+                        &format!("no systemd (--no-systemd){}", kind_words(kind)),
                         now,
                     );
                 }
@@ -423,7 +452,7 @@ impl Daemon {
         tracing::error!(config = %name, "update failed: {reason}");
         self.metrics.update_done(name, &reason, took, now);
         if e.systemd()
-            .is_some_and(|s| s.operation() == Operation::Reboot)
+            .is_some_and(|s| matches!(s.operation(), Operation::Reboot | Operation::SoftReboot))
         {
             self.metrics.reboot_failed();
         }
@@ -499,4 +528,10 @@ async fn report_drain(
     if let Mode::Cluster(c) = mode {
         c.report(&snap).await;
     }
+}
+
+/// `: full reboot (why)` / `: soft reboot (why)` after a message about a reboot.
+fn kind_words(kind: Option<&crate::plan::ladder::RebootDecision>) -> String {
+    kind.map(|k| format!(": {} reboot ({})", k.kind, k.reason))
+        .unwrap_or_default()
 }

@@ -172,9 +172,15 @@ impl Daemon {
             status: self.status.clone(),
             status_file: self.status_file.clone(),
             record: self.reboot_record(),
+            userspace_started: self.userspace_started,
         };
         use crate::daemon::update::Node;
-        if let Err(e) = local.before_reboot(config).await {
+        // Staged OS changes are entered by a boot of the kernel only.
+        let kind = crate::plan::ladder::RebootDecision {
+            kind: crate::plan::ladder::RebootKind::Full,
+            reason: "OS changes are staged: only a boot enters them".into(),
+        };
+        if let Err(e) = local.before_reboot(config, &kind).await {
             tracing::warn!(error = %e, "cannot record the coming reboot: {e}");
         }
         tracing::info!(config = %config, "rebooting into the staged OS changes of {config}");

@@ -371,6 +371,58 @@ impl ServiceManager for SystemdClient {
         Ok(())
     }
 
+    /// `StartUnit("soft-reboot.target", "replace-irreversibly")`, which is what `systemctl
+    /// soft-reboot` does, for the reasons given at [`Self::reboot`]. Not the manager's
+    /// `SoftReboot` method: that one is the last step of the operation (the equivalent of
+    /// `systemctl soft-reboot --force`), without the ordered stop of every service.
+    async fn soft_reboot(&self) -> Result<(), SystemdError> {
+        let op = Operation::SoftReboot;
+        let manager = self.manager(op).await?;
+        let job = manager
+            .start_unit(
+                super::SOFT_REBOOT_TARGET.into(),
+                "replace-irreversibly".into(),
+            )
+            .await
+            .map_err(|e| SystemdError::from_dbus(op, super::SOFT_REBOOT_TARGET, e))?;
+        info!(job = %job.as_str(), "soft reboot queued");
+        Ok(())
+    }
+
+    async fn version(&self) -> Result<String, SystemdError> {
+        let op = Operation::Properties;
+        let manager = self.manager(op).await?;
+        manager
+            .version()
+            .await
+            .map_err(|e| SystemdError::from_dbus(op, "", e))
+    }
+
+    /// `basic.target`'s `ActiveEnterTimestampMonotonic`: every boot transaction, the one after
+    /// a soft reboot too, starts it once, and nothing else does. (The manager's
+    /// `UserspaceTimestampMonotonic` is not it: systemd 254 keeps it across a soft reboot.)
+    async fn userspace_started(&self) -> Option<u64> {
+        let op = Operation::Properties;
+        let manager = self.manager(op).await.ok()?;
+        let read = async {
+            let path = manager.get_unit(super::USERSPACE_MARK_UNIT.into()).await?;
+            let u = UnitProxy::builder(manager.inner().connection())
+                .path(path)
+                .cache_properties(CacheProperties::No)
+                .build()
+                .await?;
+            u.active_enter_timestamp_monotonic().await
+        };
+        match read.await {
+            Ok(0) => None,
+            Ok(t) => Some(t),
+            Err(e) => {
+                warn!(error = %e, "cannot read when {} started", super::USERSPACE_MARK_UNIT);
+                None
+            }
+        }
+    }
+
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError> {
         self.properties(Operation::Properties, unit).await
     }

@@ -48,9 +48,41 @@ pub trait ServiceManager: Send + Sync {
     /// Asks systemd to reboot the node. Returns once the reboot job is queued; the caller should
     /// then expect to be stopped.
     async fn reboot(&self) -> Result<(), SystemdError>;
+    /// Asks systemd for a soft reboot (userspace only, systemd 254 and later). Returns once the
+    /// job is queued; the caller should then expect to be stopped. By default refused: a
+    /// service manager that cannot soft-reboot never gets a soft reboot decided for it (see
+    /// [`ServiceManager::version`]).
+    async fn soft_reboot(&self) -> Result<(), SystemdError> {
+        Err(SystemdError::Refused {
+            op: Operation::SoftReboot,
+            unit: SOFT_REBOOT_TARGET.into(),
+            detail: "this service manager cannot soft-reboot".into(),
+        })
+    }
+    /// The manager's version (its `Version` property, e.g. `254.26-1~bpo12+1`).
+    async fn version(&self) -> Result<String, SystemdError> {
+        Err(SystemdError::Refused {
+            op: Operation::Properties,
+            unit: String::new(),
+            detail: "this service manager has no version".into(),
+        })
+    }
+    /// When this userspace started (µs, monotonic: when [`USERSPACE_MARK_UNIT`] became active):
+    /// a soft reboot starts a new userspace on the same kernel, so this changes where the boot
+    /// id does not. None when the manager does not say.
+    async fn userspace_started(&self) -> Option<u64> {
+        None
+    }
     /// The unit's state, for diagnostics, hints and tests.
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError>;
 }
+
+/// The unit whose activation marks the start of a userspace (see
+/// [`ServiceManager::userspace_started`]).
+pub const USERSPACE_MARK_UNIT: &str = "basic.target";
+
+/// The target a soft reboot starts.
+pub const SOFT_REBOOT_TARGET: &str = "soft-reboot.target";
 
 /// The operation that failed, as it appears at the start of an error message.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,6 +96,7 @@ pub enum Operation {
     Mask,
     Unmask,
     Reboot,
+    SoftReboot,
     Properties,
     Connect,
 }
@@ -80,6 +113,7 @@ impl fmt::Display for Operation {
             Operation::Mask => "mask",
             Operation::Unmask => "unmask",
             Operation::Reboot => "reboot",
+            Operation::SoftReboot => "soft-reboot",
             Operation::Properties => "show",
             Operation::Connect => "connect",
         })
