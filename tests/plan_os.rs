@@ -179,6 +179,30 @@ fn package_hosts_change_kernel_arguments_only() {
             "kernel-install add 6.1.0-9-amd64 /boot/vmlinuz-6.1.0-9-amd64"
         ]
     );
+    // Only a removal is a change too; no kernel argument change writes nothing and installs
+    // nothing.
+    let p = plan(
+        Some(&kargs(&["nosmt", "quiet"])),
+        &kargs(&["quiet"]),
+        &host,
+        &Booted::default(),
+    )
+    .unwrap();
+    assert_eq!(
+        lines(&p.steps),
+        [
+            "write /etc/kernel/cmdline removing nosmt",
+            "kernel-install add 6.1.0-9-amd64 /boot/vmlinuz-6.1.0-9-amd64"
+        ]
+    );
+    let p = plan(
+        Some(&kargs(&["quiet"])),
+        &kargs(&["quiet"]),
+        &host,
+        &Booted::default(),
+    )
+    .unwrap();
+    assert!(p.steps.is_empty(), "{:?}", lines(&p.steps));
     for (new, field) in [
         (mc(&[], Some("realtime"), &[], ""), "kernelType"),
         (mc(&[], None, &["usbguard"], ""), "extensions"),
