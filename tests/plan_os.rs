@@ -182,7 +182,7 @@ fn package_hosts_change_kernel_arguments_only() {
     // Only a removal is a change too; no kernel argument change writes nothing and installs
     // nothing.
     let p = plan(
-        Some(&kargs(&["nosmt", "quiet"])),
+        Some(&kargs(&["quiet", "nosmt"])),
         &kargs(&["quiet"]),
         &host,
         &Booted::default(),
@@ -191,7 +191,8 @@ fn package_hosts_change_kernel_arguments_only() {
     assert_eq!(
         lines(&p.steps),
         [
-            "write /etc/kernel/cmdline removing nosmt",
+            // Arguments after the first removed one are removed and appended again (order).
+            "write /etc/kernel/cmdline removing quiet nosmt appending quiet",
             "kernel-install add 6.1.0-9-amd64 /boot/vmlinuz-6.1.0-9-amd64"
         ]
     );
