@@ -72,8 +72,10 @@ fn more_than_20_changed_files_are_counted_at_info_and_listed_at_debug() {
     node.set_desired(&many("rendered-worker-twenty", 20));
     let d = Daemon::start(&node, StartOpts::default());
     d.wait_done("rendered-worker-twenty");
+    // (The log lines can reach the file after the status: waited for.)
+    let log = d.wait_log(".conf written for rendered-worker-twenty", 20);
     assert_eq!(
-        lines_with(&d.log(), ".conf written for rendered-worker-twenty").len(),
+        lines_with(&log, ".conf written for rendered-worker-twenty").len(),
         20
     );
 
@@ -82,7 +84,7 @@ fn more_than_20_changed_files_are_counted_at_info_and_listed_at_debug() {
     node.set_desired(&many("rendered-worker-many", 25));
     let d = Daemon::start(&node, StartOpts::default());
     d.wait_done("rendered-worker-many");
-    let log = d.log();
+    let log = d.wait_log("25 paths changed for rendered-worker-many", 1);
     assert!(
         log.contains("25 paths changed for rendered-worker-many"),
         "{log}"
@@ -103,7 +105,7 @@ fn more_than_20_changed_files_are_counted_at_info_and_listed_at_debug() {
         },
     );
     d.wait_done("rendered-worker-many");
-    let log = d.log();
+    let log = d.wait_log(".conf written for rendered-worker-many", 25);
     let listed = lines_with(&log, ".conf written for rendered-worker-many");
     assert_eq!(listed.len(), 25, "{log}");
     assert!(listed.iter().all(|l| l.contains(" DEBUG ")), "{log}");
@@ -126,7 +128,12 @@ fn debug_level_logs_each_decision() {
     d.wait_done("rendered-worker-a");
     node.set_desired(&config("rendered-worker-b", &[("/etc/app.conf", "b\n")]));
     d.wait_done("rendered-worker-b");
-    let log = d.log();
+    // The status file can be written before the log lines reach the file (a loaded machine):
+    // wait for the last of them.
+    let log = d.wait_log(
+        "drift check of 1 managed paths against rendered-worker-b: 0 drifted",
+        1,
+    );
     let policy = node.policy.display().to_string();
     let desired = node.desired.display().to_string();
     for expected in [
