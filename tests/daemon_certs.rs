@@ -697,4 +697,45 @@ mod standalone {
             "the update leaves the CA files"
         );
     }
+
+    /// A drift rule that would heal the CA files does not: their authority is the
+    /// ControllerConfig, not a MachineConfig, so their drift degrades whatever the rules say.
+    #[test]
+    fn a_heal_rule_does_not_heal_a_ca_file() {
+        let node = Node::new();
+        node.set_desired(&mc("rendered-worker-a", vec![file("/etc/a.conf", "a\n")]));
+        let config_dir = node.path("/etc/machine-config-daemon");
+        std::fs::create_dir_all(&config_dir).unwrap();
+        std::fs::write(
+            config_dir.join("config.yaml"),
+            "drift:\n  rules:\n    - paths: [\"/etc/**\"]\n      action: heal\n",
+        )
+        .unwrap();
+        let kube = pem("kube-apiserver-lb-signer");
+        let cc = node.dir.path().join("controllerconfig.json");
+        std::fs::write(
+            &cc,
+            controller_config(&kube, &pem("user-ca"), serde_json::json!([])),
+        )
+        .unwrap();
+        let d = Daemon::start(
+            &node,
+            StartOpts {
+                args: vec![
+                    "--controller-config".to_string(),
+                    cc.to_str().unwrap().to_string(),
+                ],
+                ..Default::default()
+            },
+        );
+        d.wait("the CA files written", |s| {
+            s.state == NodeState::Done && !certificates(s).files.is_empty()
+        });
+        std::fs::write(node.path(KUBELET_CA), "edited").unwrap();
+        assert_eq!(
+            d.wait_degraded(),
+            format!("content mismatch for file {KUBELET_CA:?}")
+        );
+        assert_eq!(node.read(KUBELET_CA), "edited", "not rewritten");
+    }
 }

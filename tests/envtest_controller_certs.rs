@@ -126,7 +126,7 @@ async fn certificates_reported_in_status_events_and_metrics_on_a_real_api_server
         apply_yaml(&client, &pkg.join(f), false).await;
     }
 
-    // The bundles: the seed's long-lived admin signer and a kubelet signer 10 days from its end
+    // The bundles: the seed's long-lived admin signer and a kubelet signer 10.5 days from its end
     // in KubeAPIServerServingCAData, a root CA, a registry CA, and a user bundle that is no PEM.
     let now = Timestamp::from_second(Timestamp::now().as_second()).unwrap();
     let day = |d: i64| Timestamp::from_second(now.as_second() + d * 86_400).unwrap();
@@ -134,7 +134,9 @@ async fn certificates_reported_in_status_events_and_metrics_on_a_real_api_server
     let admin_from: Timestamp = "2024-10-25T13:13:02Z".parse().unwrap();
     let admin_to: Timestamp = "2034-10-23T13:13:02Z".parse().unwrap();
     let admin = ca("admin-kubeconfig-signer", admin_from, admin_to);
-    let (kubelet_from, kubelet_to) = (day(-355), day(10));
+    // Ten and a half days: the event's whole days stay 10 however long the controller takes.
+    let kubelet_to = Timestamp::from_second(day(10).as_second() + 43_200).unwrap();
+    let kubelet_from = day(-355);
     let kubelet = ca("kubelet-signer", kubelet_from, kubelet_to);
     let root = ca("root-ca", day(-1), day(3650));
     let registry = ca("registry-ca", day(-1), day(365));

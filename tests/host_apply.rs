@@ -851,3 +851,25 @@ fn the_stored_config_reads_thin_but_for_the_registries_configuration() {
     thinned.thin_contents(host::state::KEPT_WHOLE);
     assert_eq!(thin, thinned);
 }
+
+/// A config read thin is never applied: it would empty every file.
+#[test]
+fn a_thin_config_is_refused_as_the_new_one() {
+    let t = make_root();
+    let root = Root::open(t.path()).unwrap();
+    let whole = mc(
+        "rendered-worker-1",
+        vec![file("/etc/a.conf", "a 1\n", 0o644)],
+    );
+    host::update(&root, &whole, &ApplyOptions::default()).unwrap();
+    let before = snapshot(t.path());
+    let (thin, _) = host::state::read_current_thin(&root).unwrap().unwrap();
+    let mut next = thin.clone();
+    next.name = "rendered-worker-2".into();
+    let err = host::apply(&root, Some(&thin), &next, &ApplyOptions::default()).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "rendered-worker-2: a config read thin (contents as digests) cannot be applied"
+    );
+    assert_eq!(before, snapshot(t.path()));
+}

@@ -15,7 +15,8 @@
 //! ```
 //!
 //! **Actions.** `degrade`: upstream's behaviour and the default for every path no rule matches
-//! (and for the kernel arguments, which cannot be rewritten): the node is `Degraded` with
+//! (and for the kernel arguments, which cannot be rewritten, and the CA files of the
+//! ControllerConfig, whose bundles and not a MachineConfig are their authority): the node is `Degraded` with
 //! SPEC §6's exact reason. `report`: logged, a Warning event `ConfigDriftDetected`, the metrics;
 //! the node stays `Done` and the status lists the reported drift. `heal`: the path is rewritten
 //! from the current config through the update's transaction (atomic, journaled), then the node

@@ -566,6 +566,14 @@ pub fn apply(
     new: &MachineConfig,
     opts: &ApplyOptions,
 ) -> Result<ApplyReport, HostError> {
+    // A thin config (read for a comparison, its contents replaced by digests) is only ever the
+    // old side: written, it would empty every file.
+    if new.is_thin() {
+        return Err(HostError::State {
+            path: new.name.clone(),
+            reason: "a config read thin (contents as digests) cannot be applied".into(),
+        });
+    }
     if opts.dry_run {
         let stored = Encoded {
             config: new,

@@ -201,12 +201,13 @@ impl Daemon {
             paths.dedup();
             self.check_drift(Some(paths));
         }
-        // The CA files: their drift was cleared with the rest; check them again, and bring them
-        // back where the update overwrote one (the ControllerConfig is their authority).
-        self.check_drift(Some(self.ca.keys().cloned().collect()));
+        // The CA files: their drift was cleared with the rest; bring them back where the update
+        // overwrote one (the ControllerConfig is their authority), then check them again (not
+        // before: a file about to be put back is no drift).
         if !self.rebooting {
             self.apply_certs().await;
         }
+        self.check_drift(Some(self.ca.keys().cloned().collect()));
         if drained && !self.rebooting {
             self.uncordon(&new_name).await;
         }

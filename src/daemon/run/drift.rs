@@ -37,8 +37,10 @@ impl Daemon {
                 continue;
             }
             found = true;
-            // The kernel arguments cannot be rewritten: they always degrade.
-            let verdict = if p == CMDLINE {
+            // The kernel arguments cannot be rewritten: they always degrade. Nor are the CA
+            // files healed from a MachineConfig: the ControllerConfig's bundles are their
+            // authority (written again on its next change or at start), so their drift degrades.
+            let verdict = if p == CMDLINE || self.ca.contains_key(&p) {
                 drift::Verdict {
                     action: DriftAction::Degrade,
                     rule: None,
