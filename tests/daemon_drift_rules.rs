@@ -354,6 +354,22 @@ fn bad_daemon_config_is_refused_with_exit_2_naming_the_field() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+
+    // A FIFO in its place (no writer): refused at once, not waited on.
+    std::fs::remove_file(&cfg).unwrap();
+    let c = std::ffi::CString::new(cfg.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = Command::new(BIN)
+        .args(["validate", "--daemon-config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("not a regular file"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]

@@ -350,7 +350,16 @@ pub fn load(path: &Path) -> Result<DriftConfig, ConfigErrors> {
             message,
         }])
     };
-    let file = std::fs::File::open(path).map_err(|e| whole(format!("cannot read: {e}")))?;
+    // Non-blocking: a FIFO put in the file's place must not hang the daemon's start (it is
+    // refused below as not a regular file).
+    let file = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| whole(format!("cannot read: {e}")))?
+    };
     let md = file
         .metadata()
         .map_err(|e| whole(format!("cannot read: {e}")))?;

@@ -223,6 +223,10 @@ struct Daemon {
     /// Of `drift`, the paths whose rule says `heal` but that were not healed, with the
     /// mismatch itself (their `drift` reason says why they were not healed).
     unhealed: BTreeMap<String, String>,
+    /// Healed paths whose policy action then failed (the reason): `Degraded` until the path is
+    /// healed again, or a new config is current. Apart from `drift`, which the check of the
+    /// heal's own write (the path matches again) clears.
+    heal_failed: BTreeMap<String, String>,
     /// Drifted paths whose rule says `report`, and their reasons (the node stays `Done`).
     reported: BTreeMap<String, String>,
     /// Drifted paths whose rule says `heal`, waiting for [`Daemon::heal_pending`].
@@ -318,6 +322,7 @@ impl Daemon {
             current_digest: None,
             drift: BTreeMap::new(),
             unhealed: BTreeMap::new(),
+            heal_failed: BTreeMap::new(),
             reported: BTreeMap::new(),
             to_heal: Vec::new(),
             heal_budget: super::drift::HealBudget::new(opts.drift.heal),
@@ -480,7 +485,12 @@ impl Daemon {
 
     /// Derives the state from the problem and the drift, and records it.
     fn settle(&mut self) {
-        let (state, reason) = match (&self.problem, self.drift.values().next()) {
+        let drifted = self
+            .drift
+            .values()
+            .next()
+            .or(self.heal_failed.values().next());
+        let (state, reason) = match (&self.problem, drifted) {
             (Some((s, r)), _) => (*s, r.clone()),
             (None, Some(r)) => (NodeState::Degraded, r.clone()),
             (None, None) => match &self.os_pending {

@@ -86,6 +86,7 @@ impl Daemon {
     /// Forgets every drifted path (a new config is current: the next check finds them anew).
     pub(super) fn clear_drift(&mut self) {
         self.drift.clear();
+        self.heal_failed.clear();
         self.unhealed.clear();
         self.reported.clear();
         self.to_heal.clear();
@@ -203,11 +204,12 @@ impl Daemon {
                     self.queue(event, format!("heal of {path}: {a} failed: {e}"));
                     self.metrics.drift_heal("failed");
                     let full = format!("{reason}; healed, but {a} failed: {e}");
-                    self.drift.insert(path, full);
+                    self.heal_failed.insert(path, full);
                     return;
                 }
             }
         }
+        self.heal_failed.remove(&path);
         let ran = if ran.is_empty() {
             "no action".to_string()
         } else {
