@@ -275,6 +275,11 @@ async fn resumed_watch_gone_relists_at_once() {
         server.requests()
     );
     assert_eq!(server.count_on("list", "nodes"), lists + 1, "one relist");
-    // The resumed watch (answered 410), then the watch after the relist.
-    assert!(server.count_on("watch", "nodes") >= watches + 2);
+    // The resumed watch (answered 410), then the watch after the relist (which may come a
+    // moment after the relisted node is seen: waited for).
+    assert!(
+        eventually(WAIT, || server.count_on("watch", "nodes") >= watches + 2).await,
+        "no watch after the relist: {:?}",
+        server.requests()
+    );
 }
