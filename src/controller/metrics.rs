@@ -122,44 +122,8 @@ impl ControllerMetrics {
     }
 }
 
-/// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
+/// Serves `/metrics` and `/healthz` on `listener` until the task is dropped (the daemon's
+/// endpoint, with the controller's metrics).
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<ControllerMetrics>) {
-    use http_body_util::Full;
-    use hyper::body::Bytes;
-    use hyper::{Response, StatusCode};
-    loop {
-        let Ok((stream, _)) = listener.accept().await else {
-            continue;
-        };
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            let service =
-                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
-                    async move {
-                        let (status, ctype, body) = match req.uri().path() {
-                            "/metrics" => (
-                                StatusCode::OK,
-                                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                metrics.render(),
-                            ),
-                            "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
-                            _ => (
-                                StatusCode::NOT_FOUND,
-                                "text/plain",
-                                "not found\n".to_string(),
-                            ),
-                        };
-                        Response::builder()
-                            .status(status)
-                            .header("content-type", ctype)
-                            .body(Full::new(Bytes::from(body)))
-                    }
-                });
-            let io = hyper_util::rt::TokioIo::new(stream);
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(io, service)
-                .await;
-        });
-    }
+    crate::daemon::metrics::serve_rendered(listener, move || metrics.render()).await
 }

@@ -241,24 +241,34 @@ pub fn os_release(path: &std::path::Path) -> (String, String) {
 
 /// Serves `/metrics` and `/healthz` on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
+    serve_rendered(listener, move || metrics.render()).await
+}
+
+/// Serves `/metrics` (the text `render` gives at each scrape, OpenMetrics) and `/healthz` on
+/// `listener` until the task is dropped: the daemon's and the controller's endpoint.
+pub async fn serve_rendered(
+    listener: tokio::net::TcpListener,
+    render: impl Fn() -> String + Send + Sync + 'static,
+) {
     use http_body_util::Full;
     use hyper::body::Bytes;
     use hyper::{Response, StatusCode};
+    let render = Arc::new(render);
     loop {
         let Ok((stream, _)) = listener.accept().await else {
             continue;
         };
-        let metrics = metrics.clone();
+        let render = render.clone();
         tokio::spawn(async move {
             let service =
                 hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                    let metrics = metrics.clone();
+                    let render = render.clone();
                     async move {
                         let (status, ctype, body) = match req.uri().path() {
                             "/metrics" => (
                                 StatusCode::OK,
                                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                                metrics.render(),
+                                render(),
                             ),
                             "/healthz" => (StatusCode::OK, "text/plain", "ok\n".to_string()),
                             _ => (
