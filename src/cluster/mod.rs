@@ -46,6 +46,7 @@ pub mod machineconfig;
 pub mod machineconfiguration;
 pub mod mcn;
 pub mod mcp;
+pub mod named;
 pub mod node;
 pub mod policy;
 pub mod preflight;

@@ -13,13 +13,11 @@
 use std::time::Duration;
 
 use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind};
-use kube::runtime::watcher;
 use serde_json::Value;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::retry::{PacedWatch, is_code};
+use super::named::{self, NamedWatch};
 use super::{Client, ClusterError, Options};
 use crate::model::policy::Policy;
 
@@ -47,45 +45,45 @@ pub enum ClusterPolicy {
     Defaults,
 }
 
-/// What the watch has seen of the object.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Seen {
-    Pending,
-    Missing,
-    Present(Value),
-}
+/// What the watch has seen of the object (as JSON).
+pub type Seen = named::Seen<Value>;
 
-/// A watch of `machineconfigurations/cluster`. Dropping it stops the watch.
+/// A watch of `machineconfigurations/cluster` ([`named::NamedWatch`]). Dropping it stops the
+/// watch.
 pub struct PolicyWatch {
-    rx: watch::Receiver<Seen>,
+    watch: NamedWatch<Value>,
     opts: Options,
-    task: JoinHandle<()>,
-}
-
-impl Drop for PolicyWatch {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
 }
 
 impl PolicyWatch {
     /// Starts the watch. Must be called inside a Tokio runtime.
     pub fn new(client: Client, opts: Options) -> Self {
         let api: Api<DynamicObject> = Api::all_with(client, &machine_configuration_resource());
-        let (tx, rx) = watch::channel(Seen::Pending);
-        let task = tokio::spawn(watch_policy(api, tx, opts.clone()));
-        PolicyWatch { rx, opts, task }
+        let watch = NamedWatch::new(
+            api,
+            MACHINE_CONFIGURATION_NAME,
+            &opts,
+            "MachineConfiguration cluster",
+            |o| match serde_json::to_value(&o) {
+                Ok(v) => Some(v),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot serialise MachineConfiguration");
+                    None
+                }
+            },
+        );
+        PolicyWatch { watch, opts }
     }
 
     /// A receiver woken on every change of the object (to re-plan with a new policy).
     pub fn subscribe(&self) -> watch::Receiver<Seen> {
-        self.rx.clone()
+        self.watch.rx.clone()
     }
 
     /// The policy to use now; may wait up to [`Options::policy_wait`] (see the module doc).
     pub async fn current(&self) -> Result<ClusterPolicy, ClusterError> {
         let deadline = Instant::now() + self.opts.policy_wait;
-        let mut rx = self.rx.clone();
+        let mut rx = self.watch.rx.clone();
         let first = wait_for(&mut rx, deadline, |s| !matches!(s, Seen::Pending)).await?;
         let obj = match first {
             Some(Seen::Present(obj)) => obj,
@@ -175,56 +173,4 @@ fn spec_policy(obj: &Value) -> Value {
     obj.pointer("/spec/nodeDisruptionPolicy")
         .cloned()
         .unwrap_or_else(|| Value::Object(Default::default()))
-}
-
-async fn watch_policy(api: Api<DynamicObject>, tx: watch::Sender<Seen>, opts: Options) {
-    let config =
-        watcher::Config::default().fields(&format!("metadata.name={MACHINE_CONFIGURATION_NAME}"));
-    let mut stream = PacedWatch::new(api, config, &opts, "MachineConfiguration cluster");
-    let mut listing: Option<DynamicObject> = None;
-    while let Some(event) = stream.next().await {
-        let seen = match event {
-            Ok(watcher::Event::Init) => {
-                listing = None;
-                continue;
-            }
-            Ok(watcher::Event::InitApply(o)) => {
-                listing = Some(o);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => listing.take(),
-            Ok(watcher::Event::Apply(o)) => Some(o),
-            Ok(watcher::Event::Delete(_)) => None,
-            Err(watcher::Error::InitialListFailed(e)) if is_code(&e, 404) => {
-                // The CRD is not installed: no policy object, cluster defaults.
-                tracing::debug!("machineconfigurations not served; using cluster defaults");
-                tx.send_if_modified(|cur| replace(cur, Seen::Missing));
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "MachineConfiguration watch error; retrying with backoff");
-                continue;
-            }
-        };
-        let seen = match seen {
-            Some(o) => match serde_json::to_value(&o) {
-                Ok(v) => Seen::Present(v),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot serialise MachineConfiguration");
-                    continue;
-                }
-            },
-            None => Seen::Missing,
-        };
-        tx.send_if_modified(|cur| replace(cur, seen));
-    }
-}
-
-fn replace(cur: &mut Seen, new: Seen) -> bool {
-    if *cur == new {
-        false
-    } else {
-        *cur = new;
-        true
-    }
 }

@@ -33,7 +33,6 @@ use std::sync::Arc;
 use k8s_openapi::jiff::Timestamp;
 use kube::api::{Api, Patch, PatchParams};
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
@@ -42,7 +41,8 @@ use super::certs::{CertExpiry, Warnings, certificate_report, next_warning_at};
 use super::metrics::ControllerMetrics;
 use super::reconcile::REPORTING_CONTROLLER;
 use crate::cluster::controllerconfig::{CONTROLLER_CONFIG_NAME, ControllerConfig};
-use crate::cluster::retry::{PacedWatch, is_code, with_retries};
+use crate::cluster::named::{NamedWatch, Seen};
+use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{Client, ClusterError, Options};
 
 /// How long after a failed status write the controller tries again (a change of the object
@@ -60,6 +60,18 @@ struct CertificateController {
     warnings: Warnings,
 }
 
+/// The object as the watch keeps it: one version is equal to itself only (uid and
+/// `resourceVersion`), so a relist that lists the same version wakes nobody while any write to
+/// the object (spec or status) does. An object without a version is new every time.
+struct ByVersion(ControllerConfig);
+
+impl PartialEq for ByVersion {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (&self.0.metadata, &other.0.metadata);
+        a.resource_version.is_some() && a.uid == b.uid && a.resource_version == b.resource_version
+    }
+}
+
 /// Runs the certificate controller until its watch ends. `publish` carries every pool's
 /// `certExpirys` to the pool reconciler; `metrics`, when given, gets the certificates.
 pub async fn run(
@@ -70,10 +82,10 @@ pub async fn run(
     metrics: Option<Arc<ControllerMetrics>>,
 ) -> Result<(), ControllerError> {
     let api: Api<ControllerConfig> = Api::all(client.clone());
-    let config =
-        watcher::Config::default().fields(&format!("metadata.name={CONTROLLER_CONFIG_NAME}"));
     let what = format!("ControllerConfig {CONTROLLER_CONFIG_NAME}");
-    let mut stream = PacedWatch::new(api.clone(), config, &opts, &what);
+    let mut cc_watch = NamedWatch::new(api.clone(), CONTROLLER_CONFIG_NAME, &opts, &what, |o| {
+        Some(ByVersion(o))
+    });
     let mut controller = CertificateController {
         api,
         reporter: Reporter {
@@ -86,9 +98,6 @@ pub async fn run(
         metrics,
         warnings: Warnings::default(),
     };
-    let mut listing: Option<ControllerConfig> = None;
-    let mut current: Option<ControllerConfig> = None;
-    let mut synced = false;
     let mut wake: Option<tokio::time::Instant> = None;
     tracing::info!("certificate controller started");
     loop {
@@ -99,32 +108,16 @@ pub async fn run(
             }
         };
         tokio::select! {
-            event = stream.next() => match event {
-                None => return Err(ControllerError::WatchEnded("controllerconfigs")),
-                Some(Ok(watcher::Event::Init)) => {
-                    listing = None;
-                    continue;
-                }
-                Some(Ok(watcher::Event::InitApply(o))) => {
-                    listing = Some(o);
-                    continue;
-                }
-                Some(Ok(watcher::Event::InitDone)) => {
-                    current = listing.take();
-                    synced = true;
-                }
-                Some(Ok(watcher::Event::Apply(o))) => current = Some(o),
-                Some(Ok(watcher::Event::Delete(_))) => current = None,
-                Some(Err(e)) => {
-                    tracing::warn!(error = %e, "ControllerConfig watch error; retrying with backoff");
-                    continue;
-                }
+            changed = cc_watch.rx.changed() => if changed.is_err() {
+                return Err(ControllerError::WatchEnded("controllerconfigs"));
             },
             _ = timer => {}
         }
-        if !synced {
-            continue;
-        }
+        let current = match &*cc_watch.rx.borrow_and_update() {
+            Seen::Pending => continue,
+            Seen::Missing => None,
+            Seen::Present(cc) => Some(cc.0.clone()),
+        };
         let now = Timestamp::now();
         wake = controller.pass(current.as_ref(), now).await.map(|at| {
             let secs = (at.as_second() - now.as_second()).max(0) as u64;

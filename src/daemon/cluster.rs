@@ -131,8 +131,7 @@ impl ClusterCtx {
         let client = cluster::connect(opts.kubeconfig.as_deref()).await?;
         let node = Arc::new(KubeNode::new(client.clone(), node_name, opts.api.clone()));
         let policy = PolicyWatch::new(client.clone(), opts.api.clone());
-        let cc =
-            super::controllerconfig::ControllerConfigWatch::new(client.clone(), opts.api.clone());
+        let cc = super::controllerconfig::watch(client.clone(), opts.api.clone());
         let mut rx = node.subscribe();
         let mut warned = false;
         let view = loop {
