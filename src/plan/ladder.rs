@@ -51,16 +51,6 @@ pub enum RebootMode {
     Auto,
 }
 
-impl RebootMode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RebootMode::Full => "full",
-            RebootMode::Soft => "soft",
-            RebootMode::Auto => "auto",
-        }
-    }
-}
-
 /// The kind of a reboot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
