@@ -273,7 +273,8 @@ mod on_disk {
 /// user CA bundle, nothing for the paths no entry matches, never a drain or a reboot.
 mod actions {
     use super::*;
-    use machine_config_daemon::daemon::certs::{ca_actions, run_ca_actions};
+    use machine_config_daemon::daemon::certs::ca_actions;
+    use machine_config_daemon::daemon::update::run_post_actions;
     use machine_config_daemon::host::exec::{Outcome, PostAction};
     use machine_config_daemon::host::systemd::{
         Operation, ServiceManager, SystemdError, UnitProperties,
@@ -424,7 +425,7 @@ mod actions {
             calls: Mutex::new(Vec::new()),
             fail: "",
         };
-        let (steps, failed) = run_ca_actions(Some(&ok), &actions).await;
+        let (steps, failed) = run_post_actions(Some(&ok), &actions).await;
         assert!(failed.is_none());
         assert_eq!(
             *ok.calls.lock().unwrap(),
@@ -439,9 +440,11 @@ mod actions {
             calls: Mutex::new(Vec::new()),
             fail: "restart coreos-update-ca-trust.service",
         };
-        let (steps, failed) = run_ca_actions(Some(&failing), &actions).await;
+        let (steps, failed) = run_post_actions(Some(&failing), &actions).await;
         assert!(steps.is_empty());
-        assert!(failed.unwrap().to_string().contains("injected failure"));
+        let (action, e) = failed.unwrap();
+        assert_eq!(action.to_string(), "restart coreos-update-ca-trust.service");
+        assert!(e.to_string().contains("injected failure"));
         assert_eq!(
             *failing.calls.lock().unwrap(),
             ["restart coreos-update-ca-trust.service"],
@@ -449,7 +452,7 @@ mod actions {
         );
 
         // Without systemd each is skipped, and says so.
-        let (steps, failed) = run_ca_actions(None, &actions).await;
+        let (steps, failed) = run_post_actions(None, &actions).await;
         assert!(failed.is_none());
         assert_eq!(steps.len(), 2);
         assert!(matches!(&steps[0].outcome, Outcome::Skipped(w) if w.contains("no systemd")));

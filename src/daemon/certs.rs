@@ -39,10 +39,8 @@ use crate::cluster::controllerconfig::{
     CONTROLLER_CONFIG_NAME, ControllerConfig, ControllerConfigSpec,
 };
 use crate::controller::certs::{BundleError, parse_bundle};
-use crate::daemon::update::Step;
-use crate::host::exec::{Outcome, PostAction};
+use crate::host::exec::PostAction;
 use crate::host::manifest::{Kind, Record};
-use crate::host::systemd::{ServiceManager, SystemdError};
 use crate::model::policy::{Action, Policy};
 use crate::plan::diff::{ChangeKind, Diff, FileChange};
 
@@ -380,39 +378,6 @@ pub fn ca_actions(policy: &Policy, changed: &[(String, ChangeKind)]) -> CaAction
         }
     }
     out
-}
-
-/// Runs `actions` in order through systemd (none: each is skipped, and said so); the first
-/// failure stops the sequence. Returns the steps run and the failure, if any.
-pub async fn run_ca_actions(
-    systemd: Option<&dyn ServiceManager>,
-    actions: &[PostAction],
-) -> (Vec<Step>, Option<SystemdError>) {
-    let mut steps = Vec::new();
-    for action in actions {
-        let Some(sm) = systemd else {
-            steps.push(Step {
-                what: action.to_string(),
-                outcome: Outcome::Skipped("no systemd (--no-systemd)".into()),
-            });
-            continue;
-        };
-        let r = match action {
-            PostAction::Reload(u) => sm.reload_unit(u).await,
-            PostAction::Restart(u) => sm.restart_unit(u).await,
-            PostAction::DaemonReload => sm.daemon_reload().await,
-            // Never planned for a CA file (see ca_actions).
-            PostAction::Reboot => continue,
-        };
-        match r {
-            Ok(()) => steps.push(Step {
-                what: action.to_string(),
-                outcome: Outcome::Done,
-            }),
-            Err(e) => return (steps, Some(e)),
-        }
-    }
-    (steps, None)
 }
 
 /// Why standalone mode's ControllerConfig file cannot be used.

@@ -528,7 +528,13 @@ pub(super) fn failure_event(e: &UpdateError) -> Option<EventReason> {
     if matches!(e, UpdateError::Drain(_)) {
         return Some(EventReason::FailedToDrain);
     }
-    let op = match e.systemd()? {
+    action_failure_event(e.systemd()?)
+}
+
+/// The event a failed reload or restart is reported with (an update's, a drift heal's, the CA
+/// files'); None for other operations and for a systemd that could not be reached at all.
+pub(super) fn action_failure_event(e: &SystemdError) -> Option<EventReason> {
+    let op = match e {
         SystemdError::CannotReload { .. } => Operation::Reload,
         SystemdError::JobFailed { op, .. }
         | SystemdError::JobTimeout { op, .. }

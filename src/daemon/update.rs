@@ -663,6 +663,30 @@ pub(crate) async fn run_post_action(
     Ok(Outcome::Done)
 }
 
+/// Runs `actions` in order (reloads, restarts, daemon-reloads: a reboot is only ever the last
+/// step of an update, which runs it itself), stopping at the first that fails: the steps that
+/// ran, and the failed action with its error. Used for the actions outside an update: a drift
+/// heal's and the CA files'.
+pub async fn run_post_actions(
+    systemd: Option<&dyn ServiceManager>,
+    actions: &[PostAction],
+) -> (Vec<Step>, Option<(PostAction, SystemdError)>) {
+    let mut steps = Vec::new();
+    for action in actions {
+        if *action == PostAction::Reboot {
+            continue;
+        }
+        match run_post_action(systemd, action).await {
+            Ok(outcome) => steps.push(Step {
+                what: action.to_string(),
+                outcome,
+            }),
+            Err(e) => return (steps, Some((action.clone(), e))),
+        }
+    }
+    (steps, None)
+}
+
 /// The soft reboot the ladder decided on.
 async fn soft_reboot(systemd: Option<&dyn ServiceManager>) -> Result<Outcome, SystemdError> {
     let Some(sm) = systemd else {

@@ -26,12 +26,13 @@ use super::{Daemon, Mode};
 use crate::cluster::events::EventReason;
 use crate::daemon::certs::{
     REGISTRY_CA_DIR, apply_ca_plan, ca_actions, ca_plan, ca_record, read_controller_config,
-    run_ca_actions,
 };
+use crate::daemon::cluster::action_failure_event;
 use crate::daemon::controllerconfig::Seen;
 use crate::daemon::status::{CertificatesStatus, rfc3339};
+use crate::daemon::update::run_post_actions;
 use crate::host::exec::Outcome;
-use crate::host::systemd::{Operation, ServiceManager};
+use crate::host::systemd::ServiceManager;
 use std::time::SystemTime;
 
 impl Daemon {
@@ -152,7 +153,7 @@ impl Daemon {
             tracing::info!("{n}");
         }
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
-        let (steps, failed) = run_ca_actions(systemd, &planned.actions).await;
+        let (steps, failed) = run_post_actions(systemd, &planned.actions).await;
         let mut actions: Vec<String> = steps
             .iter()
             .map(|s| match &s.outcome {
@@ -163,21 +164,11 @@ impl Daemon {
         for s in &steps {
             tracing::info!(action = %s.what, outcome = ?s.outcome, "post action {} for the CA files: {}", s.what, match &s.outcome { Outcome::Done => "done".to_string(), Outcome::Skipped(w) => format!("skipped ({w})") });
         }
-        if let Some(e) = failed {
-            let action = planned
-                .actions
-                .get(steps.len())
-                .map(ToString::to_string)
-                .unwrap_or_default();
+        if let Some((action, e)) = failed {
             tracing::error!(action = %action, error = %e, "post action {action} for the CA files failed: {e}");
             actions.push(format!("{action}: failed: {e}"));
             errors.push(format!("{action}: {e}"));
-            let reason = match e.operation() {
-                Operation::Reload => Some(EventReason::FailedServiceReload),
-                Operation::Restart => Some(EventReason::FailedServiceRestart),
-                _ => None,
-            };
-            if let Some(r) = reason {
+            if let Some(r) = action_failure_event(&e) {
                 self.queue(r, format!("after writing the CA files: {e}"));
             }
         }

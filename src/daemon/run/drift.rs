@@ -13,9 +13,10 @@
 
 use super::{CMDLINE, Daemon};
 use crate::cluster::events::EventReason;
+use crate::daemon::cluster::action_failure_event;
 use crate::daemon::drift::{self, Budget, DriftAction, HealPlan};
-use crate::daemon::update::{post_actions_of, run_post_action};
-use crate::host::exec::{Outcome, PostAction};
+use crate::daemon::update::{post_actions_of, run_post_actions};
+use crate::host::exec::Outcome;
 use crate::host::systemd::ServiceManager;
 use crate::model::MachineConfig;
 use crate::model::policy::Action;
@@ -184,30 +185,30 @@ impl Daemon {
         }
         let post = post_actions_of(actions);
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
+        let (steps, failed) = run_post_actions(systemd, &post).await;
         let mut ran = Vec::new();
-        for a in &post {
-            match run_post_action(systemd, a).await {
-                Ok(Outcome::Done) => {
+        for s in &steps {
+            let a = &s.what;
+            match &s.outcome {
+                Outcome::Done => {
                     tracing::info!(path = %path, action = %a, "heal of {path}: post action {a}: done");
-                    ran.push(a.to_string());
+                    ran.push(a.clone());
                 }
-                Ok(Outcome::Skipped(why)) => {
+                Outcome::Skipped(why) => {
                     tracing::info!(path = %path, action = %a, "heal of {path}: post action {a}: skipped ({why})");
                     ran.push(format!("{a} (skipped: {why})"));
                 }
-                Err(e) => {
-                    tracing::error!(path = %path, action = %a, error = %e, "heal of {path}: post action {a} failed: {e}");
-                    let event = match a {
-                        PostAction::Restart(_) => EventReason::FailedServiceRestart,
-                        _ => EventReason::FailedServiceReload,
-                    };
-                    self.queue(event, format!("heal of {path}: {a} failed: {e}"));
-                    self.metrics.drift_heal("failed");
-                    let full = format!("{reason}; healed, but {a} failed: {e}");
-                    self.heal_failed.insert(path, full);
-                    return;
-                }
             }
+        }
+        if let Some((a, e)) = failed {
+            tracing::error!(path = %path, action = %a, error = %e, "heal of {path}: post action {a} failed: {e}");
+            if let Some(event) = action_failure_event(&e) {
+                self.queue(event, format!("heal of {path}: {a} failed: {e}"));
+            }
+            self.metrics.drift_heal("failed");
+            let full = format!("{reason}; healed, but {a} failed: {e}");
+            self.heal_failed.insert(path, full);
+            return;
         }
         self.heal_failed.remove(&path);
         let ran = if ran.is_empty() {

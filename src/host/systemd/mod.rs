@@ -289,7 +289,6 @@ impl SystemdError {
         }
     }
 
-    /// True when systemd itself could not be reached (as opposed to an operation it refused).
     /// The operation that failed.
     pub fn operation(&self) -> Operation {
         match self {
