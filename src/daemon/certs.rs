@@ -404,13 +404,9 @@ pub fn read_controller_config(
         return Ok(None);
     }
     let bytes = crate::model::load::read_input(path, limit).map_err(err)?;
-    let text = std::str::from_utf8(&bytes).map_err(|e| err(format!("not UTF-8: {e}")))?;
-    let first = text.trim_start_matches('\u{feff}').trim_start();
-    let value: serde_json::Value = if first.starts_with('{') {
-        serde_json::from_str(first).map_err(|e| err(format!("invalid JSON: {e}")))?
-    } else {
-        serde_saphyr::from_str(first).map_err(|e| err(format!("invalid YAML: {e}")))?
-    };
+    let value = crate::model::document::parse_json_or_yaml(&bytes)
+        .map_err(err)?
+        .unwrap_or(serde_json::Value::Null);
     let field = |name: &str| value.get(name).and_then(serde_json::Value::as_str);
     if field("apiVersion") != Some("machineconfiguration.openshift.io/v1") {
         return Err(err(format!(

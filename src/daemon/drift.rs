@@ -586,25 +586,9 @@ fn heal_section(v: &Value, heal: &mut HealLimits, errors: &mut Errors) {
     }
 }
 
+/// The document ([`crate::model::document`]); an empty one is `null` (the defaults).
 fn parse_document(bytes: &[u8]) -> Result<Value, String> {
-    let text = std::str::from_utf8(bytes).map_err(|e| format!("not valid UTF-8: {e}"))?;
-    let text = text.trim_start_matches('\u{feff}');
-    if text.trim().is_empty() {
-        return Ok(Value::Null);
-    }
-    if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| format!("invalid JSON: {e}"))
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| {
-            let msg = e.to_string();
-            let lines: Vec<&str> = msg
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect();
-            format!("invalid YAML: {}", lines.join(" "))
-        })
-    }
+    Ok(crate::model::document::parse_json_or_yaml(bytes)?.unwrap_or(Value::Null))
 }
 
 /// The outcome of [`HealBudget::try_heal`].

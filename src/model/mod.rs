@@ -3,6 +3,7 @@
 //! directories it is pointed at.
 
 pub mod config;
+pub mod document;
 pub mod error;
 pub mod ignition;
 pub mod load;

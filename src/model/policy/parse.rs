@@ -104,26 +104,9 @@ fn parse(bytes: &[u8]) -> Result<MachineConfiguration, Vec<PolicyError>> {
     })
 }
 
-/// Reads JSON or YAML (by content) into a generic value.
+/// Reads JSON or YAML (by content) into a generic value ([`crate::model::document`]).
 fn parse_document(bytes: &[u8]) -> Result<Value, PolicyError> {
-    let text = std::str::from_utf8(bytes)
-        .map_err(|e| PolicyError::new("", format!("not valid UTF-8: {e}")))?;
-    let text = text.trim_start_matches('\u{feff}');
-    if text.trim().is_empty() {
-        return Err(PolicyError::new("", "empty document"));
-    }
-    if text.trim_start().starts_with('{') {
-        serde_json::from_str(text).map_err(|e| PolicyError::new("", format!("invalid JSON: {e}")))
-    } else {
-        serde_saphyr::from_str(text).map_err(|e| {
-            // The YAML parser's message may carry a multi-line source snippet; keep it on one line.
-            let msg = e.to_string();
-            let msg = msg
-                .lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .collect::<Vec<_>>();
-            PolicyError::new("", format!("invalid YAML: {}", msg.join(" ")))
-        })
-    }
+    crate::model::document::parse_json_or_yaml(bytes)
+        .map_err(|e| PolicyError::new("", e))?
+        .ok_or_else(|| PolicyError::new("", "empty document"))
 }
