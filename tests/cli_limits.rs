@@ -356,3 +356,18 @@ fn library_wording_becomes_the_users() {
         "{line}"
     );
 }
+
+/// A `--metrics-address` that does not parse is refused before anything starts, by every command
+/// that serves metrics, with the flag and the value named.
+#[test]
+fn a_bad_metrics_address_is_refused_by_each_server() {
+    let server = ["server", "--cert", "/nonexistent", "--key", "/nonexistent"];
+    for cmd in [&["start"][..], &["controller"], &server] {
+        let out = run(&[cmd, &["--metrics-address", "port-nine"]].concat());
+        let line = refused(&out);
+        assert!(
+            line.starts_with("error: --metrics-address port-nine: "),
+            "{cmd:?}: {line}"
+        );
+    }
+}

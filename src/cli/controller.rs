@@ -4,7 +4,6 @@
 //! serves `/metrics` and `/healthz` from the start, leader or not (a bad address: exit 2; an
 //! address in use: exit 1).
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use std::path::PathBuf;
@@ -53,17 +52,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     super::logging::init(args.log_level.as_deref());
-    let metrics_address = match args.metrics_address.as_str() {
-        "none" | "" => None,
-        a => match a.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(e) => {
-                return super::fail(
-                    super::EXIT_BAD_INPUT,
-                    [format!("--metrics-address {a}: {e}")],
-                );
-            }
-        },
+    let metrics_address = match super::metrics_address(&args.metrics_address) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let identity = args.identity.unwrap_or_else(|| {
         nix::unistd::gethostname()

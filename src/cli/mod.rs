@@ -91,6 +91,18 @@ pub fn fail_load(errors: &machine_config_daemon::model::LoadErrors) -> ExitCode 
     fail(EXIT_BAD_INPUT, errors.errors())
 }
 
+/// `--metrics-address`: `none` (or empty) for no metrics server, else the address to listen on;
+/// an address that does not parse is bad input, named.
+pub fn metrics_address(arg: &str) -> Result<Option<std::net::SocketAddr>, ExitCode> {
+    match arg {
+        "none" | "" => Ok(None),
+        a => a
+            .parse()
+            .map(Some)
+            .map_err(|e| fail(EXIT_BAD_INPUT, [format!("--metrics-address {a}: {e}")])),
+    }
+}
+
 /// Prints each warning on its own line to stderr, prefixed with `warning: `.
 pub fn print_warnings<S: std::fmt::Display>(warnings: &[S]) {
     for w in warnings {

@@ -51,17 +51,9 @@ pub struct Args {
 
 pub fn run(args: Args) -> ExitCode {
     super::logging::init(args.log_level.as_deref());
-    let metrics_address = match args.metrics_address.as_str() {
-        "none" | "" => None,
-        a => match a.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(e) => {
-                return super::fail(
-                    super::EXIT_BAD_INPUT,
-                    [format!("--metrics-address {a}: {e}")],
-                );
-            }
-        },
+    let metrics_address = match super::metrics_address(&args.metrics_address) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let opts = ServerOptions {
         kubeconfig: args.kubeconfig,

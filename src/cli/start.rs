@@ -5,7 +5,6 @@ use machine_config_daemon::daemon::cluster::ClusterOptions;
 use machine_config_daemon::daemon::run::{self, Options};
 use machine_config_daemon::daemon::source::LocalSource;
 use machine_config_daemon::host::lock::Wait;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -127,17 +126,9 @@ enum DrainModeArg {
 
 pub fn run(args: Args) -> ExitCode {
     super::logging::init(args.log_level.as_deref());
-    let metrics_address = match args.metrics_address.as_str() {
-        "none" | "" => None,
-        a => match a.parse::<SocketAddr>() {
-            Ok(a) => Some(a),
-            Err(e) => {
-                return super::fail(
-                    super::EXIT_BAD_INPUT,
-                    [format!("--metrics-address {a}: {e}")],
-                );
-            }
-        },
+    let metrics_address = match super::metrics_address(&args.metrics_address) {
+        Ok(a) => a,
+        Err(code) => return code,
     };
     let node_name = args.node_name.unwrap_or_else(|| {
         nix::unistd::gethostname()
