@@ -2,6 +2,7 @@
 //! which files go away, which registry directories are stale, and the bundles not written.
 
 mod daemon_common;
+mod recording_systemd;
 
 use base64::Engine;
 use machine_config_daemon::cluster::controllerconfig::{ControllerConfig, ControllerConfigSpec};
@@ -272,16 +273,13 @@ mod on_disk {
 /// What the node disruption policy asks after CA files changed: the defaults' entry for the
 /// user CA bundle, nothing for the paths no entry matches, never a drain or a reboot.
 mod actions {
+    use super::recording_systemd::Systemd;
     use super::*;
     use machine_config_daemon::daemon::certs::ca_actions;
     use machine_config_daemon::daemon::update::run_post_actions;
     use machine_config_daemon::host::exec::{Outcome, PostAction};
-    use machine_config_daemon::host::systemd::{
-        Operation, ServiceManager, SystemdError, UnitProperties,
-    };
     use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, defaults, effective};
     use machine_config_daemon::plan::diff::ChangeKind;
-    use std::sync::Mutex;
 
     const REGISTRY: &str = "/etc/docker/certs.d/r.example:5000/ca.crt";
 
@@ -363,72 +361,14 @@ mod actions {
         );
     }
 
-    /// Records every call; the call named `fail` fails.
-    struct Systemd {
-        calls: Mutex<Vec<String>>,
-        fail: &'static str,
-    }
-
-    impl Systemd {
-        fn call(&self, op: Operation, what: &str) -> Result<(), SystemdError> {
-            let call = format!("{op} {what}").trim().to_string();
-            self.calls.lock().unwrap().push(call.clone());
-            if call == self.fail {
-                return Err(SystemdError::Refused {
-                    op,
-                    unit: what.to_string(),
-                    detail: "injected failure".into(),
-                });
-            }
-            Ok(())
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ServiceManager for Systemd {
-        async fn reload_unit(&self, unit: &str) -> Result<(), SystemdError> {
-            self.call(Operation::Reload, unit)
-        }
-        async fn restart_unit(&self, unit: &str) -> Result<(), SystemdError> {
-            self.call(Operation::Restart, unit)
-        }
-        async fn daemon_reload(&self) -> Result<(), SystemdError> {
-            self.call(Operation::DaemonReload, "")
-        }
-        async fn enable_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
-            self.call(Operation::Enable, &u.join(" "))
-        }
-        async fn disable_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
-            self.call(Operation::Disable, &u.join(" "))
-        }
-        async fn preset_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
-            self.call(Operation::Preset, &u.join(" "))
-        }
-        async fn mask_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
-            self.call(Operation::Mask, &u.join(" "))
-        }
-        async fn unmask_unit_files(&self, u: &[String]) -> Result<(), SystemdError> {
-            self.call(Operation::Unmask, &u.join(" "))
-        }
-        async fn reboot(&self) -> Result<(), SystemdError> {
-            self.call(Operation::Reboot, "")
-        }
-        async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
-            unimplemented!("not used by the CA actions")
-        }
-    }
-
     #[tokio::test]
     async fn actions_run_in_order_and_the_first_failure_stops_them() {
         let actions = ca_actions(&defaults(), &changed(&[USER_CA])).actions;
-        let ok = Systemd {
-            calls: Mutex::new(Vec::new()),
-            fail: "",
-        };
+        let ok = Systemd::new("");
         let (steps, failed) = run_post_actions(Some(&ok), &actions).await;
         assert!(failed.is_none());
         assert_eq!(
-            *ok.calls.lock().unwrap(),
+            ok.calls(),
             [
                 "restart coreos-update-ca-trust.service",
                 "restart crio.service"
@@ -436,17 +376,14 @@ mod actions {
         );
         assert!(steps.iter().all(|s| s.outcome == Outcome::Done));
 
-        let failing = Systemd {
-            calls: Mutex::new(Vec::new()),
-            fail: "restart coreos-update-ca-trust.service",
-        };
+        let failing = Systemd::new("restart coreos-update-ca-trust.service");
         let (steps, failed) = run_post_actions(Some(&failing), &actions).await;
         assert!(steps.is_empty());
         let (action, e) = failed.unwrap();
         assert_eq!(action.to_string(), "restart coreos-update-ca-trust.service");
         assert!(e.to_string().contains("injected failure"));
         assert_eq!(
-            *failing.calls.lock().unwrap(),
+            failing.calls(),
             ["restart coreos-update-ca-trust.service"],
             "crio is not restarted after the trust store failed"
         );

@@ -8,91 +8,12 @@
 mod host_common;
 use host_common::*;
 use machine_config_daemon::daemon::update::{Standalone, UpdateError, UpdateInput, update};
-use machine_config_daemon::host::systemd::{
-    Operation, ServiceManager, SystemdError, UnitProperties,
-};
+mod recording_systemd;
 use machine_config_daemon::host::{self, ApplyOptions, Root};
 use machine_config_daemon::model::MachineConfig;
 use machine_config_daemon::model::policy::{Action, FilePolicy, Policy, effective};
 use machine_config_daemon::plan::ladder::{RebootMode, SoftRebootSupport};
-use std::sync::Mutex;
-
-/// Records every call; the call named `fail` (e.g. `restart b.service`) fails.
-struct Systemd {
-    calls: Mutex<Vec<String>>,
-    fail: &'static str,
-}
-
-impl Systemd {
-    fn new(fail: &'static str) -> Systemd {
-        Systemd {
-            calls: Mutex::new(Vec::new()),
-            fail,
-        }
-    }
-
-    fn call(&self, op: Operation, what: &str) -> Result<(), SystemdError> {
-        let call = format!("{op} {what}").trim().to_string();
-        self.calls.lock().unwrap().push(call.clone());
-        if call == self.fail {
-            return Err(SystemdError::Refused {
-                op,
-                unit: what.to_string(),
-                detail: "injected failure".into(),
-            });
-        }
-        Ok(())
-    }
-
-    fn calls(&self) -> Vec<String> {
-        self.calls.lock().unwrap().clone()
-    }
-}
-
-#[async_trait::async_trait]
-impl ServiceManager for Systemd {
-    async fn reload_unit(&self, unit: &str) -> Result<(), SystemdError> {
-        self.call(Operation::Reload, unit)
-    }
-    async fn restart_unit(&self, unit: &str) -> Result<(), SystemdError> {
-        self.call(Operation::Restart, unit)
-    }
-    async fn daemon_reload(&self) -> Result<(), SystemdError> {
-        self.call(Operation::DaemonReload, "")
-    }
-    async fn enable_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
-        self.call(Operation::Enable, &units.join(" "))
-    }
-    async fn disable_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
-        self.call(Operation::Disable, &units.join(" "))
-    }
-    async fn preset_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
-        self.call(Operation::Preset, &units.join(" "))
-    }
-    async fn mask_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
-        self.call(Operation::Mask, &units.join(" "))
-    }
-    async fn unmask_unit_files(&self, units: &[String]) -> Result<(), SystemdError> {
-        self.call(Operation::Unmask, &units.join(" "))
-    }
-    async fn reboot(&self) -> Result<(), SystemdError> {
-        self.call(Operation::Reboot, "")
-    }
-    async fn soft_reboot(&self) -> Result<(), SystemdError> {
-        self.call(Operation::SoftReboot, "")
-    }
-    async fn unit_properties(&self, _unit: &str) -> Result<UnitProperties, SystemdError> {
-        Ok(UnitProperties {
-            load_state: "loaded".into(),
-            active_state: "active".into(),
-            sub_state: "running".into(),
-            result: "success".into(),
-            main_pid: 1,
-            need_daemon_reload: false,
-            can_reload: true,
-        })
-    }
-}
+use recording_systemd::Systemd;
 
 fn config(name: &str, version: &str) -> MachineConfig {
     mc(
