@@ -36,7 +36,7 @@ use futures::stream::{BoxStream, SelectAll};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::api::{Api, EvictParams, ListParams};
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::{WatchStreamExt, reflector, watcher};
 use tokio::time::Instant;
 
 use super::preflight::{self, Verdict};
@@ -510,55 +510,47 @@ enum Seen {
     ),
 }
 
-/// Objects of one watch: those of the last completed listing, updated by events.
-struct Mirror<K> {
-    items: BTreeMap<String, K>,
-    listing: BTreeMap<String, K>,
+/// Objects of one watch, in a kube-runtime reflector store (the reflector in the watch's
+/// stream keeps it: a relist replaces it whole once complete), and whether it has listed.
+struct Mirror<K: kube::runtime::reflector::Lookup + 'static>
+where
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store: reflector::Store<K>,
     synced: bool,
 }
 
-impl<K: kube::Resource> Mirror<K> {
-    fn new() -> Self {
-        Mirror {
-            items: BTreeMap::new(),
-            listing: BTreeMap::new(),
-            synced: false,
-        }
-    }
-
-    fn key(k: &K) -> String {
-        format!(
-            "{}/{}",
-            k.meta().namespace.as_deref().unwrap_or_default(),
-            k.meta().name.as_deref().unwrap_or_default()
+impl<K> Mirror<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    /// The store, and the writer for the reflector of its watch.
+    fn new() -> (Self, reflector::store::Writer<K>) {
+        let (store, writer) = reflector::store();
+        (
+            Mirror {
+                store,
+                synced: false,
+            },
+            writer,
         )
     }
 
-    /// Applies an event; true when the objects may have changed.
-    fn apply(&mut self, event: watcher::Event<K>) -> bool {
+    /// Notes an event (the reflector has applied it already); true when the objects may have
+    /// changed.
+    fn seen(&mut self, event: &watcher::Event<K>) -> bool {
         match event {
-            watcher::Event::Init => {
-                self.listing.clear();
-                false
-            }
-            watcher::Event::InitApply(k) => {
-                self.listing.insert(Self::key(&k), k);
-                false
-            }
+            watcher::Event::Init | watcher::Event::InitApply(_) => false,
             watcher::Event::InitDone => {
-                self.items = std::mem::take(&mut self.listing);
                 self.synced = true;
                 true
             }
-            watcher::Event::Apply(k) => {
-                self.items.insert(Self::key(&k), k);
-                true
-            }
-            watcher::Event::Delete(k) => {
-                self.items.remove(&Self::key(&k));
-                true
-            }
+            watcher::Event::Apply(_) | watcher::Event::Delete(_) => true,
         }
+    }
+
+    fn items(&self) -> impl Iterator<Item = K> {
+        self.store.state().into_iter().map(|k| (*k).clone())
     }
 }
 
@@ -582,9 +574,11 @@ impl Preflight {
         let pods: Api<Pod> = Api::all(client.clone());
         let config = watcher::Config::default().fields(&format!("spec.nodeName={node}"));
         let mut streams = SelectAll::new();
+        let (mirror, writer) = Mirror::new();
         streams.push(
             watcher(pods, config)
                 .backoff(WatchBackoff::new(opts))
+                .reflect(writer)
                 .map(|e| Seen::Pods(Box::new(e)))
                 .boxed(),
         );
@@ -593,7 +587,7 @@ impl Preflight {
             opts: opts.clone(),
             node: node.to_string(),
             streams,
-            pods: Mirror::new(),
+            pods: mirror,
             budgets: BTreeMap::new(),
             last: None,
         }
@@ -616,11 +610,11 @@ impl Preflight {
             };
             let changed = match seen {
                 Seen::Pods(e) => match *e {
-                    Ok(e) => self.pods.apply(e),
+                    Ok(e) => self.pods.seen(&e),
                     Err(e) => self.watch_error(&e),
                 },
                 Seen::Budgets(ns, e) => match *e {
-                    Ok(e) => self.budgets.get_mut(&ns).is_some_and(|m| m.apply(e)),
+                    Ok(e) => self.budgets.get_mut(&ns).is_some_and(|m| m.seen(&e)),
                     Err(e) => self.watch_error(&e),
                 },
             };
@@ -631,12 +625,9 @@ impl Preflight {
             if !self.budgets.values().all(|m| m.synced) {
                 continue;
             }
-            let pods: Vec<Pod> = self.pods.items.values().cloned().collect();
-            let pdbs: Vec<PodDisruptionBudget> = self
-                .budgets
-                .values()
-                .flat_map(|m| m.items.values().cloned())
-                .collect();
+            let pods: Vec<Pod> = self.pods.items().collect();
+            let pdbs: Vec<PodDisruptionBudget> =
+                self.budgets.values().flat_map(Mirror::items).collect();
             let verdict = preflight::verdict(&pods, &pdbs);
             if self.last.as_ref() != Some(&verdict) {
                 self.last = Some(verdict.clone());
@@ -654,8 +645,7 @@ impl Preflight {
     fn watch_namespaces(&mut self) {
         let namespaces: BTreeSet<String> = self
             .pods
-            .items
-            .values()
+            .items()
             .filter(|p| matches!(classify(p), Disposition::Evict { .. }))
             .filter_map(|p| p.metadata.namespace.clone())
             .collect();
@@ -665,13 +655,15 @@ impl Preflight {
             }
             let api: Api<PodDisruptionBudget> = Api::namespaced(self.client.clone(), &ns);
             let tag = ns.clone();
+            let (mirror, writer) = Mirror::new();
             self.streams.push(
                 watcher(api, watcher::Config::default())
                     .backoff(WatchBackoff::new(&self.opts))
+                    .reflect(writer)
                     .map(move |e| Seen::Budgets(tag.clone(), Box::new(e)))
                     .boxed(),
             );
-            self.budgets.insert(ns, Mirror::new());
+            self.budgets.insert(ns, mirror);
         }
     }
 }
