@@ -18,8 +18,8 @@
 //! log line, as are names starting with `.` (editors' temporary files). A symlink is followed
 //! when it stays inside `health.d` (after resolving every link); a symlink that leads out of
 //! the directory is skipped with a log line: what runs as a check is what an administrator put
-//! in that one root-owned directory. Checks run one after another; the first failure is the
-//! one reported (every result is logged).
+//! in that one root-owned directory. Checks run one after another; every failure is reported,
+//! in that order (and every result logged).
 
 use crate::host::systemd::ServiceManager;
 use std::os::unix::fs::PermissionsExt;
@@ -56,15 +56,21 @@ pub struct Report {
 }
 
 impl Report {
-    /// Ok when no check failed (skipped ones neither pass nor fail); else the first failure,
-    /// `NAME: reason`.
+    /// Ok when no check failed (skipped ones neither pass nor fail); else every failure, in
+    /// order, `NAME: reason; NAME: reason`.
     pub fn verdict(&self) -> Result<(), String> {
-        match self.results.iter().find_map(|r| match &r.outcome {
-            Outcome::Failed(why) => Some(format!("{}: {why}", r.name)),
-            _ => None,
-        }) {
-            Some(e) => Err(e),
-            None => Ok(()),
+        let failed: Vec<String> = self
+            .results
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                Outcome::Failed(why) => Some(format!("{}: {why}", r.name)),
+                _ => None,
+            })
+            .collect();
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(failed.join("; "))
         }
     }
 }
@@ -152,40 +158,54 @@ impl Tail {
 /// Runs one executable check with `timeout`; `root` goes to `MCD_ROOT`.
 pub async fn run_script(path: &Path, root: &Path, timeout: Duration) -> Outcome {
     use std::process::Stdio;
-    let mut cmd = tokio::process::Command::new(path);
-    cmd.env("MCD_ROOT", root)
-        .current_dir(path.parent().unwrap_or(Path::new("/")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .process_group(0)
-        .kill_on_drop(true);
-    let mut child = match cmd.spawn() {
+    // One pipe for stdout and stderr, as `2>&1`: the output keeps the order it was written in.
+    let (reader, writer) = match std::io::pipe() {
+        Ok(p) => p,
+        Err(e) => return Outcome::Failed(format!("cannot make a pipe: {e}")),
+    };
+    let spawned = {
+        let mut cmd = tokio::process::Command::new(path);
+        cmd.env("MCD_ROOT", root)
+            .current_dir(path.parent().unwrap_or(Path::new("/")))
+            .stdin(Stdio::null())
+            .process_group(0)
+            .kill_on_drop(true);
+        match writer.try_clone() {
+            Ok(w) => {
+                cmd.stdout(Stdio::from(w)).stderr(Stdio::from(writer));
+            }
+            Err(e) => return Outcome::Failed(format!("cannot make a pipe: {e}")),
+        }
+        // The command (and its copies of the pipe's writing end) is dropped here: the pipe
+        // ends when the check's processes have all closed it.
+        cmd.spawn()
+    };
+    let mut child = match spawned {
         Ok(c) => c,
         Err(e) => return Outcome::Failed(format!("cannot run: {e}")),
     };
     let pgid = child.id().map(|p| p as i32);
-    let mut out = child.stdout.take();
-    let mut err = child.stderr.take();
+    let mut out = match tokio::net::unix::pipe::Receiver::from_owned_fd(std::os::fd::OwnedFd::from(
+        reader,
+    )) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(error = %e, "health check {}: its output is not read: {e}", path.display());
+            None
+        }
+    };
     let mut tail = Tail {
         buf: Vec::new(),
         limit: OUTPUT_LIMIT,
         dropped: false,
     };
     let run = async {
-        let mut b1 = [0u8; 4096];
-        let mut b2 = [0u8; 4096];
-        // Both streams until both end, then the exit status.
-        while out.is_some() || err.is_some() {
-            tokio::select! {
-                r = async { out.as_mut().unwrap().read(&mut b1).await }, if out.is_some() => match r {
-                    Ok(0) | Err(_) => out = None,
-                    Ok(n) => tail.push(&b1[..n]),
-                },
-                r = async { err.as_mut().unwrap().read(&mut b2).await }, if err.is_some() => match r {
-                    Ok(0) | Err(_) => err = None,
-                    Ok(n) => tail.push(&b2[..n]),
-                },
+        let mut buf = [0u8; 4096];
+        // The output until the pipe ends, then the exit status.
+        while let Some(r) = out.as_mut() {
+            match r.read(&mut buf).await {
+                Ok(0) | Err(_) => out = None,
+                Ok(n) => tail.push(&buf[..n]),
             }
         }
         child.wait().await
@@ -332,7 +352,7 @@ mod tests {
     }
 
     #[test]
-    fn verdict_is_the_first_failure_and_skips_do_not_pass_or_fail() {
+    fn verdict_names_every_failure_and_skips_do_not_pass_or_fail() {
         let r = |name: &str, outcome| CheckResult {
             name: name.into(),
             outcome,
@@ -347,7 +367,7 @@ mod tests {
         };
         assert_eq!(
             report.verdict(),
-            Err("health.d/20-b: exit status: 1: b".into())
+            Err("health.d/20-b: exit status: 1: b; health.d/30-c: exit status: 2".into())
         );
         let ok = Report {
             results: report.results[..2].to_vec(),
