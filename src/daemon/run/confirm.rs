@@ -204,6 +204,15 @@ impl Daemon {
             return;
         }
         tracing::info!(config = %r.to, from = %r.from, phase = ?r.phase, "try mode: resuming: {}", r.describe(now_ms()));
+        if r.phase == Phase::Rejected && rebooted {
+            // The revert's reboot: say what it was (the reboot's own outcome says "applied").
+            self.with_status(|s| {
+                s.last_outcome = Some(format!(
+                    "reverted {} to {}: {}; rebooted",
+                    r.to, r.from, r.reason
+                ))
+            });
+        }
         let current = (!self.current_name.is_empty()).then(|| self.current_name.clone());
         if self.trial_event(Event::Started {
             current,
