@@ -176,6 +176,10 @@ pub struct Record {
     /// The last failed check and its output (`Reverting`, `Rejected`: why).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub reason: String,
+    /// `AwaitingReboot`: the boot that waits for the reboot (a start in another boot has
+    /// rebooted, whoever rebooted it: e.g. staged OS changes without systemd to reboot).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub boot_id: String,
 }
 
 impl Record {
@@ -303,6 +307,7 @@ pub fn step(state: Option<&Record>, event: &Event) -> (Option<Record>, Vec<Effec
                     timeout_ms: *timeout_ms,
                     deadline_ms: None,
                     reason: String::new(),
+                    boot_id: String::new(),
                 }),
                 Vec::new(),
             )
@@ -448,6 +453,7 @@ mod tests {
             timeout_ms: 1000,
             deadline_ms: deadline,
             reason: String::new(),
+            boot_id: String::new(),
         }
     }
 

@@ -512,7 +512,16 @@ impl Daemon {
         let (state, reason) = match (&self.problem, drifted) {
             (Some((s, r)), _) => (*s, r.clone()),
             (None, Some(r)) => (NodeState::Degraded, r.clone()),
-            (None, None) if trial.is_some() && self.os_failed.is_none() => {
+            // A rejected config degrades whatever else waits; a trial waits behind a failed
+            // or pending boot into staged OS changes (whose reasons say more).
+            (None, None)
+                if trial
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s == NodeState::Degraded)
+                    || (trial.is_some()
+                        && self.os_failed.is_none()
+                        && self.os_pending.is_none()) =>
+            {
                 trial.unwrap_or((NodeState::Done, String::new()))
             }
             (None, None) => match &self.os_pending {

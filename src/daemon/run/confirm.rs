@@ -213,6 +213,9 @@ impl Daemon {
                 ))
             });
         }
+        // Rebooted: the reboot the daemon asked for happened, or the node booted since.
+        let rebooted =
+            rebooted || (!r.boot_id.is_empty() && r.boot_id != crate::daemon::reboot::boot_id());
         let current = (!self.current_name.is_empty()).then(|| self.current_name.clone());
         if self.trial_event(Event::Started {
             current,
@@ -286,8 +289,9 @@ impl Daemon {
             return;
         }
         let event = if ok {
+            // Staged OS changes without systemd to reboot: the trial waits for the boot too.
             Event::Committed {
-                reboot: self.rebooting,
+                reboot: self.rebooting || self.os_pending.is_some(),
                 now_ms: now_ms(),
             }
         } else {
@@ -297,6 +301,17 @@ impl Daemon {
             }
         };
         self.trial_event(event);
+        if let Some(r) = self
+            .trial
+            .as_mut()
+            .filter(|r| r.phase == Phase::AwaitingReboot)
+        {
+            r.boot_id = crate::daemon::reboot::boot_id();
+            let r = r.clone();
+            if let Err(e) = write_record(&self.root, Some(&r)) {
+                tracing::error!(error = %e, "cannot write the try mode record: {e}");
+            }
+        }
     }
 
     /// The check timer fired: run the checks, step, and set the timer again (or revert).
