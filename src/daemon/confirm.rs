@@ -28,7 +28,8 @@
 //! **Choices.**
 //! - The deadline counts from when the update is done and, for an update that reboots, from
 //!   when the daemon starts after that reboot (the whole timeout again: a boot's length must
-//!   not eat the trial). A daemon restarted within one boot (a crash, `kill -9`) resumes with
+//!   not eat the trial; staged OS changes with no systemd to reboot wait for the boot into
+//!   them, told by the boot id the record keeps). A daemon restarted within one boot (a crash, `kill -9`) resumes with
 //!   the time that was left (the deadline is wall-clock time kept in the record).
 //! - The first apply (no previous config) is never on trial: there is nothing to go back to.
 //!   Neither is a forced re-apply (the force file), the administrator's own hammer.
