@@ -1084,3 +1084,85 @@ async fn controller_config_waits_for_the_update_in_progress() {
         .expect("CA write logged");
     assert!(update_done < ca, "{log}");
 }
+
+/// Try mode in cluster mode: the built-in `node` check reads the Node's `Ready` condition (a GET
+/// the API server answers); a NotReady node reverts the update, the reason goes to the node's
+/// annotations and the MachineConfigNode, with a `TryModeReverted` event; Ready again, an update
+/// is confirmed (`TryModeConfirmed`).
+#[tokio::test(flavor = "multi_thread")]
+async fn try_mode_checks_the_node_ready_and_reports_a_revert() {
+    let (topology, single) = single_node();
+    let mut c = Cluster::new(
+        json!({DESIRED_CONFIG: "rendered-worker-1", topology: single}),
+        &[
+            machine_config("rendered-worker-1", "one"),
+            machine_config("rendered-worker-2", "two"),
+            machine_config("rendered-worker-3", "three"),
+        ],
+    )
+    .await;
+    c.start_daemon_with(&["--confirm-timeout", "1s"]);
+    c.wait_state("Done", Some("rendered-worker-1")).await;
+
+    c.server.merge(
+        NODES,
+        "",
+        NODE,
+        json!({"status": {"conditions": [{"type": "Ready", "status": "False",
+            "reason": "KubeletNotReady", "message": "PLEG is not healthy"}]}}),
+    );
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-2"}));
+    c.wait_state("Degraded", Some("rendered-worker-1")).await;
+    let reason = c.annotation(REASON).unwrap();
+    assert!(
+        reason.starts_with("try mode: rendered-worker-2 reverted to rendered-worker-1: ")
+            && reason
+                .contains("node: node worker-0 not Ready (KubeletNotReady): PLEG is not healthy"),
+        "{reason}"
+    );
+    assert_eq!(c.file(FILE).as_deref(), Some("one"));
+    let ok = eventually(WAIT, || {
+        c.server.get(MACHINECONFIGNODES, NODE).is_some_and(|m| {
+            m["status"]["conditions"].as_array().is_some_and(|cs| {
+                cs.iter().any(|c| {
+                    c["type"] == "NodeDegraded"
+                        && c["status"] == "True"
+                        && c["message"]
+                            .as_str()
+                            .is_some_and(|m| m.contains("reverted"))
+                })
+            })
+        })
+    })
+    .await;
+    assert!(ok, "{:?}", c.server.get(MACHINECONFIGNODES, NODE));
+    assert!(
+        eventually(WAIT, || c
+            .event_reasons()
+            .iter()
+            .any(|r| r == "TryModeReverted"))
+        .await,
+        "{:?}",
+        c.event_reasons()
+    );
+
+    // Ready again and another desired config: on trial, confirmed.
+    c.server.merge(
+        NODES,
+        "",
+        NODE,
+        json!({"status": {"conditions": [{"type": "Ready", "status": "True"}]}}),
+    );
+    c.annotate(json!({DESIRED_CONFIG: "rendered-worker-3"}));
+    c.wait_state("Done", Some("rendered-worker-3")).await;
+    assert_eq!(c.file(FILE).as_deref(), Some("three"));
+    assert!(
+        eventually(WAIT, || c
+            .event_reasons()
+            .iter()
+            .any(|r| r == "TryModeConfirmed"))
+        .await,
+        "{:?}",
+        c.event_reasons()
+    );
+}

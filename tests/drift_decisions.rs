@@ -253,7 +253,7 @@ fn a_bad_daemon_config_lists_every_problem_with_its_field() {
         ),
         (
             "rules: []\n",
-            &["c.yaml: rules: unknown field (expected drift)"],
+            &["c.yaml: rules: unknown field (expected drift or tryMode)"],
         ),
         (
             "drift:\n  rules:\n    - paths: [\"/etc/x\"]\n      action: heal\n      when: always\n",

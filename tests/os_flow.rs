@@ -590,3 +590,54 @@ fn a_staged_deployment_dropped_before_the_reboot_is_staged_again() {
     let d = n.start();
     d.wait_done("b");
 }
+
+#[test]
+fn try_mode_reverts_staged_kernel_arguments_through_the_os_backend() {
+    let n = OsNode::image_based();
+    ok(n.apply(&with_os("a", &[], |_| {})));
+    let dir = n.node.path("/etc/machine-config-daemon/health.d");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("10-app"), "#!/bin/sh\necho app is down\nexit 1\n").unwrap();
+    chmod(&dir.join("10-app"), 0o755);
+    std::fs::write(
+        n.node.path("/etc/machine-config-daemon/config.yaml"),
+        "tryMode:\n  confirmTimeout: 1s\n",
+    )
+    .unwrap();
+    n.node.set_desired(&with_os("b", &["nosmt"], |_| {}));
+    let d = n.start();
+    // Staged, no systemd to reboot: the trial waits for the boot.
+    d.wait("reboot pending", |s| {
+        s.state == NodeState::Working && s.reason.contains("reboot pending")
+    });
+    let rec: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(n.node.path("/etc/machine-config-daemon/try-pending")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(rec["phase"], "AwaitingReboot");
+    drop(d);
+
+    n.fake("fake-reboot");
+    let d = n.start();
+    d.wait_log("try mode: resuming", 1);
+    // On trial after the boot; the check fails; the revert stages the reverse change.
+    let reason = d.wait_degraded();
+    assert_eq!(
+        reason,
+        "try mode: b reverted to a: health.d/10-app: exit status: 1: app is down; not applied again until the desired config changes"
+    );
+    assert_eq!(n.calls().last().unwrap(), "kargs --delete-if-present=nosmt");
+    assert_eq!(n.state()["staged"]["kargs"], serde_json::json!([]));
+    assert_eq!(current(&n.node), "a");
+    assert_eq!(n.node.read("/etc/app.conf"), "a\n");
+    drop(d);
+
+    // The boot into the reverted OS: validated, and still Degraded on the rejected config.
+    n.fake("fake-reboot");
+    let d = n.start();
+    let st = d.wait("Degraded after the boot", |s| {
+        s.state == NodeState::Degraded && s.current_config == "a"
+    });
+    assert_eq!(st.reason, reason);
+    assert_eq!(n.state()["booted"]["kargs"], serde_json::json!([]));
+}

@@ -12,9 +12,14 @@
 //! then every path a rule matches with its action (for `heal`, the policy's actions after the
 //! rewrite, or why it would degrade instead), and how many other paths degrade.
 //!
+//! Try mode (`--confirm-timeout`, or the daemon configuration file's `tryMode`) adds a line:
+//! `try mode: confirm within 5m (checks: systemd, 2 in health.d), else revert to OLD` (JSON:
+//! `tryMode`), the health checks counted beneath `--root` (else `/`).
+//!
 //! Exit codes: 0 the change can be applied, 2 bad input, 3 unreconcilable (the plan is printed
 //! with the reason).
 
+use machine_config_daemon::daemon::confirm;
 use machine_config_daemon::daemon::drift;
 use machine_config_daemon::daemon::reboot;
 use machine_config_daemon::model::{self, LoadErrors, MachineConfig, policy};
@@ -75,6 +80,11 @@ pub struct Args {
     /// (default with --root: <root>/etc/machine-config-daemon/config.yaml when it exists).
     #[arg(long, value_name = "FILE", conflicts_with = "kubeconfig")]
     pub daemon_config: Option<PathBuf>,
+    /// Try mode as `start --confirm-timeout` would run it (wins over the daemon
+    /// configuration file's tryMode.confirmTimeout): the plan says within what time the checks
+    /// must confirm the change, and which checks.
+    #[arg(long, value_name = "DURATION", conflicts_with = "kubeconfig")]
+    pub confirm_timeout: Option<String>,
     /// Output format.
     #[arg(short = 'o', long = "output", value_enum, default_value = "text")]
     pub output: super::Format,
@@ -146,6 +156,27 @@ pub fn run(args: Args) -> ExitCode {
             }
         }
     };
+    // Try mode: the flag, else the daemon configuration file's.
+    let mut try_mode = drift.as_ref().map(|d| d.try_mode).unwrap_or_default();
+    if let Some(t) = &args.confirm_timeout {
+        match humantime::parse_duration(t)
+            .map_err(|e| e.to_string())
+            .and_then(confirm::check_confirm_timeout)
+        {
+            Ok(d) => try_mode.confirm_timeout = Some(d),
+            Err(e) => {
+                return super::fail(
+                    super::EXIT_BAD_INPUT,
+                    [format!("--confirm-timeout {t}: {e}")],
+                );
+            }
+        }
+    }
+    let try_line = try_mode.confirm_timeout.map(|d| {
+        let root = args.root.as_deref().unwrap_or(Path::new("/"));
+        let checks = machine_config_daemon::daemon::health::describe(root, false, false);
+        (humantime::format_duration(d).to_string(), checks)
+    });
     let host = host_kind(&args);
     let opts = PlanOptions {
         force: args.force,
@@ -175,6 +206,12 @@ pub fn run(args: Args) -> ExitCode {
             if let Some((summary, paths, managed)) = &drift_paths {
                 print!("{}", render_drift(summary, paths, *managed));
             }
+            if let Some((within, checks)) = &try_line {
+                println!(
+                    "try mode: confirm within {within} (checks: {checks}), else revert to {}",
+                    old.name
+                );
+            }
             ExitCode::SUCCESS
         }
         format => match serde_json::to_value(&plan) {
@@ -185,6 +222,13 @@ pub fn run(args: Args) -> ExitCode {
                 {
                     s["paths"] = p;
                     v["drift"] = s;
+                }
+                if let Some((within, checks)) = &try_line {
+                    v["tryMode"] = serde_json::json!({
+                        "confirmTimeout": within,
+                        "checks": checks,
+                        "revertTo": old.name,
+                    });
                 }
                 super::print_data(&v, format)
             }

@@ -108,6 +108,13 @@ pub struct Args {
     #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
     drain_preflight: bool,
+    /// Try mode: after each update (and the reboot it needed), the health checks (systemd's
+    /// state, in cluster mode the Node's Ready, and the executables in
+    /// /etc/machine-config-daemon/health.d/) must pass within this time (e.g. `5m`; 1s to 24h),
+    /// or the node is reverted to the previous config and Degraded. Absent: off (or the daemon
+    /// configuration file's tryMode.confirmTimeout).
+    #[arg(long, value_name = "DURATION")]
+    confirm_timeout: Option<String>,
     /// Log filter (e.g. `debug`, `machine_config_daemon=debug`); default $RUST_LOG or `info`.
     #[arg(long)]
     log_level: Option<String>,
@@ -149,10 +156,25 @@ pub fn run(args: Args) -> ExitCode {
         },
         api: Default::default(),
     });
-    let drift = match super::load_daemon_config(&args.root, args.daemon_config.as_deref()) {
+    let mut drift = match super::load_daemon_config(&args.root, args.daemon_config.as_deref()) {
         Ok(d) => d,
         Err(code) => return code,
     };
+    // The flag wins over the file.
+    if let Some(t) = &args.confirm_timeout {
+        match humantime::parse_duration(t)
+            .map_err(|e| e.to_string())
+            .and_then(machine_config_daemon::daemon::confirm::check_confirm_timeout)
+        {
+            Ok(d) => drift.try_mode.confirm_timeout = Some(d),
+            Err(e) => {
+                return super::fail(
+                    super::EXIT_BAD_INPUT,
+                    [format!("--confirm-timeout {t}: {e}")],
+                );
+            }
+        }
+    }
     // One daemon per node: the lock is held until this function returns (or the process dies).
     let _lock = match super::lock_root(&args.root, &args.state_dir, Wait::No) {
         Ok(l) => l,

@@ -145,6 +145,18 @@ pub fn run(args: Args) -> ExitCode {
             for r in &status.drift_reported {
                 println!("drift reported (the node stays Done): {r}");
             }
+            if let Some(t) = &status.try_mode {
+                println!(
+                    "try mode: confirm within {} (checks: {})",
+                    t.confirm_timeout, t.checks
+                );
+                if !t.summary.is_empty() {
+                    println!("  {}", t.summary);
+                }
+                for c in &t.last_checks {
+                    println!("  check {c}");
+                }
+            }
             if let Some(c) = &status.certificates {
                 println!("CA files: {} from {}", c.files.len(), c.source);
                 for e in &c.errors {

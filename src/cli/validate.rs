@@ -71,13 +71,42 @@ fn validate_daemon_config(path: &Path, output: super::Format) -> ExitCode {
         for l in summary.lines() {
             println!("  {l}");
         }
+        println!("try mode: {}", try_mode_words(&drift.try_mode));
         return ExitCode::SUCCESS;
     }
     match serde_json::to_value(&summary) {
-        Ok(v) => super::print_data(&serde_json::json!({ "drift": v }), output),
+        Ok(v) => {
+            let t = &drift.try_mode;
+            let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+            let try_mode = t.confirm_timeout.map(|c| {
+                serde_json::json!({
+                    "confirmTimeout": fmt(c),
+                    "checkInterval": fmt(t.check_interval),
+                    "checkTimeout": fmt(t.check_timeout),
+                })
+            });
+            super::print_data(
+                &serde_json::json!({ "drift": v, "tryMode": try_mode }),
+                output,
+            )
+        }
         Err(e) => super::fail(
             super::EXIT_FAILED,
             [format!("cannot print the result: {e}")],
+        ),
+    }
+}
+
+/// `off`, or `confirm within 5m (checks every 10s, each at most 30s)`.
+fn try_mode_words(t: &machine_config_daemon::daemon::confirm::TryMode) -> String {
+    let fmt = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    match t.confirm_timeout {
+        None => "off".into(),
+        Some(c) => format!(
+            "confirm within {} (checks every {}, each at most {})",
+            fmt(c),
+            fmt(t.check_interval),
+            fmt(t.check_timeout)
         ),
     }
 }

@@ -37,6 +37,10 @@ pub enum EventReason {
     FailedToUncordon,
     /// A ControllerConfig CA bundle that does not parse (not written).
     InvalidCertificateBundle,
+    /// Ours: try mode's health checks confirmed the update on trial.
+    TryModeConfirmed,
+    /// Ours: try mode reverted the update on trial (the failing check and its output).
+    TryModeReverted,
 }
 
 impl EventReason {
@@ -55,6 +59,8 @@ impl EventReason {
             EventReason::FailedToDrain => "FailedToDrain",
             EventReason::FailedToUncordon => "FailedToUncordon",
             EventReason::InvalidCertificateBundle => "InvalidCertificateBundle",
+            EventReason::TryModeConfirmed => "TryModeConfirmed",
+            EventReason::TryModeReverted => "TryModeReverted",
         }
     }
 
@@ -68,6 +74,7 @@ impl EventReason {
                 | EventReason::FailedToDrain
                 | EventReason::FailedToUncordon
                 | EventReason::InvalidCertificateBundle
+                | EventReason::TryModeReverted
         )
     }
 
@@ -85,6 +92,7 @@ impl EventReason {
             EventReason::FailedToDrain => "Drain",
             EventReason::FailedToUncordon => "Uncordon",
             EventReason::InvalidCertificateBundle => "WriteCertificates",
+            EventReason::TryModeConfirmed | EventReason::TryModeReverted => "TryMode",
         }
     }
 }

@@ -41,6 +41,8 @@
 //!   file stops the daemon from starting (exit code 2), as any other bad input. Its absence
 //!   means every path degrades, as upstream.
 //!
+//! The same file's `tryMode` section turns on try mode (see [`super::confirm`]).
+//!
 //! **Limits.** The file is at most [`MAX_BYTES`], with at most [`MAX_RULES`] rules of at most
 //! [`MAX_PATTERNS`] patterns each, each at most 4096 characters; `maxHeals` is 1 to 1000,
 //! `window` 1 second to 30 days. Unknown fields are errors.
@@ -131,6 +133,8 @@ pub struct DriftConfig {
     pub heal: HealLimits,
     /// Where it was read from (None: no file, the defaults).
     pub origin: Option<String>,
+    /// The file's `tryMode` section ([`super::confirm`]; default: off).
+    pub try_mode: super::confirm::TryMode,
     set: globset::GlobSet,
     /// The rule of each glob of `set`, by glob index.
     rule_of: Vec<usize>,
@@ -143,6 +147,7 @@ impl Default for DriftConfig {
             rules: Vec::new(),
             heal: HealLimits::default(),
             origin: None,
+            try_mode: super::confirm::TryMode::default(),
             set: globset::GlobSet::empty(),
             rule_of: Vec::new(),
         }
@@ -151,7 +156,10 @@ impl Default for DriftConfig {
 
 impl PartialEq for DriftConfig {
     fn eq(&self, other: &Self) -> bool {
-        self.rules == other.rules && self.heal == other.heal && self.origin == other.origin
+        self.rules == other.rules
+            && self.heal == other.heal
+            && self.origin == other.origin
+            && self.try_mode == other.try_mode
     }
 }
 
@@ -401,14 +409,22 @@ pub fn parse(bytes: &[u8], origin: &str) -> Result<DriftConfig, ConfigErrors> {
         Value::Null => return Ok(cfg),
         Value::Object(m) => m,
         _ => {
-            errors.push("", "expected a mapping with a drift section");
+            errors.push("", "expected a mapping with a drift or tryMode section");
             return Err(ConfigErrors(errors.list));
         }
     };
     for (k, v) in top {
         match k.as_str() {
             "drift" => drift_section(v, &mut cfg, &mut errors),
-            other => errors.push(other, "unknown field (expected drift)"),
+            "tryMode" => match super::confirm::parse_section(v) {
+                Ok(t) => cfg.try_mode = t,
+                Err(list) => {
+                    for (field, message) in list {
+                        errors.push(field, message);
+                    }
+                }
+            },
+            other => errors.push(other, "unknown field (expected drift or tryMode)"),
         }
     }
     if !errors.list.is_empty() {

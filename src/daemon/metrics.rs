@@ -10,6 +10,7 @@
 //! `mcd_state_transitions_total`, `mcd_reboots_total{kind="soft"|"full"}` (reboots the daemon
 //! asked for and saw happen, counted by the process that starts after them) and the durations
 //! of updates and drift checks as histograms.
+//! Try mode adds `mcd_try_reverts_total` and `mcd_try_confirmations_total`.
 //! The endpoint serves `/metrics` and `/healthz` on 127.0.0.1:8797 by default (loopback only).
 
 use super::state::NodeState;
@@ -45,6 +46,8 @@ pub struct Metrics {
     reboots: Family<Labels, Counter>,
     update_seconds: Histogram,
     drift_check_seconds: Histogram,
+    try_reverts: Counter,
+    try_confirmed: Counter,
 }
 
 fn unix_now(now: SystemTime) -> f64 {
@@ -135,7 +138,21 @@ impl Metrics {
             "Duration of one drift check of the paths an inotify batch concerned",
             drift_check_seconds.clone(),
         );
+        let try_reverts = Counter::default();
+        registry.register(
+            "mcd_try_reverts",
+            "Updates on trial (try mode) reverted because the health checks did not pass in time",
+            try_reverts.clone(),
+        );
+        let try_confirmed = Counter::default();
+        registry.register(
+            "mcd_try_confirmations",
+            "Updates on trial (try mode) confirmed by the health checks",
+            try_confirmed.clone(),
+        );
         let m = Metrics {
+            try_reverts,
+            try_confirmed,
             registry,
             state,
             transitions,
@@ -211,6 +228,16 @@ impl Metrics {
         self.reboots
             .get_or_create(&labels(&[("kind", kind.as_str())]))
             .inc();
+    }
+
+    /// Counts an update on trial reverted (try mode).
+    pub fn try_reverted(&self) {
+        self.try_reverts.inc();
+    }
+
+    /// Counts an update on trial confirmed (try mode).
+    pub fn try_confirmed(&self) {
+        self.try_confirmed.inc();
     }
 
     /// Records a reboot that could not be started.

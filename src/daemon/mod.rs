@@ -8,6 +8,8 @@
 //!   pure decisions made from them.
 //! - [`certs`]: the CA files of the `ControllerConfig` (the mapping is pure; writing and the
 //!   policy's actions are driven by [`run`]); [`controllerconfig`]: cluster mode's watch of it.
+//! - [`confirm`]: try mode: the confirmation state machine (pure) and its journal record;
+//!   [`health`]: the health checks that confirm an update on trial.
 //! - [`cluster`]: cluster mode of `start`: the node watch as source, reporting to the API server.
 //! - [`firstboot`]: cluster mode's first start on a machine the machine config server provisioned.
 //! - [`source`]: the desired config and policy files of standalone mode.
@@ -17,9 +19,11 @@
 
 pub mod certs;
 pub mod cluster;
+pub mod confirm;
 pub mod controllerconfig;
 pub mod drift;
 pub mod firstboot;
+pub mod health;
 pub mod metrics;
 pub mod notify;
 pub mod reboot;

@@ -35,6 +35,11 @@
 //! holds the node's lock all along, so no `apply` runs meanwhile either. The heal's own write
 //! comes back as an inotify event, which checks the path and finds it clean.
 //!
+//! Try mode ([`super::confirm`], [`confirm`]): an update on trial keeps the node `Working`
+//! until the health checks confirm it; one they do not confirm in time is reverted and the node
+//! is `Degraded` until the desired config changes. Its check timer is one more arm of the
+//! `select!`, set only while an update is on trial.
+//!
 //! The node state is derived, in this order of precedence: a failed update or unreadable desired
 //! config (`Degraded`), a refused change (`Unreconcilable`), the first drifted path (`Degraded`),
 //! else `Done`; `Working` while an update runs. Every transition is checked
@@ -67,6 +72,7 @@ use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
 mod certs;
+mod confirm;
 mod drift;
 mod os;
 
@@ -256,6 +262,14 @@ struct Daemon {
     userspace_started: Option<u64>,
     /// When to hand freed memory back to the system (set by an update; see [`TRIM_DELAY`]).
     trim_at: Option<tokio::time::Instant>,
+    /// Try mode: the update on trial (or the rejected config), as journaled.
+    trial: Option<super::confirm::Record>,
+    /// Try mode: when the health checks run next.
+    check_at: Option<tokio::time::Instant>,
+    /// Try mode: the update running is a revert (not itself on trial, not held back by drift).
+    reverting: bool,
+    /// Try mode: the last round of checks, one line per check.
+    last_checks: Vec<String>,
     mode: Mode,
 }
 
@@ -338,6 +352,10 @@ impl Daemon {
             armed: false,
             userspace_started: None,
             trim_at: None,
+            trial: None,
+            check_at: None,
+            reverting: false,
+            last_checks: Vec::new(),
             mode: Mode::Standalone,
             opts,
         })
@@ -490,9 +508,22 @@ impl Daemon {
             .values()
             .next()
             .or(self.heal_failed.values().next());
+        let trial = self.trial_state();
         let (state, reason) = match (&self.problem, drifted) {
             (Some((s, r)), _) => (*s, r.clone()),
             (None, Some(r)) => (NodeState::Degraded, r.clone()),
+            // A rejected config degrades whatever else waits; a trial waits behind a failed
+            // or pending boot into staged OS changes (whose reasons say more).
+            (None, None)
+                if trial
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s == NodeState::Degraded)
+                    || (trial.is_some()
+                        && self.os_failed.is_none()
+                        && self.os_pending.is_none()) =>
+            {
+                trial.unwrap_or((NodeState::Done, String::new()))
+            }
             (None, None) => match &self.os_pending {
                 _ if self.os_failed.is_some() => (
                     NodeState::Degraded,
@@ -706,9 +737,14 @@ impl Daemon {
         self.arm_drift()?;
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
         self.userspace_started = super::reboot::userspace_started(systemd).await;
-        if let Some((config, valid)) = self.finish_reboot() {
-            self.after_reboot(&config, valid).await;
-        }
+        let rebooted = match self.finish_reboot() {
+            Some((config, valid)) => {
+                self.after_reboot(&config, valid).await;
+                true
+            }
+            None => false,
+        };
+        self.resume_trial(rebooted).await;
         self.watch_sources()?;
         if self.force_file_present() {
             self.force().await;
@@ -923,6 +959,7 @@ impl Daemon {
             Ok(Desired::Config(w)) => *w,
             Ok(Desired::Current) => {
                 let name = self.current_name.clone();
+                self.trial_event(super::confirm::Event::Desired { name: name.clone() });
                 self.with_status(|s| s.desired_config = name);
                 self.same_config();
                 return;
@@ -942,6 +979,16 @@ impl Daemon {
             }
         };
         self.with_status(|s| s.desired_config = wanted.config.name.clone());
+        // Try mode: a config reverted is not applied again while it is the desired one.
+        self.trial_event(super::confirm::Event::Desired {
+            name: wanted.config.name.clone(),
+        });
+        if super::confirm::holds_back(self.trial.as_ref(), &wanted.config.name) {
+            tracing::info!(config = %wanted.config.name, "try mode: {} was reverted: not applying it again until the desired config changes", wanted.config.name);
+            self.check_drift(None);
+            self.settle();
+            return;
+        }
         let new_digest = config_digest(&wanted.config);
         if self.current_digest == Some(new_digest) {
             tracing::debug!(config = %wanted.config.name, "the desired config is the current one: checking the disk against it");
@@ -1018,6 +1065,7 @@ impl Daemon {
             path = FORCE_FILE,
             "force file found: re-applying the current config"
         );
+        self.trial_event(super::confirm::Event::Forced);
         let current = match self.load_current() {
             Ok(c) => c,
             Err(e) => {
@@ -1077,6 +1125,7 @@ impl Daemon {
                     self.on_controller_config().await;
                 }
                 _ = sleep_until(retry_at) => self.on_retry().await,
+                _ = sleep_until(self.check_at) => self.on_check_timer().await,
                 _ = sleep_until(self.trim_at) => {
                     self.trim_at = None;
                     crate::daemon::trim_memory();

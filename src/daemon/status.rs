@@ -107,8 +107,30 @@ pub struct Status {
     /// seen since the daemon started).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificates: Option<CertificatesStatus>,
+    /// Try mode, when it is on ([`crate::daemon::confirm`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub try_mode: Option<TryModeStatus>,
     /// When this status was written (RFC 3339).
     pub updated: String,
+}
+
+/// Try mode's settings and the update on trial, if any.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TryModeStatus {
+    /// `5m`.
+    pub confirm_timeout: String,
+    /// `systemd, 2 in health.d`.
+    pub checks: String,
+    /// The journal record of the update on trial (or of the rejected config).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trial: Option<crate::daemon::confirm::Record>,
+    /// The trial in words (what `status` prints).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub summary: String,
+    /// The last result of the checks (every check, `name: outcome`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub last_checks: Vec<String>,
 }
 
 /// What the daemon last did with the ControllerConfig's CA bundles.
@@ -176,6 +198,7 @@ impl Status {
             drift: None,
             drift_reported: Vec::new(),
             certificates: None,
+            try_mode: None,
             updated: rfc3339(now),
         }
     }

@@ -65,7 +65,8 @@ impl Daemon {
         } else {
             self.heal_pending().await;
         }
-        if !force && !self.drift.is_empty() {
+        // A revert goes ahead over drift: it rewrites what it changes back.
+        if !force && !self.reverting && !self.drift.is_empty() {
             tracing::error!(config = %wanted.config.name, "not updating to {}: the node has drifted from its current config", wanted.config.name);
             self.problem = None;
             self.settle();
@@ -107,7 +108,11 @@ impl Daemon {
             reboot_mode: self.opts.reboot_mode,
             soft_reboot: self.soft_reboot_support().await,
         };
-        let (plan, _) = update::plan_for(&input);
+        let (plan, os_plan) = update::plan_for(&input);
+        // Try mode: journaled as on trial before the transaction can commit.
+        let reboot = plan.as_ref().is_some_and(|p| p.reboot)
+            || os_plan.as_ref().is_ok_and(|o| !o.steps.is_empty());
+        self.trial_starting(input.old.as_ref(), &input.new, force, reboot);
         self.with_status(|s| {
             s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
         });
@@ -180,6 +185,7 @@ impl Daemon {
         if let Err(e) = current {
             self.problem = Some((NodeState::Degraded, e.to_string()));
         }
+        self.trial_ended(self.problem.is_none());
         // Watch first, then check: a change made in between is seen by one or the other.
         if let Err(e) = self.arm_drift() {
             self.problem = Some((NodeState::Degraded, e.to_string()));

@@ -423,6 +423,26 @@ impl ServiceManager for SystemdClient {
         }
     }
 
+    async fn system_state(&self) -> Result<super::SystemState, SystemdError> {
+        let op = Operation::Properties;
+        let manager = self.manager(op).await?;
+        let map = |e| SystemdError::from_dbus(op, "", e);
+        // Declared without change signals, so read from systemd each time (never cached).
+        let state = manager.system_state().await.map_err(map)?;
+        let failed = if state == "degraded" {
+            manager
+                .list_units_filtered(vec!["failed".into()])
+                .await
+                .map_err(map)?
+                .into_iter()
+                .map(|u| u.0)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Ok(super::SystemState { state, failed })
+    }
+
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError> {
         self.properties(Operation::Properties, unit).await
     }

@@ -73,8 +73,25 @@ pub trait ServiceManager: Send + Sync {
     async fn userspace_started(&self) -> Option<u64> {
         None
     }
+    /// The manager's `SystemState` (`running`, `starting`, `degraded`, …) and, when it is
+    /// `degraded`, the failed units (`ListUnitsFiltered(["failed"])`).
+    async fn system_state(&self) -> Result<SystemState, SystemdError> {
+        Err(SystemdError::Refused {
+            op: Operation::Properties,
+            unit: String::new(),
+            detail: "this service manager has no system state".into(),
+        })
+    }
     /// The unit's state, for diagnostics, hints and tests.
     async fn unit_properties(&self, unit: &str) -> Result<UnitProperties, SystemdError>;
+}
+
+/// What [`ServiceManager::system_state`] reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SystemState {
+    pub state: String,
+    /// The failed units (read only when the state is `degraded`).
+    pub failed: Vec<String>,
 }
 
 /// The unit whose activation marks the start of a userspace (see
