@@ -228,6 +228,39 @@ fn a_hanging_check_is_killed_at_its_timeout() {
     assert!(!running, "the check's child still runs: {state}");
 }
 
+/// A check runs beside the event loop, not in it: while one hangs (its timeout far off), the
+/// daemon still answers a signal at once.
+#[test]
+fn a_running_check_does_not_hold_the_daemon() {
+    let node = Node::new();
+    let started = node.dir.path().join("started");
+    health_check(
+        &node,
+        "20-slow",
+        &format!("touch {}\nexec sleep 1000", started.display()),
+    );
+    daemon_config(
+        &node,
+        "tryMode:\n  confirmTimeout: 1h\n  checkTimeout: 30m\n",
+    );
+    let (mut d, _) = on_a(&node, &[]);
+    node.set_desired(&config_b());
+    d.wait_log("try mode: rendered-worker-b", 1);
+    let end = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !started.exists() {
+        assert!(std::time::Instant::now() < end, "the check never started");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    d.signal(libc::SIGTERM);
+    // The check would hold a daemon that ran it inline for 30 minutes.
+    let status = d.wait_exit(std::time::Duration::from_secs(60));
+    assert!(
+        status.is_some(),
+        "the daemon did not stop while a check ran"
+    );
+    d.wait_log("SIGTERM: stopping", 1);
+}
+
 #[test]
 fn a_crash_while_pending_resumes_after_the_restart() {
     let node = Node::new();

@@ -214,30 +214,35 @@ impl ClusterCtx {
 
     /// Try mode's `node` check: a GET of the Node answers within `timeout` (the API server is
     /// reachable) and its `Ready` condition is `True` (the kubelet reports healthy).
-    pub(super) async fn node_ready(&self, timeout: Duration) -> Result<(), String> {
+    pub(super) fn node_ready(
+        &self,
+        timeout: Duration,
+    ) -> impl std::future::Future<Output = Result<(), String>> + Send + 'static {
         let name = self.view().map(|v| v.name).unwrap_or_default();
         let api: kube::Api<k8s_openapi::api::core::v1::Node> = kube::Api::all(self.client.clone());
-        let node = tokio::time::timeout(timeout, api.get(&name))
-            .await
-            .map_err(|_| {
-                format!(
-                    "the API server did not answer within {}",
-                    humantime::format_duration(timeout)
-                )
-            })?
-            .map_err(|e| format!("the API server: GET node {name}: {e}"))?;
-        let ready = node
-            .status
-            .and_then(|s| s.conditions)
-            .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"));
-        match ready {
-            Some(c) if c.status == "True" => Ok(()),
-            Some(c) => Err(format!(
-                "node {name} not Ready ({}): {}",
-                c.reason.unwrap_or_default(),
-                c.message.unwrap_or_default()
-            )),
-            None => Err(format!("node {name} has no Ready condition")),
+        async move {
+            let node = tokio::time::timeout(timeout, api.get(&name))
+                .await
+                .map_err(|_| {
+                    format!(
+                        "the API server did not answer within {}",
+                        humantime::format_duration(timeout)
+                    )
+                })?
+                .map_err(|e| format!("the API server: GET node {name}: {e}"))?;
+            let ready = node
+                .status
+                .and_then(|s| s.conditions)
+                .and_then(|c| c.into_iter().find(|c| c.type_ == "Ready"));
+            match ready {
+                Some(c) if c.status == "True" => Ok(()),
+                Some(c) => Err(format!(
+                    "node {name} not Ready ({}): {}",
+                    c.reason.unwrap_or_default(),
+                    c.message.unwrap_or_default()
+                )),
+                None => Err(format!("node {name} has no Ready condition")),
+            }
         }
     }
 

@@ -261,19 +261,22 @@ pub fn systemd_verdict(state: &str, failed: &[String]) -> Outcome {
     }
 }
 
-/// Runs every check: systemd, the cluster's (`node`, when given), then `health.d` in name
-/// order. Skipped entries of `health.d` are logged.
+/// Runs every check: systemd (its outcome, [`systemd_check`], asked for beforehand: the
+/// D-Bus client stays with the daemon), the cluster's (`node`, when given), then `health.d` in
+/// name order. Skipped entries of `health.d` are logged. Owns what it needs, so that it can run
+/// in a task of its own, beside the daemon's event loop.
 pub async fn run_all(
-    root: &Path,
-    systemd: Option<&dyn ServiceManager>,
-    node: Option<Result<(), String>>,
+    root: PathBuf,
+    systemd: Outcome,
+    node: Option<impl std::future::Future<Output = Result<(), String>>>,
     timeout: Duration,
 ) -> Report {
     let mut results = vec![CheckResult {
         name: "systemd".into(),
-        outcome: systemd_check(systemd).await,
+        outcome: systemd,
     }];
     if let Some(n) = node {
+        let n = n.await;
         results.push(CheckResult {
             name: "node".into(),
             outcome: match n {
@@ -282,7 +285,7 @@ pub async fn run_all(
             },
         });
     }
-    let (scripts, skipped) = list(root);
+    let (scripts, skipped) = list(&root);
     for s in skipped {
         tracing::warn!(dir = HEALTH_DIR, "health check {s}");
     }
@@ -291,7 +294,7 @@ pub async fn run_all(
             "health.d/{}",
             p.file_name().unwrap_or_default().to_string_lossy()
         );
-        let outcome = run_script(&p, root, timeout).await;
+        let outcome = run_script(&p, &root, timeout).await;
         results.push(CheckResult { name, outcome });
     }
     for r in &results {

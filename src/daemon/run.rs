@@ -266,6 +266,8 @@ struct Daemon {
     trial: Option<super::confirm::Record>,
     /// Try mode: when the health checks run next.
     check_at: Option<tokio::time::Instant>,
+    /// Try mode: the round of checks running (in its own task), for the trial of that config.
+    checks: Option<(String, tokio::task::JoinHandle<super::health::Report>)>,
     /// Try mode: the update running is a revert (not itself on trial, not held back by drift).
     reverting: bool,
     /// Try mode: the last round of checks, one line per check.
@@ -354,6 +356,7 @@ impl Daemon {
             trim_at: None,
             trial: None,
             check_at: None,
+            checks: None,
             reverting: false,
             last_checks: Vec::new(),
             mode: Mode::Standalone,
@@ -1126,6 +1129,7 @@ impl Daemon {
                 }
                 _ = sleep_until(retry_at) => self.on_retry().await,
                 _ = sleep_until(self.check_at) => self.on_check_timer().await,
+                (to, report) = checks_done(&mut self.checks) => self.on_checks_done(to, report).await,
                 _ = sleep_until(self.trim_at) => {
                     self.trim_at = None;
                     crate::daemon::trim_memory();
@@ -1234,6 +1238,19 @@ async fn watch_changed<T>(rx: Option<&mut tokio::sync::watch::Receiver<T>>) -> b
 }
 
 /// Sleeps until `at` (forever when None).
+/// The round of try-mode checks in `checks` has ended: its config and report (None: the task
+/// failed); pending while none runs.
+async fn checks_done(
+    checks: &mut Option<(String, tokio::task::JoinHandle<super::health::Report>)>,
+) -> (String, Option<super::health::Report>) {
+    let Some((_, task)) = checks else {
+        return std::future::pending().await;
+    };
+    let report = task.await.ok();
+    let (to, _) = checks.take().expect("a round of checks was running");
+    (to, report)
+}
+
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -5,8 +5,10 @@
 //! While an update is on trial the node is `Working` (the reason says until when and what the
 //! last check said), so in cluster mode the controller does not move on to the next node; the
 //! checks run at once, then every `checkInterval` until they all pass or the deadline passes
-//! (a timer in the event loop, bounded by the deadline; nothing polls in between). The checks
-//! run in the event loop, one after another, each bounded by `checkTimeout`.
+//! (a timer in the event loop, bounded by the deadline; nothing polls in between). A round of
+//! checks runs in a task of its own, the checks one after another, each bounded by
+//! `checkTimeout`; the event loop goes on meanwhile (drift, signals, the watchdog) and takes the
+//! report when it comes. A report for a trial that ended or changed meanwhile is dropped.
 
 use super::Daemon;
 use crate::cluster::events::EventReason;
@@ -314,7 +316,9 @@ impl Daemon {
         }
     }
 
-    /// The check timer fired: run the checks, step, and set the timer again (or revert).
+    /// The check timer fired: start a round of checks in a task of its own (a script may run
+    /// up to its timeout; the event loop goes on meanwhile: drift, signals, the watchdog).
+    /// [`Self::on_checks_done`] takes the report.
     pub(super) async fn on_check_timer(&mut self) {
         self.check_at = None;
         let Some(r) = self.trial.clone().filter(|r| r.phase == Phase::Checking) else {
@@ -322,12 +326,38 @@ impl Daemon {
         };
         let t = self.try_mode();
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
-        let node = match self.mode.cluster() {
-            Some(c) => Some(c.node_ready(t.check_timeout).await),
-            None => None,
+        let systemd = crate::daemon::health::systemd_check(systemd).await;
+        let node = self.mode.cluster().map(|c| c.node_ready(t.check_timeout));
+        let root = self.opts.root.clone();
+        let task = tokio::spawn(crate::daemon::health::run_all(
+            root,
+            systemd,
+            node,
+            t.check_timeout,
+        ));
+        self.checks = Some((r.to, task));
+    }
+
+    /// A round of checks ended: step, and set the timer again (or revert). A report for a trial
+    /// that has ended or changed meanwhile is dropped.
+    pub(super) async fn on_checks_done(
+        &mut self,
+        to: String,
+        report: Option<crate::daemon::health::Report>,
+    ) {
+        let Some(r) = self
+            .trial
+            .clone()
+            .filter(|r| r.phase == Phase::Checking && r.to == to)
+        else {
+            return;
         };
-        let report =
-            crate::daemon::health::run_all(&self.opts.root, systemd, node, t.check_timeout).await;
+        let t = self.try_mode();
+        let Some(report) = report else {
+            tracing::error!(config = %to, "try mode: the checks' task failed; checking again");
+            self.check_at = Some(tokio::time::Instant::now() + t.check_interval);
+            return;
+        };
         self.last_checks = report
             .results
             .iter()
