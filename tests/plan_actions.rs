@@ -930,6 +930,12 @@ fn policy_paths_are_cleaned_before_matching() {
         ("/etc/crio/x/../policies", "/etc/crio/policies"),
         ("/etc/crio/policies", "/etc/crio/policies"),
         ("/", "/"),
+        // Paths made only of empty, `.` or `..` components are not clean either.
+        ("//", "/"),
+        ("/.", "/"),
+        ("/..", "/"),
+        ("/./.", "/"),
+        ("/../..", "/"),
     ] {
         assert_eq!(clean_path(raw), clean, "{raw}");
     }

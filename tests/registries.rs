@@ -344,6 +344,12 @@ pull-from-mirror = "tag-only"
             expect: Expect::Unsafe(&[r#"short-name-mode changed from "enforcing" to unset"#]),
         },
         Case {
+            name: "unmodelled field of a registry removed",
+            old: plus("[[registry]]\nprefix = \"example.com/x\"\nlocation = \"example.com/x\"\nunknown-knob = 1\n"),
+            new: plus("[[registry]]\nprefix = \"example.com/x\"\nlocation = \"example.com/x\"\n"),
+            expect: Expect::Unsafe(&[r#"registry "example.com/x": field "unknown-knob" removed"#]),
+        },
+        Case {
             name: "unmodelled top-level table added",
             old: base(),
             new: plus("[aliases]\n\"ubi\" = \"registry.redhat.io/ubi9/ubi\"\n"),

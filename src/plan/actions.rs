@@ -360,9 +360,9 @@ impl<'a> FileIndex<'a> {
 /// Lexically cleans a path: collapses `//`, drops `.` components and a trailing `/`, resolves
 /// `..` against the previous component (never above `/`). Borrows when already clean.
 pub fn clean_path(path: &str) -> Cow<'_, str> {
+    // A trailing `/` leaves an empty last component: no separate check for it.
     let is_clean = path == "/"
         || (path.starts_with('/')
-            && !path.ends_with('/')
             && path[1..]
                 .split('/')
                 .all(|c| !c.is_empty() && c != "." && c != ".."));
