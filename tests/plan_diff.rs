@@ -265,6 +265,52 @@ fn unit_fields_that_make_a_change() {
     }
 }
 
+/// A unit that comes or goes redefines units when it has contents or dropins, and not when it
+/// only says whether it is enabled.
+#[test]
+fn added_and_removed_units_redefine_by_their_definition() {
+    let dropin = |name: &str, c: Option<&str>| Dropin {
+        name: name.into(),
+        contents: c.map(str::to_string),
+    };
+    let unit = |contents: Option<&str>, dropins: Vec<Dropin>| Unit {
+        name: "b.service".into(),
+        contents: contents.map(str::to_string),
+        enabled: Some(true),
+        mask: None,
+        dropins,
+    };
+    let cases: Vec<(&str, Unit, bool)> = vec![
+        ("contents only", unit(Some("[Service]"), vec![]), true),
+        (
+            "dropins only",
+            unit(None, vec![dropin("10-a.conf", Some("x"))]),
+            true,
+        ),
+        (
+            "both",
+            unit(Some("[Service]"), vec![dropin("10-a.conf", Some("x"))]),
+            true,
+        ),
+        ("enablement only", unit(None, vec![]), false),
+    ];
+    for (case, u, redefined) in cases {
+        let added = diff(&with_units(vec![]), &with_units(vec![u.clone()]));
+        assert_eq!(added.units.len(), 1, "{case}");
+        assert_eq!(added.units[0].change, ChangeKind::Added, "{case}");
+        assert_eq!(
+            added.units[0].definition_changed, redefined,
+            "added, {case}"
+        );
+        let removed = diff(&with_units(vec![u]), &with_units(vec![]));
+        assert_eq!(removed.units[0].change, ChangeKind::Removed, "{case}");
+        assert_eq!(
+            removed.units[0].definition_changed, redefined,
+            "removed, {case}"
+        );
+    }
+}
+
 #[test]
 fn core_ssh_keys_and_password() {
     let user = |name: &str, keys: &[&str], hash: Option<&str>| User {
