@@ -126,7 +126,17 @@ fn readme_demo_sequence_runs_as_written() {
             assert!(step.contains("--wait-for "), "{step}");
         }
         let line = step.replace("127.0.0.1:8797", &env.metrics);
-        let out = env.shell(&format!("{vars}\n{line}"));
+        let mut out = env.shell(&format!("{vars}\n{line}"));
+        // The status file is written a moment after the drift report is logged: wait for it.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while step.contains("$B status")
+            && seen.contains(&"reported")
+            && !text(&out.stdout).contains("drift reported")
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            out = env.shell(&format!("{vars}\n{line}"));
+        }
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
@@ -277,7 +287,17 @@ fn readme_drift_example_runs_as_written() {
             continue;
         }
         let line = step.replace("127.0.0.1:8797", &env.metrics);
-        let out = env.shell(&format!("{vars}\n{line}"));
+        let mut out = env.shell(&format!("{vars}\n{line}"));
+        // The status file is written a moment after the drift report is logged: wait for it.
+        let end = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while step.contains("$B status")
+            && seen.contains(&"reported")
+            && !text(&out.stdout).contains("drift reported")
+            && std::time::Instant::now() < end
+        {
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            out = env.shell(&format!("{vars}\n{line}"));
+        }
         let stdout = text(&out.stdout);
         assert!(
             out.status.success(),
