@@ -255,6 +255,33 @@ fn refused_changes() {
     }
 }
 
+/// A user other than core that goes, or changes, is named with what happened to it.
+#[test]
+fn other_users_removed_or_changed_are_named() {
+    let bob = |key: &str| User {
+        name: "bob".into(),
+        ssh_authorized_keys: vec![key.into()],
+        ..User::default()
+    };
+    let with_bob = changed(|m| m.spec.config.users.push(bob("k1")));
+    let refused = |new: &MachineConfig| {
+        check(&with_bob, new, &diff(&with_bob, new))
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default()
+    };
+    let removed = refused(&base());
+    assert!(
+        removed.contains("passwd.users: user \"bob\" removed;"),
+        "{removed}"
+    );
+    let edited = refused(&changed(|m| m.spec.config.users.push(bob("k2"))));
+    assert!(
+        edited.contains("passwd.users: user \"bob\" changed;"),
+        "{edited}"
+    );
+}
+
 #[test]
 fn accepted_changes() {
     let cases: Vec<(&str, MachineConfig)> = vec![
