@@ -469,6 +469,31 @@ fn seed_examples_parse_to_the_documented_policies() {
     }
 }
 
+/// Every action type a policy may set parses to its action (none is dropped on the way).
+#[test]
+fn every_action_type_parses_to_its_action() {
+    let cases = [
+        (json!({"type": "Reboot"}), Action::Reboot),
+        (json!({"type": "None"}), Action::None),
+        (json!({"type": "Drain"}), Action::Drain),
+        (
+            json!({"type": "Reload", "reload": {"serviceName": "a.service"}}),
+            Action::reload("a.service"),
+        ),
+        (
+            json!({"type": "Restart", "restart": {"serviceName": "b.service"}}),
+            Action::restart("b.service"),
+        ),
+        (json!({"type": "DaemonReload"}), Action::DaemonReload),
+        // `Special` is the cluster status's only: refused in a spec (each_rule_has_a_failing_case).
+    ];
+    for (action, want) in cases {
+        let policy = json!({"files": [file_entry("/etc/x", json!([action]))]});
+        let parsed = parse_machine_configuration(&doc(policy), "test.json").unwrap();
+        assert_eq!(parsed.policy.files[0].actions, [want.clone()], "{action}");
+    }
+}
+
 #[test]
 fn json_and_yaml_give_the_same_policy() {
     let yaml = std::fs::read("tests/fixtures/plan/policies/units.yaml").unwrap();
