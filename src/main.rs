@@ -50,6 +50,23 @@ enum Command {
     Server(cli::server::Args),
 }
 
+/// The allocator's settings for the commands that update a node (`apply`, `start`), whose peak
+/// memory during an update is bounded (README, Performance), measured with 10,000 files:
+/// - one arena (`M_ARENA_MAX`): the few threads of an update allocate briefly, and each
+///   further arena keeps its own freed memory resident;
+/// - a fixed mmap threshold of 128 KiB (`M_MMAP_THRESHOLD`): a large buffer (a list of
+///   thousands of files) is mapped and given back when freed. Without it, glibc raises the
+///   threshold after the first such buffer is freed, and the later ones stay in the heap.
+///
+/// Together about 1.5 to 2 MiB less at the peak, at no measurable cost in time.
+fn tune_malloc() {
+    // SAFETY: mallopt only sets the allocator's parameters; called before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 1);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> ExitCode {
     // Built with `--features failpoints` (tests only): fail points from $FAILPOINTS, e.g.
     // `FAILPOINTS=after_journal=sleep(2000)` to widen the window of an update, and
@@ -80,6 +97,9 @@ fn main() -> ExitCode {
         // (journald) that may close and reopen, which must not kill it.
         // SAFETY: setting a signal disposition before any other thread exists.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    if matches!(cli.command, Command::Apply(_) | Command::Start(_)) {
+        tune_malloc();
     }
     match cli.command {
         Command::Render(args) => cli::render::run(args),

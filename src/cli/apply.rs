@@ -86,7 +86,24 @@ fn exit_for(e: &HostError) -> u8 {
 
 pub fn run(args: Args) -> ExitCode {
     let limits = args.limits.limits();
-    let new = match model::load::load_config_arg_with(&args.config, &args.pool, &limits) {
+    // An update spools the new config's contents (see `host::state::spool_dir`); a dry run,
+    // which shows them, reads it whole, and so does an update that cannot make a spool.
+    let spool = match args.dry_run {
+        true => None,
+        false => host::state::spool_dir(&args.root, &args.state_dir),
+    }
+    .and_then(|dir| model::Spool::new_in(&dir).ok());
+    let loaded = match spool {
+        Some(spool) => model::load::load_config_arg_spooled(
+            &args.config,
+            &args.pool,
+            &limits,
+            spool,
+            host::state::KEPT_WHOLE,
+        ),
+        None => model::load::load_config_arg_with(&args.config, &args.pool, &limits),
+    };
+    let new = match loaded {
         Ok((mc, warnings)) => {
             super::print_warnings(&warnings);
             mc

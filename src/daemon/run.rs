@@ -71,6 +71,7 @@ use std::time::{Instant, SystemTime};
 use tokio::signal::unix::{Signal, SignalKind, signal};
 
 mod apply;
+pub use apply::STATUS_PLAN_CHANGES;
 mod certs;
 mod confirm;
 mod drift;
@@ -1020,7 +1021,9 @@ impl Daemon {
         let current = self.current_name.clone();
         let has_current = self.current_digest.is_some();
         match &mut self.mode {
-            Mode::Standalone => match self.opts.source.read()? {
+            Mode::Standalone => match self.opts.source.read_spooled(
+                host::state::spool_dir(&self.opts.root, &self.opts.state_dir).as_deref(),
+            )? {
                 Some(w) => Ok(Desired::Config(Box::new(w))),
                 None => {
                     tracing::info!(desired = %self.opts.source.desired.display(), "no MachineConfig in {}: nothing to apply", self.opts.source.desired.display());

@@ -37,18 +37,51 @@ impl LocalSource {
     /// problem per line), prefixed with the file it concerns. Whether the change can be applied
     /// is the plan's question, not the source's.
     pub fn read(&self) -> Result<Option<Wanted>, String> {
+        self.read_in(None)
+    }
+
+    /// [`LocalSource::read`] for an update: the files' decoded contents are spooled to an
+    /// unnamed file in `spool_dir` as they are read ([`model::load::load_desired_spooled`]),
+    /// so that the update never holds them all at once. When no spool can be made there, the
+    /// config is read whole (as it is without a directory).
+    pub fn read_spooled(&self, spool_dir: Option<&Path>) -> Result<Option<Wanted>, String> {
+        let Some(spool_dir) = spool_dir else {
+            return self.read_in(None);
+        };
+        match model::Spool::new_in(spool_dir) {
+            Ok(spool) => self.read_in(Some(spool)),
+            Err(e) => {
+                tracing::warn!(dir = %spool_dir.display(), error = %e, "cannot spool the desired config's contents in {}: reading it whole", spool_dir.display());
+                self.read_in(None)
+            }
+        }
+    }
+
+    fn read_in(
+        &self,
+        spool: Option<std::sync::Arc<model::Spool>>,
+    ) -> Result<Option<Wanted>, String> {
         let policy = self.policy()?;
-        let loaded =
-            model::load::load_desired(&self.desired, &self.pool, &self.limits).map_err(|e| {
-                // Every problem already names its file (in a directory, the file in it).
-                let desired = self.desired.display().to_string();
-                let e = e.to_string();
-                if e.starts_with(&desired) {
-                    format!("desired config {e}")
-                } else {
-                    format!("desired config {desired}: {e}")
-                }
-            })?;
+        let loaded = match spool {
+            Some(spool) => model::load::load_desired_spooled(
+                &self.desired,
+                &self.pool,
+                &self.limits,
+                spool,
+                crate::host::state::KEPT_WHOLE,
+            ),
+            None => model::load::load_desired(&self.desired, &self.pool, &self.limits),
+        };
+        let loaded = loaded.map_err(|e| {
+            // Every problem already names its file (in a directory, the file in it).
+            let desired = self.desired.display().to_string();
+            let e = e.to_string();
+            if e.starts_with(&desired) {
+                format!("desired config {e}")
+            } else {
+                format!("desired config {desired}: {e}")
+            }
+        })?;
         let Some((config, warnings)) = loaded else {
             tracing::debug!(path = %self.desired.display(), "no MachineConfig in {}", self.desired.display());
             return Ok(None);

@@ -350,6 +350,14 @@ pub async fn update(
         });
     }
 
+    // What is left no longer needs the plan's raw comparison (an entry per changed path), and
+    // the memory freed by reading and planning goes back before the transaction, whose own
+    // allocations would otherwise come on top of it.
+    let plan = plan.map(|p| Plan {
+        diff: Default::default(),
+        ..p
+    });
+    crate::daemon::trim_memory();
     let sd = input.state_dir.clone();
     let old = input.old.map(Arc::new);
     let new = Arc::new(input.new);

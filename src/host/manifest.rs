@@ -56,9 +56,26 @@ pub struct Desired<'a> {
     /// The entry of a thin file ([`crate::model::File::thin`]): `data` is empty and the
     /// record's SHA-256 and size are the contents' (always set, whatever `hash` asked).
     pub thin: bool,
+    /// The digest of a spooled file ([`crate::model::ContentDigest::spooled`]): its contents
+    /// are read back from the spool when written.
+    pub spooled: Option<&'a crate::model::ContentDigest>,
 }
 
 impl Desired<'_> {
+    /// The contents to write: `data`, or for a spooled file its contents read back and checked
+    /// against the digest the plan was made with (a thin file has none to write).
+    pub fn contents(&self) -> Result<Cow<'_, [u8]>, HostError> {
+        match self.spooled.and_then(|d| d.read_spooled()) {
+            Some(Ok(data)) => Ok(Cow::Owned(data)),
+            Some(Err(e)) => Err(HostError::io("read the spooled contents of", &self.path, e)),
+            None if self.thin => Err(HostError::State {
+                path: self.path.to_string(),
+                reason: "the contents were read as a digest only".into(),
+            }),
+            None => Ok(Cow::Borrowed(&self.data[..])),
+        }
+    }
+
     /// Whether two entries ask for the same contents (bytes compared; a thin entry by digest).
     pub fn same_data(&self, other: &Desired<'_>) -> bool {
         let digest_matches = |thin: &Desired<'_>, whole: &Desired<'_>| {
@@ -253,6 +270,7 @@ pub fn desired_with<'a>(
                 },
                 data: Cow::Borrowed(&b""[..]),
                 thin: true,
+                spooled: digest.spooled.is_some().then_some(digest),
             },
             None => {
                 let data = f.data();
@@ -262,6 +280,7 @@ pub fn desired_with<'a>(
                     record: record(hash, Kind::File, data, mode, uid, gid),
                     data: Cow::Borrowed(data),
                     thin: false,
+                    spooled: None,
                 }
             }
         };
@@ -287,6 +306,7 @@ pub fn desired_with<'a>(
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
                 thin: false,
+                spooled: None,
             };
             out.push(d);
         }
@@ -305,6 +325,7 @@ pub fn desired_with<'a>(
                 record: record(hash, kind, data, 0o644, 0, 0),
                 data: Cow::Borrowed(data),
                 thin: false,
+                spooled: None,
             };
             out.push(e);
         }
@@ -329,6 +350,7 @@ pub fn desired_with<'a>(
                 record: record(hash, Kind::File, &data, 0o600, uid, gid),
                 data: Cow::Owned(data),
                 thin: false,
+                spooled: None,
             };
             out.push(d);
         }

@@ -17,6 +17,19 @@ pub const JOURNAL: &str = "journal";
 /// Pre-images of the paths an update touches, in the state directory.
 pub const STAGING: &str = "staging";
 
+/// Where the new config of an update spools its files' contents ([`crate::model::Spool`]): the
+/// state directory beneath `root` when it exists, else its nearest existing parent (a first
+/// apply creates the state directory only inside its transaction). The spool is an unnamed
+/// file on the node's own disk, like the stored config. `None` when not even the root is a
+/// directory (the update will say so).
+pub fn spool_dir(root: &std::path::Path, state_dir: &str) -> Option<std::path::PathBuf> {
+    let dir = root.join(state_dir.trim_start_matches('/'));
+    dir.ancestors()
+        .take_while(|d| d.starts_with(root))
+        .find(|d| d.is_dir())
+        .map(std::path::Path::to_path_buf)
+}
+
 /// Serialises a config for `currentconfig` (the MachineConfig API object as JSON).
 pub fn encode(config: &MachineConfig) -> Vec<u8> {
     // Sized up front (contents base64-encoded, plus room for each file's JSON), so that a large

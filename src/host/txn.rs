@@ -45,6 +45,25 @@
 //! kept as scratch when the staging directory is cleaned and overwritten in place (see
 //! `clean_staging`).
 //!
+//! **Memory: the new contents are spooled.** `apply` and the standalone daemon read the new
+//! config *spooled* ([`crate::model::load::load_desired_spooled`]): each file's contents are
+//! decoded, validated and counted against the limits as the input is read, as always, then
+//! written to an unnamed scratch file (`O_TMPFILE`) in the state directory (or its nearest
+//! existing parent, see [`super::state::spool_dir`]) and replaced in memory by their SHA-256,
+//! length and place there. The plan compares digests; a write reads that one file back, checks
+//! it against the digest the plan was made with and writes it (in a batch: stages it), so an
+//! update holds one file's contents at a time, whatever the config's size; the stored config
+//! is encoded from the spool the same way. Contents that no longer match (the spool changed
+//! under the update) fail that step like a full disk would: the update rolls back, nothing is
+//! left half-applied. The spool rather than a second read of the source: the same road for a
+//! file, a YAML file (read whole, then spooled) and a directory (rendered: its files are read
+//! back into memory to be merged, so such a config is held whole), no second parse, and
+//! nothing to go wrong if the source is edited between the two reads. In cluster mode the
+//! config is kept whole as it arrives from the API: the fetch itself holds the object's text
+//! and a JSON tree of it, more than its decoded contents, so spooling after it would not lower
+//! the peak (streaming the fetch into the spool would; not done). A dry run, which shows the
+//! contents, reads the config whole.
+//!
 //! **What the log says.** A committed update logs every path it changed at info level
 //! (`/etc/chrony.conf written for rendered-worker-…`, with `path`, `change` and `config` fields),
 //! or, above [`LOG_PATHS_MAX`] paths, their number at info level and each path at debug level.
@@ -274,7 +293,8 @@ impl Step<'_> {
             Step::Write(d) => match d.record.kind {
                 Kind::File => {
                     let r = &d.record;
-                    root.write_file(&d.path, d.tree, &d.data, r.mode, r.uid, r.gid)
+                    let data = d.contents()?;
+                    root.write_file(&d.path, d.tree, &data, r.mode, r.uid, r.gid)
                 }
                 Kind::MaskLink => root.write_symlink(&d.path, d.tree, "/dev/null"),
                 Kind::Absent | Kind::Unmasked => root.remove(&d.path, d.tree),
@@ -343,7 +363,10 @@ impl Step<'_> {
             }
             Step::Write(d) => {
                 let r = &d.record;
-                root.stage_file(&d.path, d.tree, &d.data, r.mode, r.uid, r.gid)
+                // Read back one file at a time when spooled: staged, its contents are the
+                // page cache's.
+                let data = d.contents()?;
+                root.stage_file(&d.path, d.tree, &data, r.mode, r.uid, r.gid)
             }
             _ => unreachable!("only batched steps are staged"),
         }
@@ -394,7 +417,16 @@ fn matches_disk(disk: &Entry, d: &Desired<'_>) -> bool {
                 uid,
                 gid,
             },
-        ) => *mode == r.mode && *uid == r.uid && *gid == r.gid && data[..] == d.data[..],
+        ) => {
+            let same_data = if d.thin {
+                // A spooled file: compared by digest, its contents stay in the spool.
+                data.len() as u64 == r.size
+                    && r.sha256 == <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(data))
+            } else {
+                data[..] == d.data[..]
+            };
+            *mode == r.mode && *uid == r.uid && *gid == r.gid && same_data
+        }
         (Kind::MaskLink, Entry::Symlink { target }) => target == "/dev/null",
         (Kind::Absent, Entry::Absent) => true,
         (Kind::Unmasked, Entry::Symlink { target }) => target != "/dev/null",
@@ -479,7 +511,7 @@ fn plan_steps<'a>(
                     path: d.path.to_string(),
                     old: o,
                     old_mode: m,
-                    new: d.data.to_vec(),
+                    new: d.contents()?.into_owned(),
                     new_mode: d.record.mode,
                 });
             }
@@ -668,10 +700,18 @@ fn apply_in(
     // Pre-images and directories to create, before anything changes.
     let mut preimages: Vec<PreImage> = Vec::new();
     let mut created: Vec<(String, Tree)> = Vec::new();
-    let mut seen = std::collections::HashSet::new();
+    // Each touched path once, where it is first touched (a set of borrowed paths rather than
+    // of copies: a large update touches tens of thousands).
+    let touched: Vec<(String, Tree, bool)> = steps.iter().flat_map(|s| s.touched(root)).collect();
+    let first: Vec<bool> = {
+        let mut seen = rustc_hash::FxHashSet::default();
+        seen.reserve(touched.len());
+        touched.iter().map(|t| seen.insert(t.0.as_str())).collect()
+    };
+    preimages.reserve(first.iter().filter(|f| **f).count());
     // The missing directories of a path are those of its directory: looked up once each.
     let mut dirs_seen = rustc_hash::FxHashSet::default();
-    for (path, tree, writes) in steps.iter().flat_map(|s| s.touched(root)) {
+    for ((path, tree, writes), first) in touched.into_iter().zip(first) {
         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
         if writes && dirs_seen.insert((dir.to_string(), tree)) {
             for d in root.missing_dirs(&path, tree)? {
@@ -680,7 +720,7 @@ fn apply_in(
                 }
             }
         }
-        if !seen.insert(path.clone()) {
+        if !first {
             continue;
         }
         let state = match root.probe(&path, tree)? {

@@ -102,10 +102,77 @@ pub struct File {
 /// that is 0.4 MB held instead of 10 MB. A file whose old contents some decision reads (the
 /// registries configuration, whose old and new contents are compared entry by entry) is kept
 /// whole.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// The *new* config of an update is read the same way but **spooled** ([`Spool`]): each file's
+/// decoded contents are written to an unnamed scratch file as they are decoded and only their
+/// digest and place there are held; writing the file reads them back, one file at a time,
+/// and checks them against the digest. Two digests are equal when their SHA-256 and length
+/// are, wherever the contents are kept.
+#[derive(Debug, Clone, Eq)]
 pub struct ContentDigest {
     pub sha256: [u8; 32],
     pub len: u64,
+    /// Where the contents were spooled (`None`: thin, the contents are gone).
+    pub spooled: Option<Spooled>,
+}
+
+impl PartialEq for ContentDigest {
+    fn eq(&self, other: &Self) -> bool {
+        (self.sha256, self.len) == (other.sha256, other.len)
+    }
+}
+
+/// The place of a file's contents in a [`Spool`].
+#[derive(Debug, Clone)]
+pub struct Spooled {
+    pub spool: std::sync::Arc<Spool>,
+    pub offset: u64,
+}
+
+impl PartialEq for Spooled {
+    fn eq(&self, other: &Self) -> bool {
+        std::sync::Arc::ptr_eq(&self.spool, &other.spool) && self.offset == other.offset
+    }
+}
+
+impl Eq for Spooled {}
+
+/// An unnamed scratch file holding the decoded contents of a config's files
+/// ([`ContentDigest::spooled`]), appended to as the config is read. It is never synced and
+/// vanishes when the last config holding it is dropped, or with the process (`O_TMPFILE`):
+/// nothing is left behind by a crash. Readable from several threads at once (positioned reads).
+#[derive(Debug)]
+pub struct Spool {
+    file: std::fs::File,
+    end: std::sync::Mutex<u64>,
+}
+
+impl Spool {
+    /// A new, empty spool in the directory `dir` (its filesystem holds the contents).
+    pub fn new_in(dir: &std::path::Path) -> std::io::Result<std::sync::Arc<Spool>> {
+        Ok(std::sync::Arc::new(Spool {
+            file: tempfile::tempfile_in(dir)?,
+            end: std::sync::Mutex::new(0),
+        }))
+    }
+
+    /// Appends `data`; returns its offset.
+    pub fn put(&self, data: &[u8]) -> std::io::Result<u64> {
+        use std::os::unix::fs::FileExt as _;
+        let mut end = self.end.lock().unwrap_or_else(|e| e.into_inner());
+        let at = *end;
+        self.file.write_all_at(data, at)?;
+        *end = at + data.len() as u64;
+        Ok(at)
+    }
+
+    /// The `len` bytes at `offset`.
+    pub fn get(&self, offset: u64, len: u64) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt as _;
+        let mut buf = vec![0; usize::try_from(len).map_err(std::io::Error::other)?];
+        self.file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
 }
 
 impl ContentDigest {
@@ -115,6 +182,7 @@ impl ContentDigest {
         ContentDigest {
             sha256: sha2::Sha256::digest(data).into(),
             len: data.len() as u64,
+            spooled: None,
         }
     }
 
@@ -122,12 +190,45 @@ impl ContentDigest {
     pub fn matches(&self, data: &[u8]) -> bool {
         self.len == data.len() as u64 && *self == Self::of(data)
     }
+
+    /// The spooled contents, read back and checked against the digest; `None` for a thin
+    /// file, whose contents are gone.
+    pub fn read_spooled(&self) -> Option<std::io::Result<Vec<u8>>> {
+        let s = self.spooled.as_ref()?;
+        Some(s.spool.get(s.offset, self.len).and_then(|data| {
+            if self.matches(&data) {
+                Ok(data)
+            } else {
+                Err(std::io::Error::other(
+                    "the spooled contents do not match their digest",
+                ))
+            }
+        }))
+    }
 }
 
 impl MachineConfig {
     /// True when some file was thinned ([`File::thin`]).
     pub fn is_thin(&self) -> bool {
         self.spec.config.files.iter().any(File::is_thin)
+    }
+
+    /// Spools every file's contents but those at the paths in `keep` ([`File::spool`]); a file
+    /// the spool cannot take (its disk full) stays whole.
+    pub fn spool_contents(&mut self, spool: &std::sync::Arc<Spool>, keep: &[&str]) {
+        for f in &mut self.spec.config.files {
+            if !keep.contains(&f.path.as_str()) {
+                let _ = f.spool(spool);
+            }
+        }
+    }
+
+    /// Reads every spooled file's contents back into memory ([`File::unspool`]).
+    pub fn unspool_contents(&mut self) -> std::io::Result<()> {
+        for f in &mut self.spec.config.files {
+            f.unspool()?;
+        }
+        Ok(())
     }
 
     /// Thins every file but those at the paths in `keep` ([`File::thin`]).
@@ -165,19 +266,75 @@ impl File {
         if self.digest.is_none() {
             self.digest = Some(Box::new(ContentDigest::of(self.data())));
             self.contents = None;
+        } else if let Some(d) = self.digest.as_deref_mut() {
+            d.spooled = None;
         }
     }
 
-    /// True when the contents were replaced by their digest.
+    /// Moves the contents to `spool`, keeping their digest and place there (see
+    /// [`ContentDigest`]). A file without contents, or already thin or spooled, stays as it is.
+    pub fn spool(&mut self, spool: &std::sync::Arc<Spool>) -> std::io::Result<()> {
+        if self.digest.is_some() {
+            return Ok(());
+        }
+        let Some(c) = &self.contents else {
+            return Ok(());
+        };
+        let offset = spool.put(c)?;
+        let mut d = ContentDigest::of(c);
+        d.spooled = Some(Spooled {
+            spool: spool.clone(),
+            offset,
+        });
+        self.digest = Some(Box::new(d));
+        self.contents = None;
+        Ok(())
+    }
+
+    /// Reads spooled contents back into memory (a whole file again).
+    pub fn unspool(&mut self) -> std::io::Result<()> {
+        if let Some(r) = self.digest.as_deref().and_then(ContentDigest::read_spooled) {
+            self.contents = Some(r?);
+            self.digest = None;
+        }
+        Ok(())
+    }
+
+    /// True when the contents were replaced by their digest and are gone (not spooled).
     pub fn is_thin(&self) -> bool {
-        self.digest.is_some()
+        self.digest.as_ref().is_some_and(|d| d.spooled.is_none())
+    }
+
+    /// True when the contents are in a [`Spool`].
+    pub fn is_spooled(&self) -> bool {
+        self.digest.as_ref().is_some_and(|d| d.spooled.is_some())
+    }
+
+    /// The contents to write: borrowed for a whole file, read back (and checked against their
+    /// digest) for a spooled one; an error for a thin one.
+    pub fn contents_bytes(&self) -> std::io::Result<std::borrow::Cow<'_, [u8]>> {
+        match self.digest.as_deref() {
+            None => Ok(std::borrow::Cow::Borrowed(self.data())),
+            Some(d) => match d.read_spooled() {
+                Some(r) => r.map(std::borrow::Cow::Owned),
+                None => Err(std::io::Error::other(format!(
+                    "the contents of {} were read as a digest only",
+                    self.path
+                ))),
+            },
+        }
+    }
+
+    /// Whether the file has contents (`contents` is set, or was when it was thinned or spooled).
+    pub fn has_contents(&self) -> bool {
+        self.contents.is_some() || self.digest.is_some()
     }
 
     /// The digest of the contents (computed for a whole file).
     pub fn content_digest(&self) -> ContentDigest {
         self.digest
             .as_deref()
-            .copied()
+            .cloned()
             .unwrap_or_else(|| ContentDigest::of(self.data()))
     }
 

@@ -577,7 +577,13 @@ impl<'b> FileStream<'b> {
         if let Some(keep) = self.n.budget.thin_keep()
             && !keep.contains(&file.path.as_str())
         {
-            file.thin();
+            match self.n.budget.spool() {
+                // A file the spool cannot take (its disk full) stays whole.
+                Some(spool) => {
+                    let _ = file.spool(spool);
+                }
+                None => file.thin(),
+            }
         }
         self.files.push(file);
         self.n.errors.is_empty()
@@ -1003,6 +1009,8 @@ fn ignition_value(config: &Config, files: bool) -> Value {
     } else if !config.files.is_empty() {
         let files = config.files.iter().map(|f| {
             assert!(!f.is_thin(), "the thin file {} was emitted", f.path);
+            // A spooled config is only ever streamed ([`write_machine_config_json`]).
+            assert!(!f.is_spooled(), "the spooled file {} was emitted", f.path);
             let mut m = Map::new();
             m.insert("path".into(), f.path.clone().into());
             put(
@@ -1266,12 +1274,14 @@ impl<W: std::io::Write + ?Sized> Emitter<'_, W> {
             self.out.write_all(b"{")?;
             self.key(true, l, "path")?;
             self.string(&f.path)?;
-            if let Some(c) = &f.contents {
+            if f.has_contents() {
+                // Read back one file at a time when spooled.
+                let c = f.contents_bytes()?;
                 self.key(false, l, "contents")?;
                 self.out.write_all(b"{")?;
                 self.key(true, l + 1, "source")?;
                 self.out.write_all(b"\"data:;base64,")?;
-                base64_simd::STANDARD.encode_append(c, &mut self.out);
+                base64_simd::STANDARD.encode_append(&c, &mut self.out);
                 self.out.write_all(b"\"")?;
                 self.close(l, b"}")?;
             }

@@ -107,6 +107,8 @@ pub struct Budget {
     over: std::cell::Cell<bool>,
     /// Files are thinned as they are read, but for these paths ([`Budget::thinning`]).
     thin_keep: Option<&'static [&'static str]>,
+    /// With `thin_keep`: the files are spooled there rather than thinned ([`Budget::spooling`]).
+    spool: Option<std::sync::Arc<crate::model::Spool>>,
 }
 
 impl Budget {
@@ -116,6 +118,7 @@ impl Budget {
             used: std::cell::Cell::new(0),
             over: std::cell::Cell::new(false),
             thin_keep: None,
+            spool: None,
         }
     }
 
@@ -128,9 +131,28 @@ impl Budget {
         self
     }
 
-    /// The paths kept whole when thinning; `None` when the load does not thin.
+    /// The files read on the streamed road are spooled to `spool` as they are decoded
+    /// ([`crate::model::File::spool`]), except at the paths in `keep`; only their digests and
+    /// places in the spool are held together. The general road loads whole: spool its result
+    /// with [`crate::model::MachineConfig::spool_contents`].
+    pub fn spooling(
+        mut self,
+        spool: std::sync::Arc<crate::model::Spool>,
+        keep: &'static [&'static str],
+    ) -> Self {
+        self.thin_keep = Some(keep);
+        self.spool = Some(spool);
+        self
+    }
+
+    /// The paths kept whole when thinning or spooling; `None` when the load does neither.
     pub(crate) fn thin_keep(&self) -> Option<&'static [&'static str]> {
         self.thin_keep
+    }
+
+    /// Where files are spooled ([`Budget::spooling`]).
+    pub(crate) fn spool(&self) -> Option<&std::sync::Arc<crate::model::Spool>> {
+        self.spool.as_ref()
     }
 
     /// Bytes one more decoded file may have: the per-file cap, or what is left of the total.
@@ -503,8 +525,43 @@ pub fn load_desired(
     pool: &str,
     limits: &Limits,
 ) -> Result<Option<(MachineConfig, Vec<String>)>, LoadErrors> {
+    desired_in(path, pool, &Budget::new(*limits))
+}
+
+/// [`load_desired`] for the new config of an update: every file's decoded contents but those
+/// at the paths in `keep` are written to `spool` as they are read ([`Budget::spooling`]), and
+/// only their digests and places there are held; writing reads them back one file at a time.
+/// A directory, or a file holding several MachineConfigs, is rendered, and rendering merges
+/// contents: their files are read back into memory first, so such a config is held whole.
+pub fn load_desired_spooled(
+    path: &Path,
+    pool: &str,
+    limits: &Limits,
+    spool: std::sync::Arc<crate::model::Spool>,
+    keep: &'static [&'static str],
+) -> Result<Option<(MachineConfig, Vec<String>)>, LoadErrors> {
+    desired_in(path, pool, &Budget::new(*limits).spooling(spool, keep))
+}
+
+/// [`load_config_arg_with`], spooled as [`load_desired_spooled`] says.
+pub fn load_config_arg_spooled(
+    path: &Path,
+    pool: &str,
+    limits: &Limits,
+    spool: std::sync::Arc<crate::model::Spool>,
+    keep: &'static [&'static str],
+) -> Result<(MachineConfig, Vec<String>), LoadErrors> {
+    load_desired_spooled(path, pool, limits, spool, keep)?
+        .ok_or_else(|| LoadErrors::single(&origin_of(path), "no MachineConfig found"))
+}
+
+fn desired_in(
+    path: &Path,
+    pool: &str,
+    budget: &Budget,
+) -> Result<Option<(MachineConfig, Vec<String>)>, LoadErrors> {
     let origin = origin_of(path);
-    let mut loaded = load_path_with(path, limits)?;
+    let mut loaded = load_in(path, budget)?;
     if loaded.configs.is_empty() {
         if path.is_dir() {
             return Ok(None);
@@ -512,8 +569,17 @@ pub fn load_desired(
         return Err(LoadErrors::single(&origin, "no MachineConfig found"));
     }
     if !path.is_dir() && loaded.configs.len() == 1 {
-        let mc = loaded.configs.pop().unwrap_or_default();
+        let mut mc = loaded.configs.pop().unwrap_or_default();
+        if let (Some(spool), Some(keep)) = (budget.spool(), budget.thin_keep()) {
+            // The general road (YAML, or JSON the streamed road gave up on) loads whole.
+            mc.spool_contents(spool, keep);
+        }
         return Ok(Some((mc, loaded.warnings)));
+    }
+    for c in &mut loaded.configs {
+        c.unspool_contents().map_err(|e| {
+            LoadErrors::single(&origin, format!("cannot read the spooled contents: {e}"))
+        })?;
     }
     super::render::render(pool, &loaded.configs)
         .map(|mc| Some((mc, loaded.warnings)))

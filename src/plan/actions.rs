@@ -161,8 +161,8 @@ pub fn decide(
             matched: None,
             actions: vec![Action::Reboot],
             reason,
-            old: Some(os.old.clone()),
-            new: Some(os.new.clone()),
+            old: Some(Box::new(os.old.clone())),
+            new: Some(Box::new(os.new.clone())),
         });
     }
     if opts.force {

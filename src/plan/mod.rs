@@ -99,12 +99,13 @@ pub struct Change {
     pub actions: Vec<Action>,
     /// Why: which entry matched, or why the change forces a reboot.
     pub reason: String,
-    /// For OS fields: the old value.
+    /// For OS fields: the old value (boxed, as `new`: a change of every file of a large config
+    /// has thousands of changes, none with these).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub old: Option<serde_json::Value>,
+    pub old: Option<Box<serde_json::Value>>,
     /// For OS fields: the new value.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub new: Option<serde_json::Value>,
+    pub new: Option<Box<serde_json::Value>>,
 }
 
 /// What changing a node from one config to another would do.

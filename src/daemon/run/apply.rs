@@ -108,14 +108,16 @@ impl Daemon {
             reboot_mode: self.opts.reboot_mode,
             soft_reboot: self.soft_reboot_support().await,
         };
+        // Only for the status (and try mode), and gone before the update plans again: two plans
+        // of a large change are not held at once.
         let (plan, os_plan) = update::plan_for(&input);
         // Try mode: journaled as on trial before the transaction can commit.
         let reboot = plan.as_ref().is_some_and(|p| p.reboot)
             || os_plan.as_ref().is_ok_and(|o| !o.steps.is_empty());
+        drop(os_plan);
         self.trial_starting(input.old.as_ref(), &input.new, force, reboot);
-        self.with_status(|s| {
-            s.last_plan = plan.as_ref().and_then(|p| serde_json::to_value(p).ok())
-        });
+        let last_plan = plan.and_then(status_plan);
+        self.with_status(|s| s.last_plan = last_plan);
         self.write_status();
         tracing::info!(from = %self.current_name, config = %new_name, force, "update started: {} -> {new_name}{}", dash(&self.current_name), if force { " (force file)" } else { "" });
         self.queue(
@@ -538,6 +540,30 @@ async fn report_drain(
 }
 
 /// `: full reboot (why)` / `: soft reboot (why)` after a message about a reboot.
+/// The most changes the status lists of a plan (`lastPlan.changes`); beyond them,
+/// `lastPlan.changesOmitted` says how many were left out. An update of every file of a large
+/// config would otherwise put megabytes in a status that is rewritten at each phase (and
+/// hold them as JSON), where its count and first paths say what it did; the update's log
+/// names every path it changed.
+pub const STATUS_PLAN_CHANGES: usize = 200;
+
+/// The plan as the status keeps it (see [`STATUS_PLAN_CHANGES`]).
+fn status_plan(mut plan: crate::plan::Plan) -> Option<serde_json::Value> {
+    let total = plan.changes.len();
+    plan.changes.truncate(STATUS_PLAN_CHANGES);
+    plan.diff = Default::default();
+    let mut v = serde_json::to_value(&plan).ok()?;
+    if total > STATUS_PLAN_CHANGES
+        && let Some(o) = v.as_object_mut()
+    {
+        o.insert(
+            "changesOmitted".into(),
+            (total - STATUS_PLAN_CHANGES).into(),
+        );
+    }
+    Some(v)
+}
+
 fn kind_words(kind: Option<&crate::plan::ladder::RebootDecision>) -> String {
     kind.map(|k| format!(": {} reboot ({})", k.kind, k.reason))
         .unwrap_or_default()
