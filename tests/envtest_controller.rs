@@ -82,6 +82,29 @@ fn chrony() -> Value {
         "actions": [{"type": "Reload", "reload": {"serviceName": "chronyd.service"}}]}]})
 }
 
+/// Waits (bounded) for an event `reason` about `node` whose note mentions `note` (events are
+/// published after the annotations the tests wait for).
+async fn wait_event(client: &kube::Client, reason: &str, node: &str, note: &str) {
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let listed = events.list(&Default::default()).await.unwrap();
+        let found = listed.items.iter().any(|e| {
+            e.reason.as_deref() == Some(reason)
+                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(node)
+                && e.note.as_deref().is_some_and(|n| n.contains(note))
+        });
+        if found {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no {reason} event about {node}: {listed:#?}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn policy_status_follows_the_spec_and_never_applies_an_invalid_one() {
     let Some(env) = envtest("policy_status") else {
@@ -386,17 +409,7 @@ async fn drain_waits_for_terminating_pods_and_takes_a_recreated_pod_as_gone() {
         "{message}"
     );
     assert_eq!(annotation(&node, LAST_APPLIED_DRAIN), None);
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    let listed = events.list(&Default::default()).await.unwrap();
-    assert!(
-        listed
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DrainBlocked")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("et-dc-b")
-                && e.note.as_deref().is_some_and(|n| n.contains("stuck"))),
-        "no DrainBlocked event: {listed:#?}"
-    );
+    wait_event(&client, "DrainBlocked", "et-dc-b", "stuck").await;
     pods.delete("stuck", &DeleteParams::default().grace_period(0))
         .await
         .unwrap();
@@ -509,17 +522,7 @@ async fn drain_preflight_waits_uncordoned_until_the_budget_allows() {
     assert_eq!(annotation(&node, DRAIN_BLOCKED), None, "not a degradation");
     let p = pods.get("db-0").await.unwrap();
     assert!(p.metadata.deletion_timestamp.is_none(), "not evicted");
-    let events: Api<k8s_openapi::api::events::v1::Event> = Api::all(client.clone());
-    let listed = events.list(&Default::default()).await.unwrap();
-    assert!(
-        listed
-            .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("DrainPreflightBlocked")
-                && e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some("et-pf-a")
-                && e.note.as_deref().is_some_and(|n| n.contains("db-budget"))),
-        "no DrainPreflightBlocked event: {listed:#?}"
-    );
+    wait_event(&client, "DrainPreflightBlocked", "et-pf-a", "db-budget").await;
 
     // The budget allows one disruption: cordon, eviction, then the answer; no restart.
     pdbs.patch_status(

@@ -490,7 +490,7 @@ fn every_action_type_parses_to_its_action() {
     for (action, want) in cases {
         let policy = json!({"files": [file_entry("/etc/x", json!([action]))]});
         let parsed = parse_machine_configuration(&doc(policy), "test.json").unwrap();
-        assert_eq!(parsed.policy.files[0].actions, [want.clone()], "{action}");
+        assert_eq!(parsed.policy.files[0].actions, [want], "{action}");
     }
 }
 
