@@ -34,6 +34,20 @@ pub enum Seen<T> {
     Present(T),
 }
 
+/// A whole object as a watch keeps it when every change matters (spec or status): one version
+/// is equal to itself only (uid and `resourceVersion`), so a relist that lists the same version
+/// wakes nobody while any write to the object does. An object without a version is new every
+/// time.
+#[derive(Debug, Clone)]
+pub struct ByVersion<K>(pub K);
+
+impl<K: kube::Resource> PartialEq for ByVersion<K> {
+    fn eq(&self, other: &Self) -> bool {
+        let (a, b) = (self.0.meta(), other.0.meta());
+        a.resource_version.is_some() && a.uid == b.uid && a.resource_version == b.resource_version
+    }
+}
+
 /// The watch; dropping it stops the watch.
 pub struct NamedWatch<T> {
     /// The receiver to sleep on (it has seen `Pending`, so the first listing wakes it).

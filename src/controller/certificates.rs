@@ -41,7 +41,7 @@ use super::certs::{CertExpiry, Warnings, certificate_report, next_warning_at};
 use super::metrics::ControllerMetrics;
 use super::reconcile::REPORTING_CONTROLLER;
 use crate::cluster::controllerconfig::{CONTROLLER_CONFIG_NAME, ControllerConfig};
-use crate::cluster::named::{NamedWatch, Seen};
+use crate::cluster::named::{ByVersion, NamedWatch, Seen};
 use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{Client, ClusterError, Options};
 
@@ -58,18 +58,6 @@ struct CertificateController {
     publish: watch::Sender<Option<Vec<CertExpiry>>>,
     metrics: Option<Arc<ControllerMetrics>>,
     warnings: Warnings,
-}
-
-/// The object as the watch keeps it: one version is equal to itself only (uid and
-/// `resourceVersion`), so a relist that lists the same version wakes nobody while any write to
-/// the object (spec or status) does. An object without a version is new every time.
-struct ByVersion(ControllerConfig);
-
-impl PartialEq for ByVersion {
-    fn eq(&self, other: &Self) -> bool {
-        let (a, b) = (&self.0.metadata, &other.0.metadata);
-        a.resource_version.is_some() && a.uid == b.uid && a.resource_version == b.resource_version
-    }
 }
 
 /// Runs the certificate controller until its watch ends. `publish` carries every pool's

@@ -20,13 +20,13 @@
 //! the watch brings the newer object, from which the status is computed again.
 
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::{Value, json};
 
 use super::ControllerError;
 use crate::cluster::crd::{Condition, ConditionStatus};
+use crate::cluster::named::{ByVersion, NamedWatch, Seen};
 use crate::cluster::policy::{MACHINE_CONFIGURATION_NAME, machine_configuration_resource};
-use crate::cluster::retry::{PacedWatch, is_code, with_retries};
+use crate::cluster::retry::{is_code, with_retries};
 use crate::cluster::{Client, ClusterError, Options};
 use crate::model::policy::parse::{SPEC_FIELD, STATUS_FIELD};
 use crate::model::policy::validate::{Rules, policy_from_value};
@@ -150,36 +150,19 @@ pub fn desired_status(
 /// Runs the policy status controller until its watch ends.
 pub async fn run(client: Client, opts: PolicyStatusOptions) -> Result<(), ControllerError> {
     let api: Api<DynamicObject> = Api::all_with(client, &machine_configuration_resource());
-    let config =
-        watcher::Config::default().fields(&format!("metadata.name={MACHINE_CONFIGURATION_NAME}"));
-    let mut stream = PacedWatch::new(
+    let mut watch = NamedWatch::new(
         api.clone(),
-        config,
+        MACHINE_CONFIGURATION_NAME,
         &opts.api,
         "MachineConfiguration cluster",
+        |o| Some(ByVersion(o)),
     );
-    let mut listing: Option<DynamicObject> = None;
     tracing::info!("policy status controller started");
-    while let Some(event) = stream.next().await {
-        let obj = match event {
-            Ok(watcher::Event::Init) => {
-                listing = None;
-                continue;
-            }
-            Ok(watcher::Event::InitApply(o)) => {
-                listing = Some(o);
-                continue;
-            }
-            Ok(watcher::Event::InitDone) => match listing.take() {
-                Some(o) => o,
-                None => continue,
-            },
-            Ok(watcher::Event::Apply(o)) => o,
-            Ok(watcher::Event::Delete(_)) => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "MachineConfiguration watch error; retrying with backoff");
-                continue;
-            }
+    while watch.rx.changed().await.is_ok() {
+        let obj = match &*watch.rx.borrow_and_update() {
+            Seen::Present(o) => o.0.clone(),
+            // Not listed yet, absent, or not served: nothing to fill.
+            Seen::Pending | Seen::Missing => continue,
         };
         if let Err(e) = reconcile(&api, &obj, &opts).await {
             // A newer version of the object (409) comes through the watch; anything else is
