@@ -20,14 +20,9 @@
 //!   not degraded, patched again (up to `Options::conflict_attempts`).
 //! - **Its own status writes, not yet in the cache**: a pass can start (another watch, a new
 //!   certificate list) before the watch has brought back the status this loop just wrote, and
-//!   would write it again. This loop is the pools' one status writer, so it keeps, per pool, the
-//!   `resourceVersion` its last status write returned, the status written, and the versions that
-//!   write left behind (the one the cache had, and those its earlier writes, status or
-//!   `spec.configuration`, returned). A cached
-//!   pool at one of those older versions is taken with the status last written; at any other
-//!   version (the write itself came back, or something newer: another writer, an edit) the
-//!   cache is taken as it is and the record dropped. Versions are only compared for equality,
-//!   as the API asks.
+//!   would write it again. This loop is the pools' one status writer, so a cached status that is
+//!   one it wrote or replaced lately (the last [`WRITTEN_KEPT`] of those, per pool) is taken as
+//!   the last one it wrote. A status it never saw (another leader's, an edit) is taken as it is.
 //! - **Events** (`machineconfigcontroller`, on the pool): `SetDesiredConfig` per node moved,
 //!   `RenderFailed` when a render starts failing, `RenderedConfigCreated`.
 
@@ -54,20 +49,9 @@ use super::decide::{CachedConfig, RenderCache, World, Writes, decide};
 use super::pool::NodeInfo;
 use super::render::{ConfigInfo, RENDERED_PREFIX, owned_by};
 
-/// How many older versions of a pool the loop recognises as a stale cache of its last status
-/// write (see the module doc); the oldest are forgotten first.
+/// How many statuses per pool (written, or replaced by a write) the loop recognises in a
+/// stale cache.
 pub const WRITTEN_KEPT: usize = 6;
-
-/// The last status this loop wrote to a pool, not yet seen back in the cache.
-#[derive(Debug, Default)]
-struct Written {
-    /// The status written.
-    status: Option<MachineConfigPoolStatus>,
-    /// The `resourceVersion` the write returned.
-    version: String,
-    /// Versions of the pool older than that write (at most [`WRITTEN_KEPT`]).
-    older: std::collections::VecDeque<String>,
-}
 
 /// `reportingController` of the controller's events.
 pub const REPORTING_CONTROLLER: &str = "machineconfigcontroller";
@@ -119,9 +103,9 @@ pub struct PoolController {
     configs: HashMap<String, Arc<CachedConfig>>,
     /// The render error last reported per pool (an event only when it changes).
     render_errors: BTreeMap<String, String>,
-    /// Per pool, the last status written while the cache has not shown it yet (see the module
-    /// doc).
-    written: HashMap<String, Written>,
+    /// Per pool, the last statuses written, each after the status it replaced (None: none),
+    /// oldest first (see the module doc).
+    written: HashMap<String, std::collections::VecDeque<Option<MachineConfigPoolStatus>>>,
 }
 
 impl PoolController {
@@ -155,18 +139,17 @@ impl PoolController {
             .cloned()
             .map(|p| {
                 let name = super::pool::pool_name(&p).to_string();
-                let Some(w) = self.written.get(&name) else {
-                    return p;
-                };
-                let version = p.metadata.resource_version.as_deref().unwrap_or_default();
-                if w.older.iter().any(|v| v == version) {
-                    let mut fresh = (*p).clone();
-                    fresh.status = w.status.clone();
-                    return Arc::new(fresh);
+                let written = self.written.get(&name);
+                match written.and_then(|w| w.back()) {
+                    Some(last)
+                        if p.status != *last && written.is_some_and(|w| w.contains(&p.status)) =>
+                    {
+                        let mut fresh = (*p).clone();
+                        fresh.status = last.clone();
+                        Arc::new(fresh)
+                    }
+                    _ => p,
                 }
-                // The write came back, or something newer did.
-                self.written.remove(&name);
-                p
             })
             .collect();
         let nodes: Vec<NodeInfo> = nodes
@@ -269,16 +252,10 @@ impl PoolController {
                 Err(e) => return Err(e.into()),
             }
         }
-        // The versions this pass's spec writes return: older than a status write that follows.
-        let mut spec_versions: HashMap<String, String> = HashMap::new();
         for (pool, conf) in &w.pool_spec {
             let patch = Patch::Merge(json!({"spec": {"configuration": conf}}));
             let what = format!("set spec.configuration of MachineConfigPool {pool}");
-            let done =
-                with_retries(&self.opts, &what, || pool_api.patch(pool, &pp, &patch)).await?;
-            if let Some(v) = done.metadata.resource_version {
-                spec_versions.insert(pool.clone(), v);
-            }
+            with_retries(&self.opts, &what, || pool_api.patch(pool, &pp, &patch)).await?;
             tracing::info!(pool, config = conf.name, "pool config set");
         }
         for (pool, node, config) in &w.desired {
@@ -301,40 +278,18 @@ impl PoolController {
             }
             let patch = Patch::Merge(body);
             let what = format!("update status of MachineConfigPool {pool}");
-            let done = with_retries(&self.opts, &what, || {
+            with_retries(&self.opts, &what, || {
                 pool_api.patch_status(pool, &pp, &patch)
             })
             .await?;
-            let Some(version) = done.metadata.resource_version else {
-                continue;
-            };
-            // What the cache had is now older than this write, and so is the last write's.
-            let w = self.written.entry(pool.clone()).or_default();
-            let replaced = cached
-                .get(pool.as_str())
-                .and_then(|p| p.metadata.resource_version.clone());
-            let last = Some(std::mem::take(&mut w.version)).filter(|v| !v.is_empty());
-            let spec = spec_versions.remove(pool.as_str());
-            for v in replaced.into_iter().chain(last).chain(spec) {
-                if !w.older.contains(&v) {
-                    if w.older.len() == WRITTEN_KEPT {
-                        w.older.pop_front();
-                    }
-                    w.older.push_back(v);
+            // The status the cache held (what this write replaces) and the one written.
+            let written = self.written.entry(pool.clone()).or_default();
+            let replaced = cached.get(pool.as_str()).and_then(|p| p.status.clone());
+            for s in [replaced, Some(status.clone())] {
+                if written.len() == WRITTEN_KEPT {
+                    written.pop_front();
                 }
-            }
-            w.version = version;
-            w.status = Some(status.clone());
-        }
-        // A spec write after the last status write (no status write this pass): the object it
-        // returned holds that status too, and the status write's version is now the older one.
-        for (pool, v) in spec_versions {
-            if let Some(w) = self.written.get_mut(&pool) {
-                let last = std::mem::replace(&mut w.version, v);
-                if w.older.len() == WRITTEN_KEPT {
-                    w.older.pop_front();
-                }
-                w.older.push_back(last);
+                written.push_back(s);
             }
         }
         for name in &w.delete {
