@@ -23,6 +23,10 @@
 //!   would write it again. This loop is the pools' one status writer, so a cached status that is
 //!   one it wrote or replaced lately (the last [`WRITTEN_KEPT`] of those, per pool) is taken as
 //!   the last one it wrote. A status it never saw (another leader's, an edit) is taken as it is.
+//!   The status, not the `resourceVersion`, tells: versions can only be compared for equality,
+//!   so an edit of the pool made just before a status write but seen after it (a label, carrying
+//!   the status before the write) cannot be told by its version from one made after, and would
+//!   be taken as the newer status and written over again; its status is one this loop replaced.
 //! - **Events** (`machineconfigcontroller`, on the pool): `SetDesiredConfig` per node moved,
 //!   `RenderFailed` when a render starts failing, `RenderedConfigCreated`.
 
