@@ -491,20 +491,7 @@ pub struct Pending {
 impl Pending {
     /// The pending change, if any.
     pub fn read(state: &Root) -> Result<Option<Pending>, HostError> {
-        let path = state.state_path(PENDING);
-        match state.read(&path, Tree::Etc)? {
-            super::root::Entry::Absent => Ok(None),
-            super::root::Entry::File { data, .. } => serde_json::from_slice(&data)
-                .map(Some)
-                .map_err(|e| HostError::State {
-                    path,
-                    reason: format!("cannot parse the pending OS change: {e}"),
-                }),
-            _ => Err(HostError::State {
-                path,
-                reason: "not a regular file".into(),
-            }),
-        }
+        super::state::read_json_record(state, PENDING, "the pending OS change")
     }
 
     /// Writes it atomically and durably.

@@ -162,3 +162,28 @@ impl<R: std::io::Read> std::io::Read for Hashing<R> {
         Ok(n)
     }
 }
+
+/// A small JSON record the daemon keeps in the state directory (`name` there; `what` names it in
+/// errors): None when there is none, an error when it is not a regular file or does not parse.
+pub fn read_json_record<T: serde::de::DeserializeOwned>(
+    root: &Root,
+    name: &str,
+    what: &str,
+) -> Result<Option<T>, HostError> {
+    let path = root.state_path(name);
+    match root.read(&path, Tree::Etc)? {
+        super::root::Entry::Absent => Ok(None),
+        super::root::Entry::File { data, .. } => {
+            serde_json::from_slice(&data)
+                .map(Some)
+                .map_err(|e| HostError::State {
+                    path,
+                    reason: format!("cannot parse {what}: {e}"),
+                })
+        }
+        _ => Err(HostError::State {
+            path,
+            reason: "not a regular file".into(),
+        }),
+    }
+}

@@ -31,20 +31,7 @@ pub(super) fn now_ms() -> u64 {
 
 /// Reads the journal record (None: nothing on trial).
 pub(super) fn read_record(root: &Root) -> Result<Option<Record>, HostError> {
-    let path = root.state_path(confirm::RECORD);
-    match root.read(&path, Tree::Etc)? {
-        crate::host::root::Entry::Absent => Ok(None),
-        crate::host::root::Entry::File { data, .. } => serde_json::from_slice(&data)
-            .map(Some)
-            .map_err(|e| HostError::State {
-                path,
-                reason: format!("cannot parse the try mode record: {e}"),
-            }),
-        _ => Err(HostError::State {
-            path,
-            reason: "not a regular file".into(),
-        }),
-    }
+    crate::host::state::read_json_record(root, confirm::RECORD, "the try mode record")
 }
 
 /// Writes the record atomically (None: removes it and the saved previous config).
