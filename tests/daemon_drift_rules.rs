@@ -490,9 +490,20 @@ fn reported_drift_does_not_hold_back_an_update_and_is_reported_after_it() {
 fn heal_that_cannot_rewrite_the_path_degrades_saying_why() {
     let rules = "drift:\n  rules:\n    - paths: [\"/etc/motd\"]\n      action: heal\n";
     let (node, d, addr) = running(rules);
-    // A directory where the file should be: the transaction refuses to replace it.
-    std::fs::remove_file(node.path("/etc/motd")).unwrap();
-    std::fs::create_dir(node.path("/etc/motd")).unwrap();
+    // A directory where the file should be: the transaction refuses to replace it. The two are
+    // swapped in one step (RENAME_EXCHANGE), so the daemon never sees the path missing, which
+    // it would heal before the directory appeared.
+    let aside = node.path("/etc/motd.aside");
+    std::fs::create_dir(&aside).unwrap();
+    rustix::fs::renameat_with(
+        rustix::fs::CWD,
+        &aside,
+        rustix::fs::CWD,
+        node.path("/etc/motd"),
+        rustix::fs::RenameFlags::EXCHANGE,
+    )
+    .unwrap();
+    std::fs::remove_file(&aside).unwrap();
     let reason = d.wait_degraded();
     assert!(
         reason.starts_with(
