@@ -713,33 +713,40 @@ impl Root {
     /// file, then fsyncs each. The disk writes overlap rather than follow one another, and the
     /// first fsync commits the filesystem's journal for the whole batch, so the others mostly
     /// find their work done. Unlike `syncfs`, this flushes nothing but the batch, however much
-    /// other programs have left to write.
+    /// other programs have left to write. Each pass runs on a few threads ([`in_parallel`]):
+    /// the fsyncs of one pass then wait on the same journal commits together.
     pub fn sync_batch(&self, batch: &[Pending]) -> Result<(), HostError> {
+        let files: Vec<&Pending> = batch.iter().filter(|p| p.file).collect();
         for wait in [false, true] {
-            // The steps are in path order: a directory is resolved once for its files.
-            let mut dir: Option<(&str, Parent)> = None;
-            for p in batch.iter().filter(|p| p.file) {
-                let (d, name) = p.path.rsplit_once('/').unwrap_or(("", &p.path));
-                if dir.as_ref().is_none_or(|(cur, _)| *cur != d) {
-                    let parent = self
-                        .parent(&p.path, p.tree)?
-                        .ok_or_else(|| HostError::refused(&p.path, "directory vanished"))?;
-                    dir = Some((d, parent));
-                }
-                let parent = &dir.as_ref().expect("set above").1;
-                let fd = rfs::openat(
-                    &parent.dir,
-                    tmp_name(name).as_str(),
-                    OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
-                    Mode::empty(),
-                )
-                .map_err(|e| HostError::io("open", &p.path, e))?;
-                if wait {
-                    fsync(&fd).map_err(|e| HostError::io("fsync", &p.path, e))?;
-                } else {
-                    start_writeback(&fd).map_err(|e| HostError::io("write back", &p.path, e))?;
-                }
-            }
+            // Each thread's run is in path order: a directory is resolved once for its files.
+            in_parallel(
+                &files,
+                256,
+                || None::<(String, Parent)>,
+                |dir, p| {
+                    let (d, name) = p.path.rsplit_once('/').unwrap_or(("", &p.path));
+                    if dir.as_ref().is_none_or(|(cur, _)| *cur != d) {
+                        let parent = self
+                            .parent(&p.path, p.tree)?
+                            .ok_or_else(|| HostError::refused(&p.path, "directory vanished"))?;
+                        *dir = Some((d.to_string(), parent));
+                    }
+                    let parent = &dir.as_ref().expect("set above").1;
+                    let fd = rfs::openat(
+                        &parent.dir,
+                        tmp_name(name).as_str(),
+                        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| HostError::io("open", &p.path, e))?;
+                    if wait {
+                        fsync(&fd).map_err(|e| HostError::io("fsync", &p.path, e))
+                    } else {
+                        start_writeback(&fd).map_err(|e| HostError::io("write back", &p.path, e))
+                    }
+                },
+            )
+            .map_err(|(_, e)| e)?;
         }
         Ok(())
     }
@@ -1083,6 +1090,64 @@ fn fsync(fd: impl AsFd) -> Result<(), Errno> {
     r
 }
 
+/// How many threads a large batch is staged and synced on ([`in_parallel`]).
+///
+/// Creating a file, and waiting for its data to reach the disk, spends most of its time waiting
+/// on the filesystem (its journal, the device) rather than on a CPU, so a few threads overlap
+/// those waits even on a machine with fewer cores: on this project's 2-core machine's ext4, a
+/// first apply of 10,000 files took 1.36–1.48 s on 4 threads against 2.0–2.2 s on one (and
+/// 3.3 against 5.6 s while the disk was slow). Four keeps the gain without flooding a small
+/// node's disk queue.
+pub const BATCH_THREADS: usize = 4;
+
+/// Runs `f` on every item, on up to [`BATCH_THREADS`] threads, each taking one contiguous run of
+/// `items` in order (so a thread's items share their directories, as the batch is in path
+/// order), with its own `state()` (a directory it keeps open, say). Below `2 * min_per_thread` items everything runs on the calling thread.
+///
+/// Returns the results in item order, or the error of the first failing item in that order
+/// with its index: a thread stops at its first failure, so items after a failure in its run
+/// are not attempted, while the other threads' runs may be (what a batch stages is all in the
+/// update's journal, which rolls back every path of it either way).
+pub fn in_parallel<T: Sync, S, R: Send, E: Send>(
+    items: &[T],
+    min_per_thread: usize,
+    state: impl Fn() -> S + Sync,
+    f: impl Fn(&mut S, &T) -> Result<R, E> + Sync,
+) -> Result<Vec<R>, (usize, E)> {
+    let run = |base: usize, chunk: &[T]| -> Result<Vec<R>, (usize, E)> {
+        let mut st = state();
+        chunk
+            .iter()
+            .enumerate()
+            .map(|(i, item)| f(&mut st, item).map_err(|e| (base + i, e)))
+            .collect()
+    };
+    let threads = (items.len() / min_per_thread.max(1)).clamp(1, BATCH_THREADS);
+    if threads == 1 {
+        return run(0, items);
+    }
+    let per = items.len().div_ceil(threads);
+    let results: Vec<Result<Vec<R>, (usize, E)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = items
+            .chunks(per)
+            .enumerate()
+            .map(|(k, chunk)| {
+                let run = &run;
+                s.spawn(move || run(k * per, chunk))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    let mut out = Vec::with_capacity(items.len());
+    for r in results {
+        out.extend(r?);
+    }
+    Ok(out)
+}
+
 /// Starts writing the dirty pages of a file back to disk, without waiting
 /// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, which neither rustix nor nix wraps).
 fn start_writeback(fd: impl AsFd) -> Result<(), Errno> {
@@ -1135,4 +1200,62 @@ fn lexical(dir: &[String], target: &str) -> Vec<String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{BATCH_THREADS, in_parallel};
+    use std::collections::HashSet;
+    use std::sync::Mutex;
+
+    #[test]
+    fn in_parallel_keeps_the_order_and_uses_several_threads() {
+        let items: Vec<usize> = (0..1000).collect();
+        let threads = Mutex::new(HashSet::new());
+        let out = in_parallel(
+            &items,
+            10,
+            || (),
+            |(), i| {
+                threads.lock().unwrap().insert(std::thread::current().id());
+                Ok::<_, ()>(i * 2)
+            },
+        )
+        .unwrap();
+        assert_eq!(out, (0..1000).map(|i| i * 2).collect::<Vec<_>>());
+        assert_eq!(threads.lock().unwrap().len(), BATCH_THREADS);
+    }
+
+    #[test]
+    fn in_parallel_reports_the_first_failure_in_item_order() {
+        let items: Vec<usize> = (0..1000).collect();
+        let failing = [900, 620, 300, 301];
+        let r = in_parallel(
+            &items,
+            10,
+            || (),
+            |(), i| {
+                if failing.contains(i) { Err(*i) } else { Ok(*i) }
+            },
+        );
+        assert_eq!(r, Err((300, 300)));
+    }
+
+    #[test]
+    fn in_parallel_runs_small_inputs_on_the_calling_thread_with_one_state() {
+        let items: Vec<usize> = (0..19).collect();
+        let me = std::thread::current().id();
+        let out = in_parallel(
+            &items,
+            10,
+            || 0usize,
+            |seen, _| {
+                assert_eq!(std::thread::current().id(), me);
+                *seen += 1;
+                Ok::<_, ()>(*seen)
+            },
+        )
+        .unwrap();
+        assert_eq!(out, (1..=19).collect::<Vec<_>>());
+    }
 }

@@ -80,7 +80,7 @@
 use super::backup::{never_delete, noorig_path, orig_path};
 use super::manifest::{Desired, Kind, desired_with};
 use super::owners::Owners;
-use super::root::{Entry, Pending, Prepared, Probe, Root, Tree};
+use super::root::{self, Entry, Pending, Prepared, Probe, Root, Tree};
 use super::state::{CURRENT_CONFIG, JOURNAL, STAGING, write_encoded};
 use super::units::{UnitOps, unit_ops};
 use super::users::{SHADOW, password_change, set_password_hash};
@@ -341,6 +341,16 @@ impl Step<'_> {
             Step::Backup(..) | Step::Stamp(_) => true,
             Step::Write(d) => matches!(d.record.kind, Kind::File | Kind::MaskLink),
             _ => false,
+        }
+    }
+
+    /// The path a batched step stages, and its tree.
+    fn staged_at(&self, root: &Root) -> (String, Tree) {
+        match self {
+            Step::Backup(p, _) => (orig_path(root, p), Tree::Etc),
+            Step::Stamp(p) => (noorig_path(root, p), Tree::Etc),
+            Step::Write(d) => (d.path.to_string(), d.tree),
+            _ => unreachable!("only batched steps are staged"),
         }
     }
 
@@ -856,15 +866,33 @@ fn run_steps(
 /// first-managed path's backup, which must come before its removal, is batched and so comes
 /// first).
 fn run_batch(root: &Root, steps: &[Step<'_>]) -> Result<(), (String, HostError)> {
-    let mut staged = Vec::new();
-    for s in steps.iter().filter(|s| s.batched()) {
-        (|| {
-            failpoint!("host::before_op");
-            staged.push(s.stage(root)?);
-            Ok(())
-        })()
-        .map_err(|e| (s.describe(root), e))?;
+    let batched: Vec<&Step<'_>> = steps.iter().filter(|s| s.batched()).collect();
+    // The directories the batch writes into are made first, here, in step order: the threads
+    // below then only create files in directories that exist, and never race to make one.
+    let mut last_dir: Option<(String, Tree)> = None;
+    for s in &batched {
+        let (path, tree) = s.staged_at(root);
+        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+        if last_dir
+            .as_ref()
+            .is_some_and(|(d, t)| d == dir && *t == tree)
+        {
+            continue;
+        }
+        root.parent_create(&path, tree, &mut Vec::new())
+            .map_err(|e| (s.describe(root), e))?;
+        last_dir = Some((dir.to_string(), tree));
     }
+    let staged = root::in_parallel(
+        &batched,
+        64,
+        || (),
+        |(), s| {
+            failpoint!("host::before_op");
+            s.stage(root)
+        },
+    )
+    .map_err(|(i, e)| (batched[i].describe(root), e))?;
     root.sync_batch(&staged)
         .map_err(tag("sync the files written"))?;
     let mut dirs: Vec<(String, Tree)> = Vec::new();
