@@ -97,6 +97,7 @@ async fn update_to(
         os: machine_config_daemon::host::os::detect(root),
         reboot_mode,
         soft_reboot: SoftRebootSupport::Supported("systemd 254".into()),
+        keep_changes: true,
     };
     update(root, input, Some(systemd), &Standalone)
         .await

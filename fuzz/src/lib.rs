@@ -84,11 +84,11 @@ pub fn plan_two(data: &[u8]) {
             force: data.len() % 7 == 0,
             host: Some(host.clone()),
         };
-        let _ = plan(&old, &new, &policy, &opts);
+        let _ = plan(&old, &new, policy, &opts);
         let same = plan(
             &new,
             &new,
-            &policy,
+            policy,
             &PlanOptions {
                 force: false,
                 ..opts
@@ -132,12 +132,16 @@ fn booted_from(mc: &MachineConfig) -> Booted {
 }
 
 /// The defaults, or (for odd lengths) the defaults with the user entries of the policy example.
-fn user_policy(len: usize) -> Policy {
-    if len % 2 == 0 {
-        return effective(&Policy::default());
-    }
-    let doc = include_bytes!("../../examples/policies/files.yaml");
-    parse_machine_configuration(doc, "files.yaml")
-        .expect("the example policy is valid")
-        .effective_policy()
+/// Both are made once per process (the `policy` target fuzzes their parsing): the plan target
+/// spends its executions on planning.
+fn user_policy(len: usize) -> &'static Policy {
+    static POLICIES: std::sync::OnceLock<[Policy; 2]> = std::sync::OnceLock::new();
+    let [default, user] = POLICIES.get_or_init(|| {
+        let doc = include_bytes!("../../examples/policies/files.yaml");
+        let user = parse_machine_configuration(doc, "files.yaml")
+            .expect("the example policy is valid")
+            .effective_policy();
+        [effective(&Policy::default()), user]
+    });
+    if len % 2 == 0 { default } else { user }
 }

@@ -176,6 +176,7 @@ pub fn run(args: Args) -> ExitCode {
         os,
         reboot_mode: args.reboot_mode,
         soft_reboot,
+        keep_changes: true,
     };
     let (plan, os_plan) = update::plan_for(&input);
     let old = input.old.as_ref();

@@ -56,6 +56,11 @@ pub struct UpdateInput {
     pub reboot_mode: RebootMode,
     /// Whether the node's systemd can soft-reboot (irrelevant with `RebootMode::Full`).
     pub soft_reboot: SoftRebootSupport,
+    /// Keep the plan's changes for the caller ([`Applied::plan`]): `apply` prints them. The
+    /// daemon, which puts its own plan in the status before the update, does not: the changes
+    /// of a large update (about 230 bytes a changed path) are then dropped before the
+    /// transaction rather than held through it.
+    pub keep_changes: bool,
 }
 
 /// One step that was performed or skipped.
@@ -69,7 +74,7 @@ pub struct Step {
 /// A successful update.
 #[derive(Debug)]
 pub struct Applied {
-    /// None on the first apply.
+    /// None on the first apply. Its changes are empty unless [`UpdateInput::keep_changes`].
     pub plan: Option<Plan>,
     pub report: ApplyReport,
     /// Drain, unit operations and post actions, in the order they ran.
@@ -353,8 +358,10 @@ pub async fn update(
     // What is left no longer needs the plan's raw comparison (an entry per changed path), and
     // the memory freed by reading and planning goes back before the transaction, whose own
     // allocations would otherwise come on top of it.
+    let keep_changes = input.keep_changes;
     let plan = plan.map(|p| Plan {
         diff: Default::default(),
+        changes: if keep_changes { p.changes } else { Vec::new() },
         ..p
     });
     crate::daemon::trim_memory();

@@ -107,6 +107,7 @@ impl Daemon {
             os: self.os.clone(),
             reboot_mode: self.opts.reboot_mode,
             soft_reboot: self.soft_reboot_support().await,
+            keep_changes: false,
         };
         // Only for the status (and try mode), and gone before the update plans again: two plans
         // of a large change are not held at once.
