@@ -9,10 +9,14 @@
 //! - idle wakeups: voluntary + nonvoluntary context switches of every thread over
 //!   `MCD_BENCH_IDLE_SECS` (default 60) seconds with nothing changing;
 //! - rebootless update: a new desired config (renamed into place; the policy maps the changed
-//!   file to `None`) to `Done` with the new config recorded, 5 and 1,000 files.
+//!   file to `None`) to `Done` with the new config recorded, 5 and 1,000 files;
+//! - peak memory of an update (the target: ≤ 32 MiB at 10,000 files): the daemon's
+//!   `VmHWM` over its first apply of 10,000 × 1 KiB files, then over an update changing one of
+//!   them, then over one changing every one (the high-water mark reset between updates through
+//!   `/proc/PID/clear_refs`), with its idle `VmRSS` before each.
 //!
 //! `cargo bench --bench daemon`. Prints figures; asserts nothing. `MCD_BENCH_ONLY=updates` runs
-//! only the rebootless updates.
+//! only the rebootless updates, `MCD_BENCH_ONLY=memory` only the peak memory.
 
 #[path = "../tests/daemon_common/mod.rs"]
 mod daemon_common;
@@ -170,8 +174,74 @@ fn none_updates(n: usize, base: &Path) -> Stats {
     stats(samples)
 }
 
+/// 10,000 files of 1 KiB; `changed`: one file's first byte differs; `every`: every file's
+/// second byte differs.
+fn kib_files(
+    name: &str,
+    changed: Option<usize>,
+    every: bool,
+) -> machine_config_daemon::model::MachineConfig {
+    let files = (0..10_000)
+        .map(|i| {
+            let mut data = format!("file {i} ").repeat(200).into_bytes();
+            data.truncate(1024);
+            if changed == Some(i) {
+                data[0] = b'F';
+            }
+            if every {
+                data[1] = b'X';
+            }
+            file_bytes(
+                &format!("/etc/bench/d{:03}/f{i:05}.conf", i % 100),
+                data,
+                0o644,
+            )
+        })
+        .collect();
+    mc(name, files)
+}
+
+/// The daemon's peak memory over its first apply and two updates of 10,000 files (see the
+/// module docs).
+fn update_memory(base: &Path) {
+    let node = Node::in_dir(base);
+    node.set_desired(&kib_files("rendered-worker-a", None, false));
+    let d = Daemon::start(&node, StartOpts::default());
+    let done = |name: &str| {
+        d.wait_within(SETUP, name, |s| {
+            s.state == NodeState::Done && s.current_config == name
+        });
+    };
+    done("rendered-worker-a");
+    let kib = |field: &str| proc_field(d.pid(), None, field).unwrap_or(0) as f64 / 1024.0;
+    println!(
+        "\npeak memory of an update, 10,000 x 1 KiB files: first apply VmHWM {:.1} MiB",
+        kib("VmHWM:")
+    );
+    for (what, name, changed, every) in [
+        ("one file changed", "rendered-worker-b", Some(4242), false),
+        ("every file changed", "rendered-worker-c", None, true),
+    ] {
+        let config = kib_files(name, changed, every);
+        std::thread::sleep(Duration::from_secs(2));
+        let idle = kib("VmRSS:");
+        std::fs::write(format!("/proc/{}/clear_refs", d.pid()), "5").expect("reset VmHWM");
+        node.set_desired(&config);
+        drop(config);
+        done(name);
+        println!(
+            "  {what}: VmHWM {:.1} MiB (idle VmRSS before it {idle:.1} MiB)",
+            kib("VmHWM:")
+        );
+    }
+}
+
 fn main() {
     // `cargo bench` passes --bench; a filter is not supported.
+    if std::env::var("MCD_BENCH_ONLY").is_ok_and(|v| v == "memory") {
+        update_memory(&base());
+        return;
+    }
     let base = base();
     println!("daemon benchmarks: release binary {BIN}");
     println!(
@@ -261,5 +331,8 @@ fn main() {
             ms(s.max),
             s.n
         );
+    }
+    if !only_updates {
+        update_memory(&base);
     }
 }
