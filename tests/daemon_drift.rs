@@ -217,12 +217,6 @@ fn force_file_present_at_start_is_honoured() {
     assert!(!node.exists("/run/machine-config-daemon-force"));
 }
 
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
-}
-
 #[test]
 fn metrics_endpoint_reports_state_and_drift() {
     let node = Node::new();
@@ -243,14 +237,14 @@ fn metrics_endpoint_reports_state_and_drift() {
     assert_eq!(code, 200);
     assert!(body.contains("mcd_state{state=\"Done\"} 1"), "{body}");
     assert!(body.contains("mcd_state{state=\"Degraded\"} 0"), "{body}");
-    assert_eq!(metric(&body, "mcd_config_drift"), Some(0.0), "{body}");
+    assert_eq!(sample(&body, "mcd_config_drift"), Some(0.0), "{body}");
     assert!(body.contains("mcd_host_os_and_version"), "{body}");
 
     chmod(&node.path("/etc/x"), 0o755);
     d.wait_degraded();
     let (_, body) = http_get(&addr, "/metrics");
     assert!(body.contains("mcd_state{state=\"Degraded\"} 1"), "{body}");
-    let drift = metric(&body, "mcd_config_drift").expect("mcd_config_drift");
+    let drift = sample(&body, "mcd_config_drift").expect("mcd_config_drift");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -78,9 +78,7 @@ fn running(rules: &str) -> (Node, Daemon, String) {
     let node = Node::new();
     node.set_desired(&config());
     std::fs::write(&node.policy, POLICY).unwrap();
-    let cfg = node.path("/etc/machine-config-daemon/config.yaml");
-    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-    std::fs::write(&cfg, rules).unwrap();
+    node.set_daemon_config(rules);
     let d = Daemon::start(
         &node,
         StartOpts {
@@ -92,13 +90,6 @@ fn running(rules: &str) -> (Node, Daemon, String) {
     let addr = d.metrics_address();
     d.wait_done("rendered-worker-a");
     (node, d, addr)
-}
-
-/// The value of the sample `name` (with its labels, e.g. `mcd_drift_total{action="heal"}`).
-fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = http_get(addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// Edits a managed file by hand (in place, as `>>` or an editor without rename does).
@@ -424,9 +415,7 @@ drift of the managed paths of the new config:
     // Without a daemon configuration, no drift section.
     assert!(!plan(&[]).contains("drift"));
     // With --root, the root's daemon configuration file is found.
-    let cfg = node.path("/etc/machine-config-daemon/config.yaml");
-    std::fs::create_dir_all(cfg.parent().unwrap()).unwrap();
-    std::fs::write(&cfg, RULES).unwrap();
+    let cfg = node.set_daemon_config(RULES);
     let text = plan(&["--root", node.root.to_str().unwrap()]);
     assert!(
         text.contains(&format!("\ndrift rules ({}):\n", cfg.display())),

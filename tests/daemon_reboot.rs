@@ -54,12 +54,6 @@ fn message(st: &machine_config_daemon::daemon::status::Status, type_: &str) -> S
         .unwrap_or_default()
 }
 
-fn metric(body: &str, name: &str) -> Option<f64> {
-    body.lines()
-        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
-        .and_then(|l| l[name.len()..].trim().parse().ok())
-}
-
 #[test]
 fn failed_validation_after_the_reboot_is_degraded_with_the_first_mismatch() {
     let node = rebooted_node();
@@ -102,11 +96,11 @@ fn failed_validation_after_the_reboot_is_degraded_with_the_first_mismatch() {
     assert!(body.contains("mcd_state{state=\"Degraded\"} 1"), "{body}");
     assert!(body.contains("mcd_state{state=\"Done\"} 0"), "{body}");
     assert_eq!(
-        metric(&body, "mcd_reboots_failed_total"),
+        sample(&body, "mcd_reboots_failed_total"),
         Some(0.0),
         "{body}"
     );
-    let drift = metric(&body, "mcd_config_drift").expect("mcd_config_drift");
+    let drift = sample(&body, "mcd_config_drift").expect("mcd_config_drift");
     assert!(drift > 0.0, "{body}");
     let update_state = body
         .lines()
@@ -150,17 +144,17 @@ fn successful_validation_after_the_reboot_is_done() {
         "{body}"
     );
     assert_eq!(
-        metric(&body, "mcd_reboots_failed_total"),
+        sample(&body, "mcd_reboots_failed_total"),
         Some(0.0),
         "{body}"
     );
     assert_eq!(
-        metric(&body, "mcd_reboots_total{kind=\"full\"}"),
+        sample(&body, "mcd_reboots_total{kind=\"full\"}"),
         Some(1.0),
         "{body}"
     );
     assert_eq!(
-        metric(&body, "mcd_reboots_total{kind=\"soft\"}"),
+        sample(&body, "mcd_reboots_total{kind=\"soft\"}"),
         Some(0.0),
         "{body}"
     );
@@ -240,12 +234,12 @@ fn a_soft_reboot_keeps_the_boot_id_and_is_seen_by_the_userspace_after_it() {
     );
     let (_, body) = http_get(&addr, "/metrics");
     assert_eq!(
-        metric(&body, "mcd_reboots_total{kind=\"soft\"}"),
+        sample(&body, "mcd_reboots_total{kind=\"soft\"}"),
         Some(1.0),
         "{body}"
     );
     assert_eq!(
-        metric(&body, "mcd_reboots_total{kind=\"full\"}"),
+        sample(&body, "mcd_reboots_total{kind=\"full\"}"),
         Some(0.0),
         "{body}"
     );

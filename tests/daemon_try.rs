@@ -53,13 +53,6 @@ fn ok(node: &Node) {
     std::fs::write(node.dir.path().join("ok"), "").unwrap();
 }
 
-/// The daemon configuration file `yaml` at its default place beneath the root.
-fn daemon_config(node: &Node, yaml: &str) {
-    let p = node.path("/etc/machine-config-daemon/config.yaml");
-    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-    std::fs::write(p, yaml).unwrap();
-}
-
 /// A node on config A, the daemon started with `args` (and the metrics on a free port).
 fn on_a(node: &Node, args: &[&str]) -> (Daemon, String) {
     node.set_desired(&config_a());
@@ -75,12 +68,6 @@ fn on_a(node: &Node, args: &[&str]) -> (Daemon, String) {
     // The first apply is never on trial (nothing to go back to).
     d.wait_done("rendered-worker-a");
     (d, addr)
-}
-
-fn metric(addr: &str, name: &str) -> Option<f64> {
-    let (_, body) = http_get(addr, "/metrics");
-    body.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 fn record(node: &Node) -> Option<serde_json::Value> {
@@ -202,10 +189,7 @@ fn a_hanging_check_is_killed_at_its_timeout() {
             pid_file.display()
         ),
     );
-    daemon_config(
-        &node,
-        "tryMode:\n  confirmTimeout: 1s\n  checkTimeout: 300ms\n",
-    );
+    node.set_daemon_config("tryMode:\n  confirmTimeout: 1s\n  checkTimeout: 300ms\n");
     let (d, _) = on_a(&node, &[]);
     node.set_desired(&config_b());
     let reason = d.wait_degraded();
@@ -239,10 +223,7 @@ fn a_running_check_does_not_hold_the_daemon() {
         "20-slow",
         &format!("touch {}\nexec sleep 1000", started.display()),
     );
-    daemon_config(
-        &node,
-        "tryMode:\n  confirmTimeout: 1h\n  checkTimeout: 30m\n",
-    );
+    node.set_daemon_config("tryMode:\n  confirmTimeout: 1h\n  checkTimeout: 30m\n");
     let (mut d, _) = on_a(&node, &[]);
     node.set_desired(&config_b());
     d.wait_log("try mode: rendered-worker-b", 1);
@@ -265,10 +246,7 @@ fn a_running_check_does_not_hold_the_daemon() {
 fn a_crash_while_pending_resumes_after_the_restart() {
     let node = Node::new();
     gated_check(&node);
-    daemon_config(
-        &node,
-        "tryMode:\n  confirmTimeout: 1h\n  checkInterval: 200ms\n",
-    );
+    node.set_daemon_config("tryMode:\n  confirmTimeout: 1h\n  checkInterval: 200ms\n");
     let (mut d, _) = on_a(&node, &[]);
     node.set_desired(&config_b());
     let st = d.wait("pending confirmation", |s| {
@@ -390,7 +368,7 @@ fn plan_shows_try_mode() {
     // Off: no line.
     assert!(!plan(&[]).contains("try mode"));
     // From the daemon configuration file beneath the root, in JSON.
-    daemon_config(&node, "tryMode:\n  confirmTimeout: 90s\n");
+    node.set_daemon_config("tryMode:\n  confirmTimeout: 90s\n");
     let v: serde_json::Value = serde_json::from_str(&plan(&["-o", "json"])).unwrap();
     assert_eq!(v["tryMode"]["confirmTimeout"], "1m 30s");
     assert_eq!(v["tryMode"]["checks"], "systemd, 2 in health.d");

@@ -599,11 +599,7 @@ fn try_mode_reverts_staged_kernel_arguments_through_the_os_backend() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("10-app"), "#!/bin/sh\necho app is down\nexit 1\n").unwrap();
     chmod(&dir.join("10-app"), 0o755);
-    std::fs::write(
-        n.node.path("/etc/machine-config-daemon/config.yaml"),
-        "tryMode:\n  confirmTimeout: 1s\n",
-    )
-    .unwrap();
+    n.node.set_daemon_config("tryMode:\n  confirmTimeout: 1s\n");
     n.node.set_desired(&with_os("b", &["nosmt"], |_| {}));
     let d = n.start();
     // Staged, no systemd to reboot: the trial waits for the boot.

@@ -72,6 +72,15 @@ impl Node {
         self.root.join(node_path.trim_start_matches('/'))
     }
 
+    /// Writes the daemon configuration file (`yaml`) at its default place beneath the root,
+    /// where `start` finds it without a flag; returns its path.
+    pub fn set_daemon_config(&self, yaml: &str) -> PathBuf {
+        let p = self.path("/etc/machine-config-daemon/config.yaml");
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, yaml).unwrap();
+        p
+    }
+
     pub fn read(&self, node_path: &str) -> String {
         std::fs::read_to_string(self.path(node_path)).unwrap()
     }
@@ -513,6 +522,18 @@ impl StatusWatch {
 /// Restores a file's permission bits to `mode`.
 pub fn chmod(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// The value of the sample `name` (with its labels, e.g. `mcd_drift_total{action="heal"}`) in
+/// a Prometheus text exposition `body`.
+pub fn sample(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// The value of the sample `name` the metrics endpoint at `addr` serves now.
+pub fn metric(addr: &str, name: &str) -> Option<f64> {
+    sample(&http_get(addr, "/metrics").1, name)
 }
 
 /// A GET over plain HTTP/1.1: (status code, body).
