@@ -12,6 +12,7 @@ use super::HostError;
 use super::owners::Owners;
 use super::root::{Root, Tree};
 use crate::model::MachineConfig;
+use crate::model::config::Held;
 use sha2::{Digest, Sha256};
 use std::borrow::Cow;
 
@@ -76,20 +77,18 @@ impl Desired<'_> {
         }
     }
 
+    /// The contents this entry asks for, as it holds them (a thin entry: their digest).
+    pub fn held(&self) -> Held<'_> {
+        if self.thin {
+            Held::Digest(&self.record.sha256, self.record.size)
+        } else {
+            Held::Whole(&self.data)
+        }
+    }
+
     /// Whether two entries ask for the same contents (bytes compared; a thin entry by digest).
     pub fn same_data(&self, other: &Desired<'_>) -> bool {
-        let digest_matches = |thin: &Desired<'_>, whole: &Desired<'_>| {
-            thin.record.size == whole.data.len() as u64
-                && thin.record.sha256 == <[u8; 32]>::from(Sha256::digest(&whole.data[..]))
-        };
-        match (self.thin, other.thin) {
-            (false, false) => self.data[..] == other.data[..],
-            (true, false) => digest_matches(self, other),
-            (false, true) => digest_matches(other, self),
-            (true, true) => {
-                (self.record.size, self.record.sha256) == (other.record.size, other.record.sha256)
-            }
-        }
+        self.held().same(other.held())
     }
 }
 

@@ -428,13 +428,8 @@ fn matches_disk(disk: &Entry, d: &Desired<'_>) -> bool {
                 gid,
             },
         ) => {
-            let same_data = if d.thin {
-                // A spooled file: compared by digest, its contents stay in the spool.
-                data.len() as u64 == r.size
-                    && r.sha256 == <[u8; 32]>::from(<sha2::Sha256 as sha2::Digest>::digest(data))
-            } else {
-                data[..] == d.data[..]
-            };
+            // A spooled file is compared by digest: its contents stay in the spool.
+            let same_data = d.held().same(crate::model::config::Held::Whole(data));
             *mode == r.mode && *uid == r.uid && *gid == r.gid && same_data
         }
         (Kind::MaskLink, Entry::Symlink { target }) => target == "/dev/null",

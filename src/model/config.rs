@@ -122,6 +122,30 @@ impl PartialEq for ContentDigest {
     }
 }
 
+/// Contents as something holds them: the bytes, or only their SHA-256 and length (a thin or
+/// spooled file, a manifest's record).
+#[derive(Debug, Clone, Copy)]
+pub enum Held<'a> {
+    Whole(&'a [u8]),
+    Digest(&'a [u8; 32], u64),
+}
+
+impl Held<'_> {
+    /// Whether both hold the same bytes: compared as bytes when both are whole, else by
+    /// SHA-256 and length (a whole one hashed; the length first).
+    pub fn same(self, other: Held<'_>) -> bool {
+        use sha2::Digest as _;
+        match (self, other) {
+            (Held::Whole(a), Held::Whole(b)) => a == b,
+            (Held::Digest(sha, len), Held::Whole(data))
+            | (Held::Whole(data), Held::Digest(sha, len)) => {
+                len == data.len() as u64 && *sha == <[u8; 32]>::from(sha2::Sha256::digest(data))
+            }
+            (Held::Digest(a, n), Held::Digest(b, m)) => (a, n) == (b, m),
+        }
+    }
+}
+
 /// The place of a file's contents in a [`Spool`].
 #[derive(Debug, Clone)]
 pub struct Spooled {
@@ -338,14 +362,18 @@ impl File {
             .unwrap_or_else(|| ContentDigest::of(self.data()))
     }
 
+    /// The decoded contents as this file holds them: whole, or their digest when thin or
+    /// spooled.
+    pub fn held(&self) -> Held<'_> {
+        match self.digest.as_deref() {
+            Some(d) => Held::Digest(&d.sha256, d.len),
+            None => Held::Whole(self.data()),
+        }
+    }
+
     /// Whether two files have the same decoded contents (unset is empty), thin or whole.
     pub fn same_contents(&self, other: &File) -> bool {
-        match (self.digest.as_deref(), other.digest.as_deref()) {
-            (None, None) => self.data() == other.data(),
-            (Some(a), None) => a.matches(other.data()),
-            (None, Some(b)) => b.matches(self.data()),
-            (Some(a), Some(b)) => a == b,
-        }
+        self.held().same(other.held())
     }
 
     /// The mode to write.
