@@ -1102,7 +1102,8 @@ pub const BATCH_THREADS: usize = 4;
 
 /// Runs `f` on every item, on up to [`BATCH_THREADS`] threads, each taking one contiguous run of
 /// `items` in order (so a thread's items share their directories, as the batch is in path
-/// order), with its own `state()` (a directory it keeps open, say). Below `2 * min_per_thread` items everything runs on the calling thread.
+/// order), with its own `state()` (a directory it keeps open, say). Below `2 * min_per_thread`
+/// items everything runs on the calling thread.
 ///
 /// Returns the results in item order, or the error of the first failing item in that order
 /// with its index: a thread stops at its first failure, so items after a failure in its run
