@@ -345,38 +345,37 @@ impl Step<'_> {
     }
 
     /// The path a batched step stages, and its tree.
-    fn staged_at(&self, root: &Root) -> (String, Tree) {
+    fn staged_at(&self, root: &Root) -> (std::borrow::Cow<'_, str>, Tree) {
         match self {
-            Step::Backup(p, _) => (orig_path(root, p), Tree::Etc),
-            Step::Stamp(p) => (noorig_path(root, p), Tree::Etc),
-            Step::Write(d) => (d.path.to_string(), d.tree),
+            Step::Backup(p, _) => (orig_path(root, p).into(), Tree::Etc),
+            Step::Stamp(p) => (noorig_path(root, p).into(), Tree::Etc),
+            Step::Write(d) => (d.path.as_ref().into(), d.tree),
             _ => unreachable!("only batched steps are staged"),
         }
     }
 
-    /// The first half of a batched step: its temp file, written but not synced nor renamed.
+    /// The first half of a batched step: its temp file at [`Step::staged_at`], written but
+    /// not synced nor renamed.
     fn stage(&self, root: &Root) -> Result<Pending, HostError> {
+        let (to, tree) = self.staged_at(root);
         match self {
-            Step::Backup(p, t) => {
-                let to = orig_path(root, p);
-                copy_with(
-                    root,
-                    p,
-                    *t,
-                    |data, mode, uid, gid| root.stage_file(&to, Tree::Etc, data, mode, uid, gid),
-                    |target| root.stage_symlink(&to, Tree::Etc, target),
-                )
-            }
-            Step::Stamp(p) => root.stage_empty(&noorig_path(root, p), Tree::Etc, 0o644, 0, 0),
+            Step::Backup(p, t) => copy_with(
+                root,
+                p,
+                *t,
+                |data, mode, uid, gid| root.stage_file(&to, tree, data, mode, uid, gid),
+                |target| root.stage_symlink(&to, tree, target),
+            ),
+            Step::Stamp(_) => root.stage_empty(&to, tree, 0o644, 0, 0),
             Step::Write(d) if d.record.kind == Kind::MaskLink => {
-                root.stage_symlink(&d.path, d.tree, "/dev/null")
+                root.stage_symlink(&to, tree, "/dev/null")
             }
             Step::Write(d) => {
                 let r = &d.record;
                 // Read back one file at a time when spooled: staged, its contents are the
                 // page cache's.
                 let data = d.contents()?;
-                root.stage_file(&d.path, d.tree, &data, r.mode, r.uid, r.gid)
+                root.stage_file(&to, tree, &data, r.mode, r.uid, r.gid)
             }
             _ => unreachable!("only batched steps are staged"),
         }
