@@ -394,6 +394,58 @@ mod actions {
         assert_eq!(steps.len(), 2);
         assert!(matches!(&steps[0].outcome, Outcome::Skipped(w) if w.contains("no systemd")));
     }
+
+    #[tokio::test]
+    async fn a_failed_action_runs_again_with_those_after_it_and_a_doubling_wait() {
+        use machine_config_daemon::daemon::certs::{
+            CA_RETRY_FIRST, CA_RETRY_MAX, CaRetry, with_pending,
+        };
+        let actions = ca_actions(&defaults(), &changed(&[USER_CA])).actions;
+        let failing = Systemd::new("restart coreos-update-ca-trust.service");
+        let (_, failed) = run_post_actions(Some(&failing), &actions).await;
+        let (action, e) = failed.unwrap();
+        let retry = CaRetry::after(&actions, &action, &e, None);
+        assert_eq!(
+            retry.actions, actions,
+            "the failed action and crio after it"
+        );
+        assert_eq!(retry.delay, CA_RETRY_FIRST);
+        assert!(
+            retry
+                .failure
+                .starts_with("restart coreos-update-ca-trust.service: ")
+                && retry.failure.contains("injected failure"),
+            "{}",
+            retry.failure
+        );
+
+        // The second action failing keeps only it; each retry waits twice as long, up to the
+        // longest wait.
+        let crio = Systemd::new("restart crio.service");
+        let (steps, failed) = run_post_actions(Some(&crio), &actions).await;
+        assert_eq!(steps.len(), 1);
+        let (action, e) = failed.unwrap();
+        let again = CaRetry::after(&actions, &action, &e, Some(retry.delay));
+        assert_eq!(again.actions, [PostAction::Restart("crio.service".into())]);
+        assert_eq!(again.delay, CA_RETRY_FIRST * 2);
+        let mut d = again.delay;
+        for _ in 0..10 {
+            d = CaRetry::after(&actions, &action, &e, Some(d)).delay;
+        }
+        assert_eq!(d, CA_RETRY_MAX);
+
+        // A new change runs the pending actions first, then its own, each once.
+        let reload = PostAction::Reload("other.service".into());
+        let merged = with_pending(
+            Some(again.clone()),
+            vec![reload.clone(), PostAction::Restart("crio.service".into())],
+        );
+        assert_eq!(
+            merged,
+            [PostAction::Restart("crio.service".into()), reload.clone()]
+        );
+        assert_eq!(with_pending(None, vec![reload.clone()]), [reload]);
+    }
 }
 
 /// Standalone mode's ControllerConfig file.

@@ -34,6 +34,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::cluster::controllerconfig::{
     CONTROLLER_CONFIG_NAME, ControllerConfig, ControllerConfigSpec,
@@ -308,6 +309,69 @@ impl CaApplied {
     pub fn is_empty(&self) -> bool {
         self.written.is_empty() && self.removed.is_empty() && self.removed_registries.is_empty()
     }
+}
+
+/// The first wait before the post actions of a change of CA files run again after one failed.
+pub const CA_RETRY_FIRST: Duration = Duration::from_secs(10);
+/// The longest wait between two runs of failed CA post actions (the wait doubles up to it).
+pub const CA_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// The post actions of a change of CA files that failed, kept to run again after `delay`.
+///
+/// The files stay written whatever an action does, so an action that failed (a trust store that
+/// did not restart) would otherwise leave the node trusting the old bundle in that service until
+/// the bundles change again. The daemon runs the failed action and those after it again, after
+/// [`CA_RETRY_FIRST`], then after twice the last wait, up to [`CA_RETRY_MAX`], until they
+/// succeed. A new change of the CA files runs the pending actions first, then its own (each
+/// once), and starts the waits over. A daemon restart forgets them (the files on the node
+/// already match, so nothing is rewritten and no action runs): the failure is in the journal
+/// and the events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CaRetry {
+    /// The action that failed and the ones after it, in order.
+    pub actions: Vec<PostAction>,
+    /// The failure, as the status and the journal say it (`restart crio.service: …`: a
+    /// [`crate::host::systemd::SystemdError`] starts with the operation and the unit).
+    pub failure: String,
+    /// The wait before the next run.
+    pub delay: Duration,
+}
+
+impl CaRetry {
+    /// What to run again after `actions` ran in order and `failed` (one of them) failed with
+    /// `error`; `last`: the wait before this run, when it was itself a retry.
+    pub fn after(
+        actions: &[PostAction],
+        failed: &PostAction,
+        error: &dyn std::fmt::Display,
+        last: Option<Duration>,
+    ) -> CaRetry {
+        let from = actions.iter().position(|a| a == failed).unwrap_or(0);
+        let mut rest: Vec<PostAction> = actions[from..].to_vec();
+        if rest.first() != Some(failed) {
+            rest.insert(0, failed.clone());
+        }
+        CaRetry {
+            actions: rest,
+            failure: error.to_string(),
+            delay: last.map_or(CA_RETRY_FIRST, |d| (d * 2).min(CA_RETRY_MAX)),
+        }
+    }
+}
+
+/// The actions a change of CA files runs while `pending` (actions that failed before) wait to
+/// run again: the pending ones first, then the change's own that are not among them, in order.
+pub fn with_pending(pending: Option<CaRetry>, actions: Vec<PostAction>) -> Vec<PostAction> {
+    let Some(p) = pending else {
+        return actions;
+    };
+    let mut out = p.actions;
+    for a in actions {
+        if !out.contains(&a) {
+            out.push(a);
+        }
+    }
+    out
 }
 
 /// What the node disruption policy asks after CA files changed.

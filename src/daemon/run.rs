@@ -222,6 +222,8 @@ struct Daemon {
     ca: BTreeMap<String, crate::host::manifest::Record>,
     /// The last ControllerConfig spec seen (its CA files are brought back after every update).
     ca_spec: Option<crate::cluster::controllerconfig::ControllerConfigSpec>,
+    /// The CA files' post actions that failed, and when they run again.
+    ca_retry: Option<(tokio::time::Instant, crate::daemon::certs::CaRetry)>,
     current_name: String,
     /// SHA-256 of the stored current config (to tell a new desired config from the same one).
     current_digest: Option<[u8; 32]>,
@@ -335,6 +337,7 @@ impl Daemon {
             manifest: Manifest::default(),
             ca: BTreeMap::new(),
             ca_spec: None,
+            ca_retry: None,
             current_name: String::new(),
             current_digest: None,
             drift: BTreeMap::new(),
@@ -1132,6 +1135,7 @@ impl Daemon {
                 }
                 _ = sleep_until(retry_at) => self.on_retry().await,
                 _ = sleep_until(self.check_at) => self.on_check_timer().await,
+                _ = sleep_until(self.ca_retry.as_ref().map(|r| r.0)) => self.on_ca_retry().await,
                 (to, report) = checks_done(&mut self.checks) => self.on_checks_done(to, report).await,
                 _ = sleep_until(self.trim_at) => {
                     self.trim_at = None;
@@ -1240,7 +1244,6 @@ async fn watch_changed<T>(rx: Option<&mut tokio::sync::watch::Receiver<T>>) -> b
     }
 }
 
-/// Sleeps until `at` (forever when None).
 /// The round of try-mode checks in `checks` has ended: its config and report (None: the task
 /// failed); pending while none runs.
 async fn checks_done(
@@ -1254,6 +1257,7 @@ async fn checks_done(
     (to, report)
 }
 
+/// Sleeps until `at` (forever when None).
 async fn sleep_until(at: Option<tokio::time::Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at).await,

@@ -154,6 +154,9 @@ pub struct CertificatesStatus {
     pub errors: Vec<String>,
     /// When the bundles were last applied (RFC 3339).
     pub updated: String,
+    /// When the post actions that failed run again (RFC 3339; absent: none waits).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub retry_at: String,
 }
 
 /// A reboot the daemon asked for, once it has happened.

@@ -13,7 +13,8 @@
 //!   changed run ([`super::super::certs::ca_actions`]). A failed action is logged, reported as a
 //!   `FailedServiceRestart`/`FailedServiceReload` event and in the status (`certificates`);
 //!   the files stay written (they are what the cluster trusts) and the node state is not
-//!   changed by it.
+//!   changed by it. The failed action and those after it run again later, with a doubling wait
+//!   ([`crate::daemon::certs::CaRetry`]; the status says when, `retryAt`), until they succeed.
 //! - **Drift.** Every CA file written is a managed path with a record like a MachineConfig
 //!   file's: an edit behind the daemon's back is drift with the same reason wording, and the
 //!   node stays `Degraded` until the file is restored, the bundle changes (rewritten), the
@@ -25,13 +26,14 @@
 use super::{Daemon, Mode};
 use crate::cluster::events::EventReason;
 use crate::daemon::certs::{
-    REGISTRY_CA_DIR, apply_ca_plan, ca_actions, ca_plan, ca_record, read_controller_config,
+    CaRetry, REGISTRY_CA_DIR, apply_ca_plan, ca_actions, ca_plan, ca_record,
+    read_controller_config, with_pending,
 };
 use crate::daemon::cluster::action_failure_event;
 use crate::daemon::controllerconfig::Seen;
 use crate::daemon::status::{CertificatesStatus, rfc3339};
 use crate::daemon::update::run_post_actions;
-use crate::host::exec::Outcome;
+use crate::host::exec::{Outcome, PostAction};
 use crate::host::systemd::ServiceManager;
 use std::time::SystemTime;
 
@@ -110,6 +112,7 @@ impl Daemon {
             Err(e) => {
                 tracing::error!(source = %source, error = %e, "cannot write the CA files: {e}");
                 errors.push(format!("cannot write the CA files: {e}"));
+                errors.extend(self.ca_retry.as_ref().map(|(_, r)| r.failure.clone()));
                 self.record_certs(source, None, errors, Vec::new());
                 return;
             }
@@ -135,6 +138,7 @@ impl Daemon {
         self.check_drift(Some(check));
         if changed.is_empty() {
             tracing::debug!(source = %source, files = self.ca.len(), "CA bundles unchanged: nothing written");
+            errors.extend(self.ca_retry.as_ref().map(|(_, r)| r.failure.clone()));
             self.record_certs(source, None, errors, Vec::new());
             return;
         }
@@ -152,8 +156,22 @@ impl Daemon {
         for n in &planned.notes {
             tracing::info!("{n}");
         }
+        let todo = with_pending(self.ca_retry.take().map(|(_, r)| r), planned.actions);
+        let (actions, failure) = self.run_ca_actions(&todo, None).await;
+        errors.extend(failure);
+        self.record_certs(source, Some(applied), errors, actions);
+    }
+
+    /// Runs the post actions of a change of CA files (`last`: the wait before this run, when it
+    /// is a retry), logs each, and on a failure queues its event and sets the retry: what each
+    /// action became, for the status, and the failure.
+    async fn run_ca_actions(
+        &mut self,
+        todo: &[PostAction],
+        last: Option<std::time::Duration>,
+    ) -> (Vec<String>, Option<String>) {
         let systemd = self.systemd.as_ref().map(|s| s as &dyn ServiceManager);
-        let (steps, failed) = run_post_actions(systemd, &planned.actions).await;
+        let (steps, failed) = run_post_actions(systemd, todo).await;
         let mut actions: Vec<String> = steps
             .iter()
             .map(|s| match &s.outcome {
@@ -164,15 +182,47 @@ impl Daemon {
         for s in &steps {
             tracing::info!(action = %s.what, outcome = ?s.outcome, "post action {} for the CA files: {}", s.what, match &s.outcome { Outcome::Done => "done".to_string(), Outcome::Skipped(w) => format!("skipped ({w})") });
         }
-        if let Some((action, e)) = failed {
-            tracing::error!(action = %action, error = %e, "post action {action} for the CA files failed: {e}");
-            actions.push(format!("{action}: failed: {e}"));
-            errors.push(format!("{action}: {e}"));
-            if let Some(r) = action_failure_event(&e) {
-                self.queue(r, format!("after writing the CA files: {e}"));
-            }
+        let Some((action, e)) = failed else {
+            return (actions, None);
+        };
+        let retry = CaRetry::after(todo, &action, &e, last);
+        tracing::error!(action = %action, error = %e, retry_in_s = retry.delay.as_secs(), "post action {action} for the CA files failed: {e}; run again in {} s", retry.delay.as_secs());
+        actions.push(format!("{action}: failed: {e}"));
+        if let Some(r) = action_failure_event(&e) {
+            self.queue(r, format!("after writing the CA files: {e}"));
         }
-        self.record_certs(source, Some(applied), errors, actions);
+        let failure = retry.failure.clone();
+        self.ca_retry = Some((tokio::time::Instant::now() + retry.delay, retry));
+        (actions, Some(failure))
+    }
+
+    /// The wait of a failed CA post action is over: it runs again, with those after it.
+    pub(super) async fn on_ca_retry(&mut self) {
+        let Some((_, retry)) = self.ca_retry.take() else {
+            return;
+        };
+        tracing::info!(actions = retry.actions.len(), failed_before = %retry.failure, "running the CA files' post actions again (failed before: {})", retry.failure);
+        let (actions, failure) = self.run_ca_actions(&retry.actions, Some(retry.delay)).await;
+        if failure.is_none() {
+            tracing::info!("the CA files' post actions are done on retry");
+        }
+        let retry_at = self.ca_retry_at();
+        self.with_status(|s| {
+            let c = s.certificates.get_or_insert_with(Default::default);
+            c.errors.retain(|e| *e != retry.failure);
+            c.errors.extend(failure);
+            c.actions = actions;
+            c.retry_at = retry_at;
+        });
+        self.write_status();
+    }
+
+    /// When the failed CA post actions run again (RFC 3339; empty: none waits).
+    fn ca_retry_at(&self) -> String {
+        self.ca_retry.as_ref().map_or_else(String::new, |(at, _)| {
+            let left = at.saturating_duration_since(tokio::time::Instant::now());
+            rfc3339(SystemTime::now() + left)
+        })
     }
 
     /// Puts what the CA files became into the status (`applied`: None when nothing changed,
@@ -186,6 +236,7 @@ impl Daemon {
     ) {
         let files: Vec<String> = self.ca.keys().cloned().collect();
         let now = rfc3339(SystemTime::now());
+        let retry_at = self.ca_retry_at();
         self.with_status(|s| {
             let c = s.certificates.get_or_insert_with(|| CertificatesStatus {
                 updated: now.clone(),
@@ -194,6 +245,7 @@ impl Daemon {
             c.source = source;
             c.files = files;
             c.errors = errors;
+            c.retry_at = retry_at;
             if let Some(a) = applied {
                 c.written = a.written;
                 c.removed = a.removed;
