@@ -129,6 +129,63 @@ fn configs_are_validated() {
     assert_eq!(out.status.code(), Some(2));
 }
 
+/// What only provisioning applies (disks, users other than `core`) is valid, and named: a note
+/// on stderr and `notApplied` in the JSON.
+#[test]
+fn install_time_sections_are_valid_and_named_as_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mc.yaml");
+    std::fs::write(
+        &path,
+        r#"apiVersion: machineconfiguration.openshift.io/v1
+kind: MachineConfig
+metadata: {name: 99-worker-disks}
+spec:
+  config:
+    ignition: {version: 3.4.0}
+    passwd:
+      users:
+      - {name: core, sshAuthorizedKeys: ["ssh-ed25519 AAAA core"]}
+      - {name: alice}
+    storage:
+      disks:
+      - {device: /dev/sdb, partitions: [{label: data}]}
+      files:
+      - {path: /etc/chrony.conf, mode: 420, contents: {source: "data:,server%20a"}}
+"#,
+    )
+    .unwrap();
+    let out = run(&["--config", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["notApplied"],
+        serde_json::json!([
+            "storage.disks: install-time only, not applied by machine-config-daemon",
+            "passwd.users[alice]: install-time only, not applied by machine-config-daemon",
+        ])
+    );
+    let err = text(&out.stderr);
+    let notes: Vec<&str> = err.lines().filter(|l| l.starts_with("note: ")).collect();
+    assert_eq!(notes.len(), 2, "{err}");
+    assert!(
+        notes[0].ends_with(
+            "mc.yaml: storage.disks: install-time only, not applied by machine-config-daemon"
+        ),
+        "{err}"
+    );
+
+    // A config of files and units only: nothing to name.
+    let out = run(&["--config", &format!("{F}/configs/old.yaml")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v.get("notApplied").is_none(), "{v}");
+    assert!(
+        !text(&out.stderr).contains("note: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 /// Files that usually hold secrets are valid, with one warning each: the machine config server
 /// hands every config to anyone who reaches it.
 #[test]

@@ -9,6 +9,11 @@
 //! `machine_config_daemon::model::secrets`) gets one `warning: ...` line per such file on
 //! stderr, and is still valid (exit 0): the machine config server gives configs to anyone who
 //! reaches it.
+//!
+//! What a valid config asks that the daemon never applies (provisioning's part: disks,
+//! filesystems, users other than `core`, …; [`reconcile::not_applied`]) is named too, one
+//! `note: ...` line each on stderr and `notApplied` in the JSON: a node provisioned from the
+//! config has it, and a later change of it is refused.
 
 use machine_config_daemon::model::{self, policy};
 use machine_config_daemon::plan::reconcile;
@@ -163,6 +168,10 @@ fn validate_config(
         .map(|w| format!("{origin}: {w}"))
         .collect();
     super::print_warnings(&secrets);
+    let not_applied = reconcile::not_applied(&mc);
+    for n in &not_applied {
+        eprintln!("note: {origin}: {n}");
+    }
     let c = &mc.spec.config;
     if output == super::Format::Text {
         println!(
@@ -174,11 +183,14 @@ fn validate_config(
         );
         return ExitCode::SUCCESS;
     }
-    let summary = serde_json::json!({
+    let mut summary = serde_json::json!({
         "name": mc.name,
         "valid": true,
         "files": c.files.len(),
         "units": c.units.len(),
     });
+    if !not_applied.is_empty() {
+        summary["notApplied"] = serde_json::json!(not_applied);
+    }
     super::print_data(&summary, output)
 }
