@@ -191,7 +191,7 @@ for ((boot = 0; boot <= CUTS; boot++)); do
         >> "$W/console.log" 2>&1 &
     qpid=$!
     deadline=$(( $(now_us) + BOOT_TIMEOUT * 1000000 ))
-    kill_at="" live=none events="" killed=0
+    kill_at="" live=none events="" killed=0 partial=
     while :; do
         t=$(now_us)
         if [ -n "$kill_at" ] && [ "$t" -ge "$kill_at" ]; then
@@ -206,7 +206,10 @@ for ((boot = 0; boot <= CUTS; boot++)); do
         wait_us=1000000
         [ -z "$kill_at" ] || wait_us=$((kill_at - t))
         [ "$wait_us" -le 1000000 ] || wait_us=1000000
+        # A read that times out mid-line keeps what it read in `line`: it is kept here and the
+        # line's rest is added to it (otherwise `started N` split by the timeout is lost).
         if IFS= read -r -t "$(us_to_s "$wait_us")" -u "$SIGFD" line; then
+            line=$partial$line partial=
             line=${line%$'\r'}
             case "$line" in
             "started $cut")
@@ -218,8 +221,9 @@ for ((boot = 0; boot <= CUTS; boot++)); do
                 events="$events ${line%% *}@${line#* }ms"
                 ;;
             esac
-        elif ! kill -0 "$qpid" 2>/dev/null; then
-            break
+        else
+            partial=$partial$line
+            kill -0 "$qpid" 2>/dev/null || break
         fi
     done
     wait "$qpid" 2>/dev/null
