@@ -446,6 +446,60 @@ mod actions {
         );
         assert_eq!(with_pending(None, vec![reload.clone()]), [reload]);
     }
+
+    /// The pending actions, as the status writes them, read back by a daemon that starts again.
+    #[test]
+    fn pending_actions_are_read_back_from_the_status() {
+        use machine_config_daemon::daemon::certs::{CA_RETRY_FIRST, CaRetry};
+        for a in [
+            PostAction::DaemonReload,
+            PostAction::Reload("chronyd.service".into()),
+            PostAction::Restart("crio.service".into()),
+            PostAction::Reboot,
+        ] {
+            assert_eq!(a.to_string().parse::<PostAction>(), Ok(a));
+        }
+        for bad in [
+            "",
+            "restart",
+            "restart ",
+            "stop crio.service",
+            "restart a b",
+        ] {
+            let e = bad.parse::<PostAction>().unwrap_err();
+            assert!(e.contains("is not a post action"), "{bad:?}: {e}");
+        }
+        let pending = [
+            "restart coreos-update-ca-trust.service".to_string(),
+            "bogus".to_string(),
+            "restart crio.service".to_string(),
+        ];
+        let errors = [
+            "CA bundle x: not PEM".to_string(),
+            "restart coreos-update-ca-trust.service: no such unit".to_string(),
+        ];
+        let r = CaRetry::restored(&pending, &errors).unwrap();
+        assert_eq!(
+            r.actions,
+            [
+                PostAction::Restart("coreos-update-ca-trust.service".into()),
+                PostAction::Restart("crio.service".into())
+            ],
+            "the one that is no action left out"
+        );
+        assert_eq!(
+            r.failure,
+            "restart coreos-update-ca-trust.service: no such unit"
+        );
+        assert_eq!(r.delay, CA_RETRY_FIRST);
+        let r = CaRetry::restored(&pending[2..], &errors).unwrap();
+        assert_eq!(
+            r.failure,
+            "restart crio.service: failed before the daemon started again"
+        );
+        assert_eq!(CaRetry::restored(&[], &errors), None);
+        assert_eq!(CaRetry::restored(&pending[1..2], &errors), None);
+    }
 }
 
 /// Standalone mode's ControllerConfig file.
@@ -729,5 +783,77 @@ mod standalone {
             format!("content mismatch for file {KUBELET_CA:?}")
         );
         assert_eq!(node.read(KUBELET_CA), "edited", "not rewritten");
+    }
+
+    /// CA post actions that failed and wait to run again are in the status; a daemon that
+    /// starts again (the files already match: nothing is written) runs them at once.
+    #[test]
+    fn pending_actions_run_when_the_daemon_starts_again() {
+        let node = Node::new();
+        node.set_desired(&mc("rendered-worker-a", vec![file("/etc/a.conf", "a\n")]));
+        let cc = node.dir.path().join("controllerconfig.json");
+        std::fs::write(
+            &cc,
+            controller_config(&pem("kube"), &pem("user-ca"), serde_json::json!([])),
+        )
+        .unwrap();
+        let args = vec![
+            "--controller-config".to_string(),
+            cc.to_str().unwrap().to_string(),
+        ];
+        let mut d = Daemon::start(
+            &node,
+            StartOpts {
+                args: args.clone(),
+                ..Default::default()
+            },
+        );
+        d.wait("the CA files written", |s| {
+            s.state == NodeState::Done && !certificates(s).files.is_empty()
+        });
+        d.signal(libc::SIGTERM);
+        assert!(d.wait_exit(DEADLINE).is_some_and(|s| s.success()));
+        // What a failed restart of the trust store leaves in the status.
+        let path = node.root.join(STATUS);
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        v["certificates"]["pendingActions"] = serde_json::json!([
+            "restart coreos-update-ca-trust.service",
+            "restart crio.service"
+        ]);
+        v["certificates"]["errors"] =
+            serde_json::json!(["restart coreos-update-ca-trust.service: no such unit"]);
+        v["certificates"]["retryAt"] = serde_json::json!("2026-01-01T00:00:00Z");
+        std::fs::write(&path, v.to_string()).unwrap();
+
+        let d = Daemon::start(
+            &node,
+            StartOpts {
+                args,
+                ..Default::default()
+            },
+        );
+        let st = d.wait("the pending actions run", |s| {
+            certificates(s).pending_actions.is_empty()
+                && !certificates(s).actions.is_empty()
+                && s.state == NodeState::Done
+        });
+        let c = certificates(&st);
+        assert_eq!(
+            c.actions,
+            [
+                "restart coreos-update-ca-trust.service: skipped (no systemd (--no-systemd))",
+                "restart crio.service: skipped (no systemd (--no-systemd))",
+            ]
+        );
+        assert!(c.errors.is_empty(), "{:?}", c.errors);
+        assert!(c.retry_at.is_empty(), "{}", c.retry_at);
+        assert!(c.written.is_empty(), "nothing written: {:?}", c.written);
+        assert!(
+            d.log()
+                .contains("CA post actions pending from before the start: they run now"),
+            "{}",
+            d.log()
+        );
     }
 }

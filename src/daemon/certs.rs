@@ -323,9 +323,9 @@ pub const CA_RETRY_MAX: Duration = Duration::from_secs(300);
 /// the bundles change again. The daemon runs the failed action and those after it again, after
 /// [`CA_RETRY_FIRST`], then after twice the last wait, up to [`CA_RETRY_MAX`], until they
 /// succeed. A new change of the CA files runs the pending actions first, then its own (each
-/// once), and starts the waits over. A daemon restart forgets them (the files on the node
-/// already match, so nothing is rewritten and no action runs): the failure is in the journal
-/// and the events.
+/// once), and starts the waits over. They are in the status (`pendingActions`), which outlives
+/// the daemon's process but not a reboot (it is under `/run`): a daemon that starts again runs
+/// them at once ([`CaRetry::restored`]); after a reboot every service has started anew.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CaRetry {
     /// The action that failed and the ones after it, in order.
@@ -356,6 +356,35 @@ impl CaRetry {
             failure: error.to_string(),
             delay: last.map_or(CA_RETRY_FIRST, |d| (d * 2).min(CA_RETRY_MAX)),
         }
+    }
+}
+
+impl CaRetry {
+    /// The retry a daemon that starts finds in its last status: the pending actions (as the
+    /// status writes them; one that does not read as an action is left out and logged) and the
+    /// failure among `errors` that names the first; None when none is pending.
+    pub fn restored(pending: &[String], errors: &[String]) -> Option<CaRetry> {
+        let actions: Vec<PostAction> = pending
+            .iter()
+            .filter_map(|a| {
+                a.parse()
+                    .map_err(|e: String| {
+                        tracing::warn!("status certificates.pendingActions: {e}; left out")
+                    })
+                    .ok()
+            })
+            .collect();
+        let first = actions.first()?.to_string();
+        let failure = errors
+            .iter()
+            .find(|e| e.starts_with(&format!("{first}: ")))
+            .cloned()
+            .unwrap_or_else(|| format!("{first}: failed before the daemon started again"));
+        Some(CaRetry {
+            actions,
+            failure,
+            delay: CA_RETRY_FIRST,
+        })
     }
 }
 

@@ -299,7 +299,15 @@ impl Daemon {
         let root = Root::open(&opts.root)?.with_state_dir(&opts.state_dir)?;
         let status_file = status_path(&opts.root);
         let mut status = Status::new(&opts.node_name, &opts.source.pool, SystemTime::now());
+        let mut ca_retry = None;
         if let Ok(old) = Status::read(&status_file) {
+            // CA post actions that failed and waited: they run as soon as the loop starts.
+            if let Some(r) = old.certificates.as_ref().and_then(|c| {
+                crate::daemon::certs::CaRetry::restored(&c.pending_actions, &c.errors)
+            }) {
+                tracing::info!(actions = r.actions.len(), failed_before = %r.failure, "CA post actions pending from before the start: they run now");
+                ca_retry = Some((tokio::time::Instant::now(), r));
+            }
             // Keep the conditions' history and the last plan across restarts.
             status.conditions = old.conditions;
             status.last_plan = old.last_plan;
@@ -337,7 +345,7 @@ impl Daemon {
             manifest: Manifest::default(),
             ca: BTreeMap::new(),
             ca_spec: None,
-            ca_retry: None,
+            ca_retry,
             current_name: String::new(),
             current_digest: None,
             drift: BTreeMap::new(),

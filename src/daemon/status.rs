@@ -157,6 +157,10 @@ pub struct CertificatesStatus {
     /// When the post actions that failed run again (RFC 3339; absent: none waits).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub retry_at: String,
+    /// The actions that run then: the one that failed and those after it, in order. A daemon
+    /// that starts again runs them at once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_actions: Vec<String>,
 }
 
 /// A reboot the daemon asked for, once it has happened.

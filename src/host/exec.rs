@@ -23,6 +23,27 @@ impl std::fmt::Display for PostAction {
     }
 }
 
+impl std::str::FromStr for PostAction {
+    type Err = String;
+
+    /// The form [`PostAction`]'s `Display` writes (`restart crio.service`, `daemon-reload`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.split_once(' ') {
+            None if s == "daemon-reload" => Ok(PostAction::DaemonReload),
+            None if s == "reboot" => Ok(PostAction::Reboot),
+            Some(("reload", u)) if !u.is_empty() && !u.contains(' ') => {
+                Ok(PostAction::Reload(u.to_string()))
+            }
+            Some(("restart", u)) if !u.is_empty() && !u.contains(' ') => {
+                Ok(PostAction::Restart(u.to_string()))
+            }
+            _ => Err(format!(
+                "{s:?} is not a post action (daemon-reload, reload UNIT, restart UNIT, reboot)"
+            )),
+        }
+    }
+}
+
 /// What became of an operation.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase", tag = "outcome", content = "reason")]

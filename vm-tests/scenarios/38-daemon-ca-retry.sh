@@ -3,7 +3,8 @@
 # trust store and CRI-O for the user CA bundle. Neither unit exists yet on this node: the
 # restart fails, the file stays written, the status names the failure and when the actions run
 # again, and the node stays Done. Once the units exist the actions run again by themselves (no
-# new bundle) and succeed: the status clears the failure, and both units ran.
+# new bundle) and succeed: the status clears the failure, and both units ran. Then again with
+# the daemon restarted while the actions wait: the new process runs them from the status.
 . "$MCD_VMTEST/guest/lib.sh"
 . "$MCD_VMTEST/guest/daemon.sh"
 CC=/etc/machine-config-daemon/controller-config.yaml
@@ -78,3 +79,26 @@ assert_eq "restart coreos-update-ca-trust.service: done,restart crio.service: do
 [ -s /run/mcd-test-crio.runs ] || fail "CRI-O was not restarted"
 assert_eq Done "$(st .state)" "state after the retry"
 assert_eq "$USER_PEM" "$(cat "$USER_CA")" "the user CA bundle after the retry"
+
+# Again, and the daemon restarted while the actions wait: the new process runs them at once
+# (the files already match, so without the status's pendingActions nothing would run them).
+for u in coreos-update-ca-trust crio; do rm "/etc/systemd/system/$u.service"; done
+systemctl daemon-reload
+rm -f /run/mcd-test-*.runs
+sed -i "s|^  additionalTrustBundle: .*|  additionalTrustBundle: $(b64 "$KUBE_PEM")|" "$CC"
+wait_status '(.certificates.pendingActions // []) | length == 2' 30 "the failed restart pending again"
+for u in coreos-update-ca-trust crio; do
+    printf '[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh -c "date +%%s.%%N >> /run/mcd-test-%s.runs"\n' "$u" \
+        > "/etc/systemd/system/$u.service"
+done
+systemctl daemon-reload
+old_pid=$(systemctl show -P MainPID "$MCD_UNIT")
+systemctl restart "$MCD_UNIT"
+new_pid=$(systemctl show -P MainPID "$MCD_UNIT")
+[ "$new_pid" != "$old_pid" ] || fail "the daemon did not restart"
+wait_status '((.certificates.pendingActions // []) | length) == 0 and ((.certificates.errors // []) | length) == 0' 30 "the pending actions run by the new process"
+journalctl _PID="$new_pid" --no-pager -o cat | grep -q "CA post actions pending from before the start: they run now" \
+    || fail "the new process did not take the pending actions: $(journalctl _PID="$new_pid" --no-pager -o cat | tail -20)"
+[ -s /run/mcd-test-crio.runs ] || fail "CRI-O was not restarted by the new process"
+report "restarted while pending: the new process ran them, ${WAITED} s: $(st '.certificates.actions | join(", ")')"
+assert_eq "$KUBE_PEM" "$(cat "$USER_CA")" "the rotated user CA bundle"

@@ -206,23 +206,27 @@ impl Daemon {
         if failure.is_none() {
             tracing::info!("the CA files' post actions are done on retry");
         }
-        let retry_at = self.ca_retry_at();
+        let (retry_at, pending) = self.ca_retry_status();
         self.with_status(|s| {
             let c = s.certificates.get_or_insert_with(Default::default);
             c.errors.retain(|e| *e != retry.failure);
             c.errors.extend(failure);
             c.actions = actions;
             c.retry_at = retry_at;
+            c.pending_actions = pending;
         });
         self.write_status();
     }
 
-    /// When the failed CA post actions run again (RFC 3339; empty: none waits).
-    fn ca_retry_at(&self) -> String {
-        self.ca_retry.as_ref().map_or_else(String::new, |(at, _)| {
-            let left = at.saturating_duration_since(tokio::time::Instant::now());
-            rfc3339(SystemTime::now() + left)
-        })
+    /// When the failed CA post actions run again (RFC 3339; empty: none waits), and which.
+    fn ca_retry_status(&self) -> (String, Vec<String>) {
+        self.ca_retry
+            .as_ref()
+            .map_or_else(Default::default, |(at, r)| {
+                let left = at.saturating_duration_since(tokio::time::Instant::now());
+                let actions = r.actions.iter().map(|a| a.to_string()).collect();
+                (rfc3339(SystemTime::now() + left), actions)
+            })
     }
 
     /// Puts what the CA files became into the status (`applied`: None when nothing changed,
@@ -236,7 +240,7 @@ impl Daemon {
     ) {
         let files: Vec<String> = self.ca.keys().cloned().collect();
         let now = rfc3339(SystemTime::now());
-        let retry_at = self.ca_retry_at();
+        let (retry_at, pending) = self.ca_retry_status();
         self.with_status(|s| {
             let c = s.certificates.get_or_insert_with(|| CertificatesStatus {
                 updated: now.clone(),
@@ -246,6 +250,7 @@ impl Daemon {
             c.files = files;
             c.errors = errors;
             c.retry_at = retry_at;
+            c.pending_actions = pending;
             if let Some(a) = applied {
                 c.written = a.written;
                 c.removed = a.removed;
