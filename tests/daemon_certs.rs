@@ -825,6 +825,20 @@ mod standalone {
             serde_json::json!(["restart coreos-update-ca-trust.service: no such unit"]);
         v["certificates"]["retryAt"] = serde_json::json!("2026-01-01T00:00:00Z");
         std::fs::write(&path, v.to_string()).unwrap();
+        let out = std::process::Command::new(BIN)
+            .args(["status", "--root"])
+            .arg(&node.root)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("CA files: restart coreos-update-ca-trust.service: no such unit\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("CA files: restart coreos-update-ca-trust.service, restart crio.service run again at 2026-01-01T00:00:00Z\n"),
+            "{text}"
+        );
 
         let d = Daemon::start(
             &node,

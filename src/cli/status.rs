@@ -162,6 +162,13 @@ pub fn run(args: Args) -> ExitCode {
                 for e in &c.errors {
                     println!("CA files: {e}");
                 }
+                if !c.pending_actions.is_empty() {
+                    println!(
+                        "CA files: {} run again at {}",
+                        c.pending_actions.join(", "),
+                        c.retry_at
+                    );
+                }
             }
             if let Some(t) = modified {
                 let ago = now.duration_since(t).unwrap_or_default();
