@@ -463,6 +463,8 @@ mod actions {
             "",
             "restart",
             "restart ",
+            "reload ",
+            "reload a b",
             "stop crio.service",
             "restart a b",
         ] {
