@@ -12,6 +12,14 @@ fn run(args: &[&str]) -> Output {
         .expect("run the binary")
 }
 
+/// `validate --config` on a MachineConfig written from `yaml` (its path ends in `mc.yaml`).
+fn validate_yaml(yaml: &str) -> Output {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("mc.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    run(&["--config", path.to_str().unwrap()])
+}
+
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -133,10 +141,7 @@ fn configs_are_validated() {
 /// on stderr and `notApplied` in the JSON.
 #[test]
 fn install_time_sections_are_valid_and_named_as_not_applied() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mc.yaml");
-    std::fs::write(
-        &path,
+    let out = validate_yaml(
         r#"apiVersion: machineconfiguration.openshift.io/v1
 kind: MachineConfig
 metadata: {name: 99-worker-disks}
@@ -153,9 +158,7 @@ spec:
       files:
       - {path: /etc/chrony.conf, mode: 420, contents: {source: "data:,server%20a"}}
 "#,
-    )
-    .unwrap();
-    let out = run(&["--config", path.to_str().unwrap()]);
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
@@ -190,10 +193,7 @@ spec:
 /// hands every config to anyone who reaches it.
 #[test]
 fn secret_looking_files_are_warned_about() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("mc.yaml");
-    std::fs::write(
-        &path,
+    let out = validate_yaml(
         r#"apiVersion: machineconfiguration.openshift.io/v1
 kind: MachineConfig
 metadata: {name: 99-worker-secrets}
@@ -206,9 +206,7 @@ spec:
       - {path: /var/lib/kubelet/config.json, mode: 384, contents: {source: "data:,%7B%7D"}}
       - {path: /var/home/core/.ssh/id_ed25519, mode: 384, contents: {source: "data:,x"}}
 "#,
-    )
-    .unwrap();
-    let out = run(&["--config", path.to_str().unwrap()]);
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     let warnings: Vec<&str> = err.lines().filter(|l| l.starts_with("warning: ")).collect();

@@ -674,12 +674,7 @@ mod standalone {
         assert!(!node.exists("/etc/docker/certs.d/garbage.example"));
         assert!(st.post_config_action.is_none(), "no reboot");
         assert_eq!(st.current_config, "rendered-worker-a");
-        let out = std::process::Command::new(BIN)
-            .args(["status", "--root"])
-            .arg(&node.root)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = node.status_text();
         assert!(
             text.contains(&format!("CA files: 3 from {cc_arg}\n")),
             "{text}"
@@ -827,12 +822,7 @@ mod standalone {
             serde_json::json!(["restart coreos-update-ca-trust.service: no such unit"]);
         v["certificates"]["retryAt"] = serde_json::json!("2026-01-01T00:00:00Z");
         std::fs::write(&path, v.to_string()).unwrap();
-        let out = std::process::Command::new(BIN)
-            .args(["status", "--root"])
-            .arg(&node.root)
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
+        let text = node.status_text();
         assert!(
             text.contains("CA files: restart coreos-update-ca-trust.service: no such unit\n"),
             "{text}"

@@ -130,12 +130,7 @@ fn report_keeps_the_node_done_and_lists_the_drift() {
     );
     assert!(metric(&addr, "mcd_config_drift").unwrap() > 0.0);
     // `status` shows it, and the rules.
-    let out = Command::new(BIN)
-        .args(["status", "--root"])
-        .arg(&node.root)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = node.status_text();
     assert!(
         text.contains(
             "drift reported (the node stays Done): content mismatch for file \"/etc/motd\""

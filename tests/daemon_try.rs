@@ -141,12 +141,7 @@ fn a_failing_check_reverts_the_files_and_degrades_with_its_output() {
     );
     assert_eq!(metric(&addr, "mcd_try_reverts_total"), Some(1.0));
     // `status` says so.
-    let out = Command::new(BIN)
-        .args(["status", "--root"])
-        .arg(&node.root)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = node.status_text();
     assert!(
         text.contains(
             "try mode: confirm within 1s (checks: systemd (skipped: --no-systemd), 1 in health.d)"

@@ -85,6 +85,16 @@ impl Node {
         std::fs::read_to_string(self.path(node_path)).unwrap()
     }
 
+    /// What `status --root <this node>` prints (text).
+    pub fn status_text(&self) -> String {
+        let out = std::process::Command::new(BIN)
+            .args(["status", "--root"])
+            .arg(&self.root)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
     pub fn exists(&self, node_path: &str) -> bool {
         std::fs::symlink_metadata(self.path(node_path)).is_ok()
     }
