@@ -346,20 +346,17 @@ impl CaRetry {
         error: &dyn std::fmt::Display,
         last: Option<Duration>,
     ) -> CaRetry {
-        let from = actions.iter().position(|a| a == failed).unwrap_or(0);
-        let mut rest: Vec<PostAction> = actions[from..].to_vec();
-        if rest.first() != Some(failed) {
-            rest.insert(0, failed.clone());
-        }
+        let rest = match actions.iter().position(|a| a == failed) {
+            Some(i) => actions[i..].to_vec(),
+            None => vec![failed.clone()],
+        };
         CaRetry {
             actions: rest,
             failure: error.to_string(),
             delay: last.map_or(CA_RETRY_FIRST, |d| (d * 2).min(CA_RETRY_MAX)),
         }
     }
-}
 
-impl CaRetry {
     /// The retry a daemon that starts finds in its last status: the pending actions (as the
     /// status writes them; one that does not read as an action is left out and logged) and the
     /// failure among `errors` that names the first; None when none is pending.
